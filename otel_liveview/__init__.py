@@ -1,0 +1,41 @@
+"""Watch a running experiment from an OpenTelemetry, Prometheus, Loki and Grafana stack.
+
+    from otel_liveview import ExperimentBroadcaster, LiveViewExperiment
+
+    broadcaster = ExperimentBroadcaster(base_topic="experiment:updates:root")
+    broadcaster.publish_metric_sync("loss", 0.5, epoch=1, step=100, phase="train")
+"""
+
+from __future__ import annotations
+
+
+
+from otel_liveview.broadcaster import ExperimentBroadcaster
+from otel_liveview.experiment import ExperimentState, LiveViewExperiment, StateManager
+from otel_liveview.logging_bridge import LiveViewHandler
+from otel_liveview.pipeline import VERSION as __version__
+from otel_liveview.pipeline import configure, flush, shutdown
+from otel_liveview.series import TABLES
+
+
+def stats() -> dict[str, dict[str, int]]:
+    """This process's self-telemetry: published by kind, dropped by "kind/reason"."""
+    return {
+        "published": {dict(key)["kind"]: value for key, value in TABLES.published.items()},
+        "dropped": {"{kind}/{reason}".format(**dict(key)): value for key, value in TABLES.dropped.items()},
+    }
+
+
+
+__all__ = [
+    "ExperimentBroadcaster",
+    "ExperimentState",
+    "LiveViewExperiment",
+    "LiveViewHandler",
+    "StateManager",
+    "__version__",
+    "configure",
+    "flush",
+    "shutdown",
+    "stats",
+]

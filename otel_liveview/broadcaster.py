@@ -1,0 +1,182 @@
+"""The publishing API experiment code calls (a drop-in for the LiveView broadcaster).
+
+Publishing never waits for the network. A metric is a write into a last-value table that the SDK
+reads at export time; events and logs are small tuples on a bounded queue that the export thread
+turns into OpenTelemetry log records. Bad input raises a clear error; a full queue or table drops
+the item and counts it in `liveview.dropped`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from otel_liveview import mapping
+from otel_liveview import pipeline as _pipeline
+from otel_liveview.series import TABLES, Key
+
+_MAX_CACHED_KEYS = 10_000
+_NONFINITE = ("nan", "inf", "-inf")
+_STATUSES = ("initializing", "running", "completed", "failed", "aborted")
+
+_now = time.time_ns
+_queue = _pipeline.QUEUE
+_metric_table = TABLES.metric
+_step_table = TABLES.step
+_epoch_table = TABLES.epoch
+_published_metrics = TABLES.published_counter("metric")
+_published_data = TABLES.published_counter("data")
+_published_logs = TABLES.published_counter("log")
+_published_status = TABLES.published_counter("status")
+
+
+class ExperimentBroadcaster:
+    """Publishes metrics, data streams and logs under one topic, from any thread, task or process."""
+
+    def __init__(self, base_topic: str = "experiment:updates:root") -> None:
+        if not isinstance(base_topic, str) or not base_topic:
+            raise ValueError("base_topic must be a non-empty string")
+        self.base_topic = mapping.label_value(base_topic)
+        self._keys: dict[Any, Key] = {}  # (name, *kwargs) -> sorted label pairs
+        _pipeline.ensure(self.base_topic)
+
+    # -- metrics ---------------------------------------------------------------------------------
+
+    def publish_metric_sync(
+        self, name: str, value: Any, step: Any = None, epoch: Any = None, **attributes: Any
+    ) -> None:
+        """Record `value` as the current value of metric `name`.
+
+        `step` and `epoch` go to their own gauges; str/bool keyword arguments become labels, every
+        keyword argument goes into the `liveview.metric` event. Raises TypeError for a value that is
+        not a number.
+        """
+        if _pipeline._pipeline is None:
+            _pipeline.ensure(self.base_topic)
+        number = value if type(value) is float else mapping.metric_value(name, value)
+        if step is not None:
+            step = mapping.metric_value("step", step)
+        if epoch is not None:
+            epoch = mapping.metric_value("epoch", epoch)
+        cache_key = (name, *attributes.items()) if attributes else name
+        try:
+            key = self._keys[cache_key]
+        except (KeyError, TypeError):
+            key = self._intern(name, attributes, cache_key)
+        if number - number == 0.0:  # finite: inf - inf and nan - nan are nan
+            if not _metric_table.set(key, number):
+                TABLES.count_dropped("metric", "cardinality")
+                return
+            if key in TABLES.nonfinite_seen:
+                self._mark_nonfinite(key, None)
+        else:
+            self._mark_nonfinite(key, mapping.nonfinite_label(number))
+        if step is not None:
+            _step_table.set(key, step)
+        if epoch is not None:
+            _epoch_table.set(key, epoch)
+        _published_metrics.add()
+        if _pipeline._pipeline.settings.metric_events and not _queue.put(
+            ("metric", _now(), self.base_topic, name, number, step, epoch, attributes)
+        ):
+            TABLES.count_dropped("metric", "queue_full")
+
+    async def publish_metric(self, name: str, value: Any, step: Any = None, epoch: Any = None, **attributes: Any) -> None:
+        self.publish_metric_sync(name, value, step, epoch, **attributes)
+
+    def _intern(self, name: Any, attributes: dict[str, Any], cache_key: Any) -> Key:
+        labels = {
+            mapping.attribute_key(k): mapping.label_value(v) for k, v in attributes.items() if mapping.is_label(v)
+        }
+        labels["metric"] = mapping.metric_name(name)
+        labels["topic"] = self.base_topic
+        key = tuple(sorted(labels.items()))
+        if len(self._keys) < _MAX_CACHED_KEYS:
+            try:
+                self._keys[cache_key] = key
+            except TypeError:  # unhashable keyword values: not cacheable, still publishable
+                pass
+        return key
+
+    def _mark_nonfinite(self, key: Key, current: str | None) -> None:
+        """liveview.metric.nonfinite{value=...} is 1 for the current non-finite kind, 0 otherwise."""
+        TABLES.nonfinite_seen.add(key)
+        for kind in _NONFINITE:
+            TABLES.nonfinite.set(tuple(sorted((*key, ("value", kind)))), 1.0 if kind == current else 0.0)
+
+    # -- data streams ------------------------------------------------------------------------------
+
+    def publish_data_sync(self, stream_name: str, data: Mapping[Any, Any]) -> None:
+        """Publish one sample of a named data stream: the dict as an event, numeric leaves as gauges."""
+        if _pipeline._pipeline is None:
+            _pipeline.ensure(self.base_topic)
+        if type(stream_name) is not str or not stream_name:
+            mapping.stream_name(stream_name)  # raises the precise error
+        if not isinstance(data, Mapping):
+            raise TypeError(f"data for stream {stream_name!r} must be a dict, not {type(data).__name__}")
+        # A shallow copy: the caller may reuse its dict for the next sample.
+        if _queue.put(("data", _now(), self.base_topic, stream_name[: mapping.MAX_LABEL_LENGTH], dict(data))):
+            _published_data.add()
+        else:
+            TABLES.count_dropped("data", "queue_full")
+
+    async def publish_data(self, stream_name: str, data: Mapping[Any, Any]) -> None:
+        self.publish_data_sync(stream_name, data)
+
+    # -- logs --------------------------------------------------------------------------------------
+
+    def publish_log_sync(self, level: str | int, message: Any, **attributes: Any) -> None:
+        """Publish a log record; `level` is debug/info/warning/error/critical (any case) or a logging level."""
+        if _pipeline._pipeline is None:
+            _pipeline.ensure(self.base_topic)
+        number, text = _SEVERITY_CACHE.get(level) or mapping.severity(level)
+        if _queue.put(("log", _now(), self.base_topic, number, text, message, attributes)):
+            _published_logs.add()
+        else:
+            TABLES.count_dropped("log", "queue_full")
+
+    async def publish_log(self, level: str | int, message: Any, **attributes: Any) -> None:
+        self.publish_log_sync(level, message, **attributes)
+
+    def emit_log_record(self, timestamp_ns: int, level: int, message: str, attributes: dict[str, Any]) -> None:
+        """Queue a log record with its own timestamp (the logging bridge's way in)."""
+        if _pipeline._pipeline is None:
+            _pipeline.ensure(self.base_topic)
+        number, text = mapping.severity(level)
+        if _queue.put(("log", timestamp_ns, self.base_topic, number, text, message, attributes)):
+            _published_logs.add()
+        else:
+            TABLES.count_dropped("log", "queue_full")
+
+    # -- experiment status ---------------------------------------------------------------------------
+
+    def publish_status(self, experiment: str, status: str, error: str | None = None) -> None:
+        """Set liveview.experiment.status (1 for `status`, 0 for the other states) and emit liveview.status."""
+        if status not in _STATUSES:
+            raise ValueError(f"unknown experiment status {status!r}; use one of {', '.join(_STATUSES)}")
+        if _pipeline._pipeline is None:
+            _pipeline.ensure(self.base_topic)
+        name = ("experiment", mapping.label_value(str(experiment)))
+        topic = ("topic", self.base_topic)
+        for state in _STATUSES:
+            TABLES.status.set((name, ("status", state), topic), 1.0 if state == status else 0.0)
+        _published_status.add()
+        if not _queue.put(("status", _now(), self.base_topic, experiment, status, error)):
+            TABLES.count_dropped("status", "queue_full")
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Export everything published so far (this process); False if `timeout` was not enough."""
+        return _pipeline.flush(timeout)
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Export what is left and stop this process's pipeline (a later publish starts a new one)."""
+        return _pipeline.shutdown(timeout)
+
+
+_SEVERITY_CACHE: dict[Any, tuple[int, str]] = {}
+for _name in mapping.SEVERITIES:
+    for _spelling in (_name, _name.upper(), _name.capitalize()):
+        _SEVERITY_CACHE[_spelling] = mapping.SEVERITIES[_name]

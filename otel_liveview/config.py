@@ -1,0 +1,115 @@
+"""Settings: keyword arguments of `configure()` first, then environment variables, then defaults.
+
+The standard `OTEL_*` variables keep the meaning the OpenTelemetry specification gives them; the
+library's own knobs are `OTEL_LIVEVIEW_*`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+PROTOCOLS = ("grpc", "http/protobuf")
+DEFAULT_ENDPOINTS = {"grpc": "http://localhost:4317", "http/protobuf": "http://localhost:4318"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    service_name: str | None = None  # None: OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES, else "otel-liveview"
+    topic: str | None = None  # resource attribute liveview.topic; defaults to the first broadcaster's topic
+    endpoint: str | None = None  # None: the exporters read OTEL_EXPORTER_OTLP_*ENDPOINT themselves
+    protocol: str | None = None  # None: OTEL_EXPORTER_OTLP_{METRICS,LOGS}_PROTOCOL, then ..._PROTOCOL, then grpc
+    headers: dict[str, str] | None = None
+    insecure: bool | None = None
+    metric_export_interval: float = 1.0  # seconds; OTEL_METRIC_EXPORT_INTERVAL (ms) overrides the default
+    metric_events: bool = True  # also emit a liveview.metric event per publish_metric
+    max_queue_size: int = 32_768  # events/logs waiting for export; OTEL_BLRP_MAX_QUEUE_SIZE
+    max_export_batch_size: int = 512  # OTEL_BLRP_MAX_EXPORT_BATCH_SIZE
+    schedule_delay: float = 0.2  # seconds between event exports; OTEL_BLRP_SCHEDULE_DELAY (ms)
+    max_series: int = 2_000  # distinct attribute sets per gauge; OTEL_LIVEVIEW_MAX_SERIES
+    max_stream_keys: int = 64  # numeric keys per data stream; OTEL_LIVEVIEW_MAX_STREAM_KEYS
+    exit_timeout: float = 5.0  # seconds the interpreter may wait at exit to export; OTEL_LIVEVIEW_EXIT_TIMEOUT
+    prometheus_port: int | None = None  # pull mode; OTEL_LIVEVIEW_PROMETHEUS_PORT
+    prometheus_addr: str = "127.0.0.1"  # OTEL_LIVEVIEW_PROMETHEUS_ADDR
+    resource_attributes: dict[str, Any] = field(default_factory=dict)
+
+
+_ENV_MS = {
+    "metric_export_interval": "OTEL_METRIC_EXPORT_INTERVAL",
+    "schedule_delay": "OTEL_BLRP_SCHEDULE_DELAY",
+}
+_ENV_INT = {
+    "max_queue_size": "OTEL_BLRP_MAX_QUEUE_SIZE",
+    "max_export_batch_size": "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",
+    "max_series": "OTEL_LIVEVIEW_MAX_SERIES",
+    "max_stream_keys": "OTEL_LIVEVIEW_MAX_STREAM_KEYS",
+    "prometheus_port": "OTEL_LIVEVIEW_PROMETHEUS_PORT",
+}
+_ENV_SECONDS = {"exit_timeout": "OTEL_LIVEVIEW_EXIT_TIMEOUT"}
+_ENV_BOOL = {"metric_events": "OTEL_LIVEVIEW_METRIC_EVENTS"}
+_ENV_STR = {"topic": "OTEL_LIVEVIEW_TOPIC", "prometheus_addr": "OTEL_LIVEVIEW_PROMETHEUS_ADDR"}
+
+
+def load(**overrides: Any) -> Settings:
+    """Settings from keyword arguments, then the environment, then the defaults."""
+    known = {f.name for f in fields(Settings)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for name, var in _ENV_MS.items():
+        values[name] = _env_number(var, float) / 1000 if var in os.environ else None
+    for name, var in _ENV_INT.items():
+        values[name] = _env_number(var, int) if var in os.environ else None
+    for name, var in _ENV_SECONDS.items():
+        values[name] = _env_number(var, float) if var in os.environ else None
+    for name, var in _ENV_BOOL.items():
+        values[name] = _env_bool(var) if var in os.environ else None
+    for name, var in _ENV_STR.items():
+        values[name] = os.environ.get(var) or None
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    settings = Settings(**{k: v for k, v in values.items() if v is not None})
+    _validate(settings)
+    return settings
+
+
+def protocol_for(settings: Settings, signal: str) -> str:
+    """The OTLP protocol for `signal` ("metrics" or "logs"), as the OTel spec orders the variables."""
+    protocol = (
+        settings.protocol
+        or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "grpc"
+    ).strip()
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unsupported OTLP protocol {protocol!r} for {signal}; use one of {PROTOCOLS}")
+    return protocol
+
+
+def _validate(settings: Settings) -> None:
+    if settings.protocol is not None and settings.protocol not in PROTOCOLS:
+        raise ValueError(f"unsupported OTLP protocol {settings.protocol!r}; use one of {PROTOCOLS}")
+    for name in ("metric_export_interval", "schedule_delay", "exit_timeout"):
+        if getattr(settings, name) < 0:
+            raise ValueError(f"{name} must not be negative")
+    for name in ("max_queue_size", "max_export_batch_size", "max_series", "max_stream_keys"):
+        if getattr(settings, name) < 1:
+            raise ValueError(f"{name} must be at least 1")
+
+
+def _env_number(var: str, kind: type) -> Any:
+    raw = os.environ[var].strip()
+    try:
+        return kind(float(raw)) if kind is int else kind(raw)
+    except ValueError:
+        raise ValueError(f"{var}={raw!r} is not a number") from None
+
+
+def _env_bool(var: str) -> bool:
+    raw = os.environ[var].strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{var}={raw!r} is not a boolean (true/false)")

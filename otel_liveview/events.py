@@ -1,0 +1,84 @@
+"""Queued publish calls -> the arguments of `Logger.emit` (runs on the export thread).
+
+A queued item is a tuple whose first element names its kind; see `ExperimentBroadcaster` for who
+puts which. Building here keeps the caller's cost to a tuple and a deque append.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry._logs import SeverityNumber
+
+from otel_liveview import mapping
+from otel_liveview.series import Tables
+
+INFO = SeverityNumber.INFO
+
+
+def metric_event(item: tuple[Any, ...], tables: Tables) -> dict[str, Any]:
+    _, timestamp, topic, name, value, step, epoch, extra = item
+    attributes = mapping.attributes(extra) if extra else {}
+    body: dict[str, Any] = {"metric": name, "value": value}
+    if step is not None:
+        body["step"] = attributes["step"] = step
+    if epoch is not None:
+        body["epoch"] = attributes["epoch"] = epoch
+    if extra:
+        body.update(mapping.to_body(extra))
+    attributes["metric"] = name
+    attributes["topic"] = topic
+    return {"timestamp": timestamp, "event_name": "liveview.metric", "body": body, "attributes": attributes}
+
+
+def data_event(item: tuple[Any, ...], tables: Tables) -> dict[str, Any]:
+    _, timestamp, topic, stream, data = item
+    gauge = tables.data
+    for key, value in mapping.numeric_leaves(data):
+        if not (tables.admit_stream_key(topic, stream, key) and gauge.set(_data_key(topic, stream, key), value)):
+            tables.count_dropped("data", "cardinality")
+    return {
+        "timestamp": timestamp,
+        "event_name": "liveview.data",
+        "body": mapping.to_body(data),
+        "attributes": {"stream": stream, "topic": topic},
+    }
+
+
+def _data_key(topic: str, stream: str, key: str) -> tuple[tuple[str, str], ...]:
+    return (("key", key), ("stream", stream), ("topic", topic))
+
+
+def log_record(item: tuple[Any, ...], tables: Tables) -> dict[str, Any]:
+    _, timestamp, topic, number, text, message, extra = item
+    attributes = mapping.attributes(extra) if extra else {}
+    attributes["topic"] = topic
+    return {
+        "timestamp": timestamp,
+        "severity_number": SeverityNumber(number),
+        "severity_text": text,
+        "body": message if type(message) is str else str(mapping.to_body(message)),
+        "attributes": attributes,
+    }
+
+
+def status_event(item: tuple[Any, ...], tables: Tables) -> dict[str, Any]:
+    _, timestamp, topic, experiment, status, error = item
+    body = {"experiment": experiment, "status": status}
+    attributes = {"topic": topic, "experiment": experiment, "status": status}
+    if error:
+        body["error"] = attributes["error"] = error
+    return {
+        "timestamp": timestamp,
+        "event_name": "liveview.status",
+        "severity_number": SeverityNumber.ERROR if status == "failed" else INFO,
+        "body": body,
+        "attributes": attributes,
+    }
+
+
+BUILDERS = {"metric": metric_event, "data": data_event, "log": log_record, "status": status_event}
+
+
+def build(item: tuple[Any, ...], tables: Tables) -> dict[str, Any]:
+    return BUILDERS[item[0]](item, tables)

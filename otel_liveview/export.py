@@ -1,0 +1,214 @@
+"""Shipping events and logs off the caller's thread, and counting what cannot be shipped.
+
+Callers put small tuples on a bounded `RecordQueue` (never blocks: a full queue drops and counts).
+One `ExportWorker` thread per process turns them into OpenTelemetry log records and hands them to
+a logger. With the library's own pipeline that logger's only processor is `BatchExporter`, which
+the worker flushes after each batch, so the exporter's back-pressure lands on the queue (where
+drops are counted) and never on the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+
+from otel_liveview.series import Tables
+
+_log = logging.getLogger("otel_liveview")
+
+EVENT_KINDS = {"liveview.metric": "metric", "liveview.data": "data", "liveview.status": "status"}
+
+
+def record_kind(record: ReadableLogRecord) -> str:
+    return EVENT_KINDS.get(record.log_record.event_name or "", "log")
+
+
+class RecordQueue:
+    """A bounded hand-off from any thread to the export worker."""
+
+    __slots__ = ("_items", "capacity", "wake", "wake_at")
+
+    def __init__(self, capacity: int, wake_at: int) -> None:
+        self._items: deque[tuple[Any, ...]] = deque()
+        self.capacity = capacity
+        self.wake_at = wake_at
+        self.wake = threading.Event()
+
+    def put(self, item: tuple[Any, ...]) -> bool:
+        items = self._items
+        if len(items) >= self.capacity:
+            return False
+        items.append(item)  # deque.append is atomic
+        if len(items) == self.wake_at:
+            self.wake.set()
+        return True
+
+    def take(self, limit: int) -> list[tuple[Any, ...]]:
+        items = self._items
+        batch = []
+        try:
+            for _ in range(limit):
+                batch.append(items.popleft())
+        except IndexError:
+            pass
+        return batch
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def reset(self) -> None:
+        """Forget everything (a forked child must not ship its parent's records)."""
+        self._items = deque()
+        self.wake = threading.Event()
+
+
+class BatchExporter(LogRecordProcessor):
+    """Collects the records the worker emits and exports them when the worker says so."""
+
+    def __init__(self, exporter: LogRecordExporter, tables: Tables) -> None:
+        self._exporter = exporter
+        self._tables = tables
+        self._pending: list[ReadableLogRecord] = []
+        self._lock = threading.Lock()
+
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        readable = ReadableLogRecord(
+            log_record=log_record.log_record,
+            resource=log_record.resource,
+            instrumentation_scope=log_record.instrumentation_scope,
+            limits=log_record.limits,
+        )
+        with self._lock:
+            self._pending.append(readable)
+
+    emit = on_emit
+
+    def export_pending(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            result = self._exporter.export(batch)
+        except Exception:
+            _log.exception("exporting %d records failed", len(batch))
+            result = LogRecordExportResult.FAILURE
+        if result is not LogRecordExportResult.SUCCESS:
+            self._count_failed(batch)
+
+    def _count_failed(self, batch: Sequence[ReadableLogRecord]) -> None:
+        counts: dict[str, int] = {}
+        for record in batch:
+            kind = record_kind(record)
+            counts[kind] = counts.get(kind, 0) + 1
+        for kind, amount in counts.items():
+            self._tables.count_dropped(kind, "export_failed", amount)
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        self.export_pending()
+        return True
+
+
+class ExportWorker:
+    """The thread that drains the queue: build records, emit them, export each batch."""
+
+    def __init__(
+        self,
+        queue: RecordQueue,
+        emit: Callable[[tuple[Any, ...]], None],
+        batch_size: int,
+        delay: float,
+        after_batch: Callable[[], None] | None,
+        tables: Tables,
+    ) -> None:
+        self._queue = queue
+        self._emit = emit
+        self._batch_size = batch_size
+        self._delay = delay
+        self._after_batch = after_batch
+        self._tables = tables
+        self._drain_lock = threading.Lock()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="otel-liveview-export", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        wake = self._queue.wake
+        while not self._stopping:
+            wake.wait(self._delay)
+            wake.clear()
+            self.drain()
+
+    def drain(self, deadline: float | None = None) -> bool:
+        """Ship what is queued now; False if the deadline passed first."""
+        with self._drain_lock:
+            while deadline is None or time.monotonic() < deadline:
+                batch = self._queue.take(self._batch_size)
+                if not batch:
+                    return True
+                for item in batch:
+                    try:
+                        self._emit(item)
+                    except Exception:  # a record that cannot be built must not stop the others
+                        _log.exception("building a %s record failed", item[0])
+                        self._tables.count_dropped(item[0], "invalid")
+                if self._after_batch is not None:
+                    self._after_batch()
+            return not len(self._queue)
+
+    def stop(self, timeout: float) -> bool:
+        """Ship what is left within `timeout` seconds; True if the queue emptied."""
+        self._stopping = True
+        self._queue.wake.set()
+        deadline = time.monotonic() + timeout
+        finisher = threading.Thread(target=self.drain, args=(deadline,), daemon=True)
+        finisher.start()
+        finisher.join(timeout)
+        return not finisher.is_alive() and not len(self._queue)
+
+
+class CountingMetricExporter(MetricExporter):
+    """Wraps a metric exporter and counts the data points of failed exports as dropped."""
+
+    def __init__(self, inner: MetricExporter, tables: Tables) -> None:
+        super().__init__(
+            preferred_temporality=inner._preferred_temporality,
+            preferred_aggregation=inner._preferred_aggregation,
+        )
+        self._inner = inner
+        self._tables = tables
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        try:
+            result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        except Exception:
+            _log.exception("exporting metrics failed")
+            result = MetricExportResult.FAILURE
+        if result is not MetricExportResult.SUCCESS:
+            points = sum(
+                len(metric.data.data_points)
+                for resource_metrics in metrics_data.resource_metrics
+                for scope_metrics in resource_metrics.scope_metrics
+                for metric in scope_metrics.metrics
+            )
+            self._tables.count_dropped("metric", "export_failed", points)
+        return result
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)

@@ -1,0 +1,232 @@
+"""The translation rules of SPEC section 3, free of OpenTelemetry objects.
+
+Everything here is a pure function of its arguments: metric values, severities, label values,
+data bodies and the numeric leaves of a data stream.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import enum
+import fractions
+import math
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+# OpenTelemetry severity numbers (logs data model) and the short texts Loki maps to detected_level.
+SEVERITIES: dict[str, tuple[int, str]] = {
+    "trace": (1, "TRACE"),
+    "debug": (5, "DEBUG"),
+    "info": (9, "INFO"),
+    "information": (9, "INFO"),
+    "notice": (10, "INFO2"),
+    "warning": (13, "WARN"),
+    "warn": (13, "WARN"),
+    "error": (17, "ERROR"),
+    "critical": (21, "FATAL"),
+    "fatal": (21, "FATAL"),
+}
+# Python logging levels (DEBUG=10 ... CRITICAL=50) mapped onto the same scale.
+_PY_LEVELS = ((50, "critical"), (40, "error"), (30, "warning"), (20, "info"), (10, "debug"), (0, "trace"))
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_LABEL_LENGTH = 256
+MAX_STRING_LENGTH = 64 * 1024
+MAX_BODY_DEPTH = 32
+MAX_BODY_NODES = 10_000
+TRUNCATED = "…[truncated]"
+
+
+def severity(level: str | int) -> tuple[int, str]:
+    """(severity number, severity text) for a level name (case-insensitive) or a `logging` level."""
+    if isinstance(level, str):
+        found = SEVERITIES.get(level.lower())
+        if found is None:
+            raise ValueError(f"unknown log level {level!r}; use one of {', '.join(sorted(SEVERITIES))}")
+        return found
+    if isinstance(level, int) and not isinstance(level, bool):
+        return SEVERITIES[next(name for floor, name in _PY_LEVELS if level >= floor)]
+    raise TypeError(f"log level must be a level name or a logging level number, not {type(level).__name__}")
+
+
+def metric_value(name: str, value: Any) -> float:
+    """The float a metric value stands for, or TypeError naming the metric.
+
+    bool -> 0/1; int and float as they are (ints beyond float range become ±inf); numpy scalars and
+    0-d arrays, Decimal and Fraction are numbers. NaN and ±Inf are returned as they are: the caller
+    decides what to do with them.
+    """
+    kind = type(value)
+    if kind is float:
+        return value
+    if kind is int or kind is bool:
+        return _int_to_float(value)
+    if isinstance(value, (int, float, decimal.Decimal, fractions.Fraction)):
+        return _int_to_float(value) if isinstance(value, int) else float(value)
+    if hasattr(value, "dtype") and getattr(value, "shape", None) == () and value.dtype.kind in "biuf":
+        return float(value)
+    raise TypeError(f"metric {name!r}: value must be a real number, not {kind.__name__} ({_short_repr(value)})")
+
+
+def _int_to_float(value: int) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def nonfinite_label(value: float) -> str:
+    """The `value` label of liveview.metric.nonfinite for a non-finite float."""
+    if math.isnan(value):
+        return "nan"
+    return "inf" if value > 0 else "-inf"
+
+
+def metric_name(name: Any) -> str:
+    """A published metric name, checked: a non-empty string, cut to a sane label length."""
+    if not isinstance(name, str):
+        raise TypeError(f"metric name must be a string, not {type(name).__name__}")
+    if not name:
+        raise ValueError("metric name must not be empty")
+    return name[:MAX_LABEL_LENGTH]
+
+
+def stream_name(name: Any) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"stream name must be a string, not {type(name).__name__}")
+    if not name:
+        raise ValueError("stream name must not be empty")
+    return name[:MAX_LABEL_LENGTH]
+
+
+def attribute_key(key: Any) -> str:
+    """Attribute keys are sanitized, never rejected: any key becomes a non-empty string."""
+    text = key if isinstance(key, str) else str(key)
+    text = text.strip()[:MAX_LABEL_LENGTH]
+    return text or "_"
+
+
+def label_value(value: str | bool) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return value[:MAX_LABEL_LENGTH]
+
+
+def is_label(value: Any) -> bool:
+    """Low-cardinality keyword arguments (str, bool) become metric labels; the rest stay in events."""
+    return type(value) is str or type(value) is bool
+
+
+def attribute_value(value: Any) -> Any:
+    """A value OpenTelemetry accepts as an attribute: primitives as they are, the rest as text."""
+    kind = type(value)
+    if kind is str:
+        return value[:MAX_STRING_LENGTH]
+    if kind is bool or kind is float:
+        return value
+    if kind is int:
+        return value if INT64_MIN <= value <= INT64_MAX else str(value)
+    if isinstance(value, (list, tuple)) and value and all(type(v) in (str, bool, float) for v in value):
+        if len({type(v) for v in value}) == 1:
+            return list(value)
+    converted = to_body(value)
+    if isinstance(converted, (str, bool, int, float)):
+        return converted
+    return str(converted)[:MAX_STRING_LENGTH]
+
+
+def attributes(values: Mapping[Any, Any]) -> dict[str, Any]:
+    return {attribute_key(k): attribute_value(v) for k, v in values.items()}
+
+
+def to_body(value: Any) -> Any:
+    """Convert a payload to what an OTel AnyValue holds: maps, lists, str, bool, int, float, bytes.
+
+    datetime -> ISO 8601; numpy arrays -> lists, numpy scalars -> numbers; Decimal/Fraction -> float;
+    other objects -> str(). Cycles become "<cycle>", nesting deeper than MAX_BODY_DEPTH becomes
+    "<too deep>", strings are cut at MAX_STRING_LENGTH and bodies at MAX_BODY_NODES values.
+    """
+    return _BodyConverter().convert(value, 0)
+
+
+class _BodyConverter:
+    __slots__ = ("nodes", "stack")
+
+    def __init__(self) -> None:
+        self.nodes = 0
+        self.stack: set[int] = set()
+
+    def convert(self, value: Any, depth: int) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_BODY_NODES:
+            return TRUNCATED
+        kind = type(value)
+        if kind is str:
+            return value if len(value) <= MAX_STRING_LENGTH else value[:MAX_STRING_LENGTH] + TRUNCATED
+        if kind is float:
+            return value if math.isfinite(value) else nonfinite_label(value)  # JSON has no NaN
+        if kind is bool or value is None:
+            return value
+        if kind is int:
+            return value if INT64_MIN <= value <= INT64_MAX else str(value)
+        if isinstance(value, Mapping) or isinstance(value, (list, tuple, set, frozenset)):
+            return self._container(value, depth)
+        if isinstance(value, (bytes, bytearray)):
+            return bytes(value[:MAX_STRING_LENGTH])
+        if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+            return value.isoformat()
+        if isinstance(value, enum.Enum):
+            return self.convert(value.value, depth)
+        if isinstance(value, (decimal.Decimal, fractions.Fraction)):
+            return float(value)
+        if hasattr(value, "tolist") and hasattr(value, "dtype"):  # numpy arrays and scalars
+            return self.convert(value.tolist(), depth)
+        if isinstance(value, (int, float)):  # int/float subclasses
+            return self.convert(int(value) if isinstance(value, int) else float(value), depth)
+        return self.convert(str(value), depth)
+
+    def _container(self, value: Any, depth: int) -> Any:
+        if depth >= MAX_BODY_DEPTH:
+            return "<too deep>"
+        marker = id(value)
+        if marker in self.stack:
+            return "<cycle>"
+        self.stack.add(marker)
+        try:
+            if isinstance(value, Mapping):
+                return {attribute_key(k): self.convert(v, depth + 1) for k, v in value.items()}
+            return [self.convert(v, depth + 1) for v in value]
+        finally:
+            self.stack.discard(marker)
+
+
+def numeric_leaves(data: Mapping[Any, Any], prefix: str = "", depth: int = 0) -> Iterator[tuple[str, float]]:
+    """(dotted key, value) for every finite numeric leaf reachable through nested dicts.
+
+    Lists are not walked (an activation vector would explode the series count); they stay in the
+    event. Non-finite leaves are skipped: the OTel SDK drops them anyway.
+    """
+    if depth >= MAX_BODY_DEPTH:
+        return
+    for raw_key, value in data.items():
+        key = prefix + attribute_key(raw_key)
+        if isinstance(value, Mapping):
+            yield from numeric_leaves(value, key + ".", depth + 1)
+            continue
+        try:
+            number = metric_value(key, value)
+        except TypeError:
+            continue
+        if math.isfinite(number):
+            yield key, number
+
+
+def _short_repr(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 60 else text[:57] + "..."

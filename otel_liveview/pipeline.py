@@ -1,0 +1,342 @@
+"""The process-wide OpenTelemetry wiring: resource, providers, exporters, fork and exit handling.
+
+Set up once per process, lazily at the first publish (or by `configure()`). Globally installed SDK
+providers are reused rather than competed with; otherwise the library builds its own and leaves the
+global ones alone. A forked child starts over: fresh `service.instance.id`, empty tables and queue.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from opentelemetry import _logs, metrics
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk.metrics import (
+    Counter,
+    Histogram,
+    MeterProvider,
+    ObservableCounter,
+    ObservableGauge,
+    ObservableUpDownCounter,
+    UpDownCounter,
+)
+from opentelemetry.sdk.metrics import _Gauge as SyncGauge
+from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
+
+from otel_liveview import config, events
+from otel_liveview.config import Settings
+from otel_liveview.export import BatchExporter, CountingMetricExporter, ExportWorker, RecordQueue
+from otel_liveview.series import TABLES
+
+_log = logging.getLogger("otel_liveview")
+
+try:
+    VERSION = metadata.version("otel-liveview")
+except metadata.PackageNotFoundError:  # running from a checkout
+    VERSION = "0.0.0"
+
+CUMULATIVE = dict.fromkeys(
+    (Counter, UpDownCounter, Histogram, SyncGauge, ObservableCounter, ObservableUpDownCounter, ObservableGauge),
+    AggregationTemporality.CUMULATIVE,
+)
+
+# Callers put events and logs here; the export worker drains it. Process-wide, reset after fork.
+QUEUE = RecordQueue(capacity=32_768, wake_at=512)
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    resource: Resource
+    meter_provider: Any
+    logger_provider: Any
+    worker: ExportWorker
+    owns_meter_provider: bool
+    owns_logger_provider: bool
+
+    @property
+    def instance_id(self) -> str:
+        return str(self.resource.attributes.get(SERVICE_INSTANCE_ID, ""))
+
+
+_lock = threading.RLock()
+_pipeline: Pipeline | None = None
+_settings: Settings | None = None  # from configure(), kept for lazy start and forked children
+_exit_hooks_pid: int | None = None
+_stale: list[Pipeline] = []  # inherited over fork; stopped when the child starts its own
+_extensions: list[Callable[[Pipeline], None]] = []
+
+
+def active() -> Pipeline | None:
+    return _pipeline
+
+
+def configure(**settings: Any) -> Pipeline:
+    """Set up (or set up again) this process's pipeline with explicit settings."""
+    global _settings
+    new_settings = config.load(**settings)
+    with _lock:
+        if _pipeline is not None:
+            shutdown(timeout=new_settings.exit_timeout)
+        _settings = new_settings
+        return _start(new_settings, topic=None)
+
+
+def ensure(topic: str | None = None) -> Pipeline:
+    """The running pipeline, started from the environment on first use."""
+    pipeline = _pipeline
+    if pipeline is not None:
+        return pipeline
+    with _lock:
+        if _pipeline is not None:
+            return _pipeline
+        return _start(_settings or config.load(), topic)
+
+
+def on_start(extension: Callable[[Pipeline], None]) -> None:
+    """Run `extension` whenever a pipeline starts (pull mode hooks in here)."""
+    _extensions.append(extension)
+    if _pipeline is not None:
+        extension(_pipeline)
+
+
+def _start(settings: Settings, topic: str | None) -> Pipeline:
+    global _pipeline
+    for stale in _stale:  # the parent's providers, carried over by fork: stop their threads
+        threading.Thread(target=_quietly_shutdown, args=(stale,), daemon=True).start()
+    _stale.clear()
+    TABLES.resize(settings.max_series, settings.max_stream_keys)
+    QUEUE.capacity = settings.max_queue_size
+    QUEUE.wake_at = settings.max_export_batch_size
+    resource = make_resource(settings, topic)
+
+    meter_provider = metrics.get_meter_provider()
+    owns_meter_provider = not isinstance(meter_provider, MeterProvider)
+    if owns_meter_provider:
+        reader = PeriodicExportingMetricReader(
+            CountingMetricExporter(metric_exporter(settings), TABLES),
+            export_interval_millis=settings.metric_export_interval * 1000,
+        )
+        meter_provider = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
+    register_instruments(meter_provider.get_meter("otel_liveview", VERSION))
+
+    logger_provider = _logs.get_logger_provider()
+    owns_logger_provider = not isinstance(logger_provider, LoggerProvider)
+    after_batch = None
+    if owns_logger_provider:
+        batcher = BatchExporter(log_exporter(settings), TABLES)
+        logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+        logger_provider.add_log_record_processor(batcher)
+        after_batch = batcher.export_pending
+    logger = logger_provider.get_logger("otel_liveview", VERSION)
+
+    def emit(item: tuple[Any, ...]) -> None:
+        logger.emit(**events.build(item, TABLES))
+
+    worker = ExportWorker(
+        QUEUE, emit, settings.max_export_batch_size, settings.schedule_delay, after_batch, TABLES
+    )
+    worker.start()
+    _pipeline = Pipeline(
+        settings, resource, meter_provider, logger_provider, worker, owns_meter_provider, owns_logger_provider
+    )
+    _install_exit_hooks()
+    for extension in _extensions:
+        extension(_pipeline)
+    return _pipeline
+
+
+def make_resource(settings: Settings, topic: str | None) -> Resource:
+    """SPEC section 3's resource; OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME are merged by the SDK."""
+    attributes: dict[str, Any] = {
+        SERVICE_INSTANCE_ID: str(uuid.uuid4()),
+        "process.pid": os.getpid(),
+        "host.name": socket.gethostname(),
+    }
+    attributes.update(settings.resource_attributes)
+    topic = settings.topic or topic
+    if topic:
+        attributes["liveview.topic"] = topic
+    resource = Resource.create(attributes)
+    if settings.service_name:
+        resource = resource.merge(Resource({SERVICE_NAME: settings.service_name}))
+    elif not _service_name_from_env():
+        resource = resource.merge(Resource({SERVICE_NAME: "otel-liveview"}))
+    return resource
+
+
+def _service_name_from_env() -> bool:
+    if os.environ.get("OTEL_SERVICE_NAME"):
+        return True
+    pairs = os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(",")
+    return any(pair.split("=", 1)[0].strip() == SERVICE_NAME for pair in pairs)
+
+
+def metric_exporter(settings: Settings) -> Any:
+    kwargs = _exporter_kwargs(settings, "metrics")
+    if config.protocol_for(settings, "metrics") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    return OTLPMetricExporter(preferred_temporality=CUMULATIVE, **kwargs)
+
+
+def log_exporter(settings: Settings) -> Any:
+    kwargs = _exporter_kwargs(settings, "logs")
+    if config.protocol_for(settings, "logs") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    return OTLPLogExporter(**kwargs)
+
+
+def _exporter_kwargs(settings: Settings, signal: str) -> dict[str, Any]:
+    """Only what configure() set explicitly; everything else the exporters read from OTEL_* themselves."""
+    kwargs: dict[str, Any] = {}
+    if settings.endpoint:
+        endpoint = settings.endpoint.rstrip("/")
+        if config.protocol_for(settings, signal) == "http/protobuf":
+            endpoint += f"/v1/{signal}"  # an explicit HTTP endpoint is used as is, so add the path
+        kwargs["endpoint"] = endpoint
+    if settings.headers:
+        kwargs["headers"] = dict(settings.headers)
+    if settings.insecure is not None and config.protocol_for(settings, signal) == "grpc":
+        kwargs["insecure"] = settings.insecure
+    return kwargs
+
+
+def register_instruments(meter: Any) -> None:
+    for name, table in TABLES.gauges().items():
+        meter.create_observable_gauge(name, callbacks=[_report(table.items)])
+    meter.create_observable_counter(
+        "liveview.published", callbacks=[_report(TABLES.published.items)], description="Items accepted"
+    )
+    meter.create_observable_counter(
+        "liveview.dropped", callbacks=[_report(TABLES.dropped.items)], description="Items dropped, by reason"
+    )
+
+
+def _report(read: Callable[[], Iterable[tuple[Any, float]]]) -> Callable[[CallbackOptions], list[Observation]]:
+    owner = os.getpid()
+
+    def callback(options: CallbackOptions) -> list[Observation]:
+        if os.getpid() != owner:  # a provider inherited over fork must not report the child's values
+            return []
+        return [Observation(value, dict(key)) for key, value in read()]
+
+    return callback
+
+
+def flush(timeout: float = 10.0) -> bool:
+    """Export everything published so far; False if `timeout` seconds were not enough.
+
+    Bounded: a dead or slow collector costs the caller at most `timeout` seconds, never an error.
+    """
+    pipeline = _pipeline
+    if pipeline is None:
+        return True
+    deadline = time.monotonic() + timeout
+    drained = pipeline.worker.drain(deadline)
+    return _within(deadline, _flush_providers, pipeline) and drained
+
+
+def _flush_providers(pipeline: Pipeline) -> None:
+    if not pipeline.owns_logger_provider:
+        pipeline.logger_provider.force_flush()
+    if not pipeline.meter_provider.force_flush():
+        raise RuntimeError("metric flush failed")
+
+
+def shutdown(timeout: float | None = None) -> bool:
+    """Export what is left (within `timeout` seconds) and stop this process's pipeline."""
+    global _pipeline
+    with _lock:
+        pipeline, _pipeline = _pipeline, None
+    if pipeline is None:
+        return True
+    timeout = pipeline.settings.exit_timeout if timeout is None else timeout
+    deadline = time.monotonic() + timeout
+    drained = pipeline.worker.stop(timeout)
+    finished = _within(deadline, _close_providers, pipeline)
+    return drained and finished
+
+
+def _close_providers(pipeline: Pipeline) -> None:
+    if pipeline.owns_logger_provider:
+        pipeline.logger_provider.shutdown()
+    if pipeline.owns_meter_provider:
+        pipeline.meter_provider.shutdown()
+    else:
+        _flush_providers(pipeline)
+
+
+def _within(deadline: float, work: Callable[[Pipeline], None], pipeline: Pipeline) -> bool:
+    """Run `work` on a daemon thread and wait for it until `deadline` (a dead collector can't hold us).
+
+    True if it finished in time without an error.
+    """
+    outcome: list[bool] = []
+    thread = threading.Thread(target=lambda: outcome.append(_quietly(work, pipeline)), daemon=True)
+    thread.start()
+    thread.join(max(0.0, deadline - time.monotonic()))
+    return bool(outcome and outcome[0])
+
+
+def _quietly(work: Callable[[Pipeline], None], pipeline: Pipeline) -> bool:
+    try:
+        work(pipeline)
+        return True
+    except Exception:
+        _log.debug("flushing or shutting down the pipeline failed", exc_info=True)
+        return False
+
+
+def _quietly_shutdown(pipeline: Pipeline) -> None:
+    if pipeline.owns_meter_provider:
+        _quietly(lambda p: p.meter_provider.shutdown(timeout_millis=1000), pipeline)
+
+
+def _install_exit_hooks() -> None:
+    """Export at interpreter exit, and at the end of multiprocessing children (which skip atexit)."""
+    global _exit_hooks_pid
+    if _exit_hooks_pid == os.getpid():
+        return
+    _exit_hooks_pid = os.getpid()
+    atexit.register(_at_exit)
+    try:
+        from multiprocessing import util
+
+        util.Finalize(None, _at_exit, exitpriority=-100)
+    except Exception:  # multiprocessing unavailable: atexit alone
+        pass
+
+
+def _at_exit() -> None:
+    shutdown()
+
+
+def _after_fork_in_child() -> None:
+    global _pipeline, _exit_hooks_pid, _lock
+    _lock = threading.RLock()  # the parent may have held it while forking
+    if _pipeline is not None:
+        _stale.append(_pipeline)
+    _pipeline = None
+    _exit_hooks_pid = None
+    TABLES.clear()
+    QUEUE.reset()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,172 @@
+"""Process-wide last-value tables and self-telemetry counters.
+
+A gauge keeps only the last value per attribute set per export interval, so publishing a metric is a
+dict write here; observable-gauge callbacks report the tables when the SDK collects. Keys are tuples
+of sorted (attribute, value) pairs, so a key is also its attribute set.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Iterator
+
+Key = tuple[tuple[str, str], ...]
+
+_log = logging.getLogger("otel_liveview")
+
+
+class GaugeTable:
+    """Last value per attribute set, capped at `limit` distinct sets."""
+
+    __slots__ = ("limit", "values")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.values: dict[Key, float] = {}
+
+    def set(self, key: Key, value: float) -> bool:
+        """Store `value`; False when `key` is new and the table is full."""
+        values = self.values
+        if key in values or len(values) < self.limit:
+            values[key] = value
+            return True
+        return False
+
+    def items(self) -> list[tuple[Key, float]]:
+        return list(self.values.copy().items())  # copy() is atomic; writers may run meanwhile
+
+    def clear(self) -> None:
+        self.values.clear()
+
+
+class Counter:
+    """A monotonic count that callers on any thread bump without a lock.
+
+    `next()` on an itertools.count is atomic, so single increments need no lock; bulk additions
+    (from the export thread, rarely) take one.
+    """
+
+    __slots__ = ("_bulk", "_lock", "_ones")
+
+    def __init__(self) -> None:
+        self._ones = itertools.count()
+        self._bulk = 0
+        self._lock = threading.Lock()
+
+    def add(self, amount: int = 1) -> None:
+        if amount == 1:
+            next(self._ones)
+        else:
+            with self._lock:
+                self._bulk += amount
+
+    def reset(self) -> None:
+        self._ones = itertools.count()
+        self._bulk = 0
+        self._lock = threading.Lock()
+
+    @property
+    def value(self) -> int:
+        # count's repr is "count(N)", N being the next number it would hand out.
+        return int(repr(self._ones)[6:-1]) + self._bulk
+
+
+class CounterFamily:
+    """Counters by attribute key, created on first use (under a lock; the dict read is lock-free)."""
+
+    __slots__ = ("_counters", "_lock")
+
+    def __init__(self) -> None:
+        self._counters: dict[Key, Counter] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Key) -> Counter:
+        counter = self._counters.get(key)
+        if counter is None:
+            with self._lock:
+                counter = self._counters.setdefault(key, Counter())
+        return counter
+
+    def items(self) -> Iterator[tuple[Key, int]]:
+        for key, counter in list(self._counters.items()):
+            yield key, counter.value
+
+    def total(self) -> int:
+        return sum(value for _, value in self.items())
+
+    def reset(self) -> None:
+        """Zero every counter in place: callers may hold references to them."""
+        self._lock = threading.Lock()
+        for counter in self._counters.values():
+            counter.reset()
+
+
+class Tables:
+    """Every table and counter of this process; emptied in a forked child."""
+
+    def __init__(self, max_series: int = 2_000, max_stream_keys: int = 64) -> None:
+        self.max_stream_keys = max_stream_keys
+        self.stream_keys: dict[tuple[str, str], set[str]] = {}
+        self.metric = GaugeTable(max_series)
+        self.step = GaugeTable(max_series)
+        self.epoch = GaugeTable(max_series)
+        self.nonfinite = GaugeTable(max_series)
+        self.data = GaugeTable(max_series)
+        self.status = GaugeTable(max_series)
+        self.nonfinite_seen: set[Key] = set()  # metric keys that were ever non-finite
+        self.published = CounterFamily()
+        self.dropped = CounterFamily()
+        self._warned: set[Key] = set()
+
+    def gauges(self) -> dict[str, GaugeTable]:
+        """OpenTelemetry instrument name -> table."""
+        return {
+            "liveview.metric": self.metric,
+            "liveview.metric.step": self.step,
+            "liveview.metric.epoch": self.epoch,
+            "liveview.metric.nonfinite": self.nonfinite,
+            "liveview.data": self.data,
+            "liveview.experiment.status": self.status,
+        }
+
+    def resize(self, max_series: int, max_stream_keys: int) -> None:
+        for table in self.gauges().values():
+            table.limit = max_series
+        self.max_stream_keys = max_stream_keys
+
+    def admit_stream_key(self, topic: str, stream: str, key: str) -> bool:
+        """Whether `key` may be a liveview.data series: the first max_stream_keys keys of a stream are."""
+        keys = self.stream_keys.setdefault((topic, stream), set())
+        if key in keys:
+            return True
+        if len(keys) < self.max_stream_keys:
+            keys.add(key)
+            return True
+        return False
+
+    def published_counter(self, kind: str) -> Counter:
+        return self.published.get((("kind", kind),))
+
+    def count_published(self, kind: str, amount: int = 1) -> None:
+        self.published_counter(kind).add(amount)
+
+    def count_dropped(self, kind: str, reason: str, amount: int = 1) -> None:
+        key = (("kind", kind), ("reason", reason))
+        self.dropped.get(key).add(amount)
+        if key not in self._warned:  # say it once per kind and reason; the counter tells the rest
+            self._warned.add(key)
+            _log.warning("otel-liveview dropped %s telemetry (%s); see liveview_dropped_total", kind, reason)
+
+    def clear(self) -> None:
+        for table in self.gauges().values():
+            table.clear()
+        self.published.reset()
+        self.dropped.reset()
+        self.nonfinite_seen.clear()
+        self.stream_keys.clear()
+        self._warned.clear()
+
+
+TABLES = Tables()
