@@ -19,7 +19,7 @@ INFO = SeverityNumber.INFO
 def metric_event(item: tuple[Any, ...], tables: Tables) -> dict[str, Any]:
     _, timestamp, topic, name, value, step, epoch, extra = item
     attributes = mapping.attributes(extra) if extra else {}
-    body: dict[str, Any] = {"metric": name, "value": value}
+    body: dict[str, Any] = {"metric": name, "value": mapping.to_body(value)}  # NaN -> "nan": JSON has none
     if step is not None:
         body["step"] = attributes["step"] = step
     if epoch is not None:
