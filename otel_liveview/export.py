@@ -169,6 +169,17 @@ class ExportWorker:
                     self._after_batch()
             return not len(self._queue)
 
+    def pause(self, timeout: float) -> bool:
+        """Wait (up to `timeout`) for the batch in flight, and hold further ones until `resume()`.
+
+        Taken around fork(): an export cut in two by a fork is retried by the parent although the
+        receiver got it, and that duplicates data.
+        """
+        return self._drain_lock.acquire(timeout=timeout)
+
+    def resume(self) -> None:
+        self._drain_lock.release()
+
     def stop(self, timeout: float) -> bool:
         """Ship what is left within `timeout` seconds; True if the queue emptied."""
         self._stopping = True

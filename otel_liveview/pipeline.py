@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import netrc  # noqa: F401  requests imports it lazily on the first export; a fork during that import would leave its lock held in the child
 import os
 import socket
 import threading
@@ -327,8 +328,27 @@ def _at_exit() -> None:
     shutdown()
 
 
+_paused: ExportWorker | None = None
+FORK_WAIT = 2.0  # seconds a fork() waits for the export in flight
+
+
+def _before_fork() -> None:
+    global _paused
+    pipeline = _pipeline
+    if pipeline is not None and pipeline.worker.pause(FORK_WAIT):
+        _paused = pipeline.worker
+
+
+def _after_fork_in_parent() -> None:
+    global _paused
+    if _paused is not None:
+        _paused.resume()
+        _paused = None
+
+
 def _after_fork_in_child() -> None:
-    global _pipeline, _exit_hooks_pid, _lock
+    global _pipeline, _exit_hooks_pid, _lock, _paused
+    _paused = None
     _lock = threading.RLock()  # the parent may have held it while forking
     if _pipeline is not None:
         _stale.append(_pipeline)
@@ -339,4 +359,4 @@ def _after_fork_in_child() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)

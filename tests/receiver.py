@@ -282,12 +282,10 @@ def main() -> None:
         print(json.dumps({"kind": kind, "count": count}), flush=True)
 
     receiver.store = store_and_report  # type: ignore[method-assign]
-    if args.protocol == "http":
-        start_http(receiver, args.port)
-    else:
-        start_grpc(receiver, args.port)
+    server = (start_http if args.protocol == "http" else start_grpc)(receiver, args.port)
     print(json.dumps({"endpoint": receiver.endpoint}), flush=True)
     threading.Event().wait()
+    del server
 
 
 if __name__ == "__main__":
