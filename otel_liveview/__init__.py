@@ -1,14 +1,12 @@
 """Watch a running experiment from an OpenTelemetry, Prometheus, Loki and Grafana stack.
 
-    from otel_liveview import ExperimentBroadcaster, LiveViewExperiment
+from otel_liveview import ExperimentBroadcaster, LiveViewExperiment
 
-    broadcaster = ExperimentBroadcaster(base_topic="experiment:updates:root")
-    broadcaster.publish_metric_sync("loss", 0.5, epoch=1, step=100, phase="train")
+broadcaster = ExperimentBroadcaster(base_topic="experiment:updates:root")
+broadcaster.publish_metric_sync("loss", 0.5, epoch=1, step=100, phase="train")
 """
 
 from __future__ import annotations
-
-
 
 from otel_liveview.broadcaster import ExperimentBroadcaster
 from otel_liveview.experiment import ExperimentState, LiveViewExperiment, StateManager
@@ -24,7 +22,6 @@ def stats() -> dict[str, dict[str, int]]:
         "published": {dict(key)["kind"]: value for key, value in TABLES.published.items()},
         "dropped": {"{kind}/{reason}".format(**dict(key)): value for key, value in TABLES.dropped.items()},
     }
-
 
 
 __all__ = [

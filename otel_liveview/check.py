@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         value = os.environ[name]
         shown = "<redacted>" if any(word in name for word in _REDACT) else value
         print(f"  {name}={shown}")
-    print(f"metric export interval: {settings.metric_export_interval:g} s; metric events: {settings.metric_events}")
+    print(f"metric export interval: {settings.metric_export_interval:g} s")
+    print(f"metric events: {settings.metric_events}")
     print(f"event queue: {settings.max_queue_size} records; exit timeout: {settings.exit_timeout:g} s")
     if settings.prometheus_port is not None:
         print(f"pull mode: http://{settings.prometheus_addr}:{settings.prometheus_port}/metrics")

@@ -16,10 +16,14 @@ DEFAULT_ENDPOINTS = {"grpc": "http://localhost:4317", "http/protobuf": "http://l
 
 @dataclass(frozen=True)
 class Settings:
-    service_name: str | None = None  # None: OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES, else "otel-liveview"
+    service_name: str | None = (
+        None  # None: OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES, else "otel-liveview"
+    )
     topic: str | None = None  # resource attribute liveview.topic; defaults to the first broadcaster's topic
     endpoint: str | None = None  # None: the exporters read OTEL_EXPORTER_OTLP_*ENDPOINT themselves
-    protocol: str | None = None  # None: OTEL_EXPORTER_OTLP_{METRICS,LOGS}_PROTOCOL, then ..._PROTOCOL, then grpc
+    protocol: str | None = (
+        None  # None: OTEL_EXPORTER_OTLP_{METRICS,LOGS}_PROTOCOL, then ..._PROTOCOL, then grpc
+    )
     headers: dict[str, str] | None = None
     insecure: bool | None = None
     metric_export_interval: float = 1.0  # seconds; OTEL_METRIC_EXPORT_INTERVAL (ms) overrides the default
@@ -29,7 +33,9 @@ class Settings:
     schedule_delay: float = 0.2  # seconds between event exports; OTEL_BLRP_SCHEDULE_DELAY (ms)
     max_series: int = 2_000  # distinct attribute sets per gauge; OTEL_LIVEVIEW_MAX_SERIES
     max_stream_keys: int = 64  # numeric keys per data stream; OTEL_LIVEVIEW_MAX_STREAM_KEYS
-    exit_timeout: float = 5.0  # seconds the interpreter may wait at exit to export; OTEL_LIVEVIEW_EXIT_TIMEOUT
+    exit_timeout: float = (
+        5.0  # seconds the interpreter may wait at exit to export; OTEL_LIVEVIEW_EXIT_TIMEOUT
+    )
     prometheus_port: int | None = None  # pull mode; OTEL_LIVEVIEW_PROMETHEUS_PORT
     prometheus_addr: str = "127.0.0.1"  # OTEL_LIVEVIEW_PROMETHEUS_ADDR
     resource_attributes: dict[str, Any] = field(default_factory=dict)

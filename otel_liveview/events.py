@@ -35,7 +35,9 @@ def data_event(item: tuple[Any, ...], tables: Tables) -> dict[str, Any]:
     _, timestamp, topic, stream, data = item
     gauge = tables.data
     for key, value in mapping.numeric_leaves(data):
-        if not (tables.admit_stream_key(topic, stream, key) and gauge.set(_data_key(topic, stream, key), value)):
+        if not (
+            tables.admit_stream_key(topic, stream, key) and gauge.set(_data_key(topic, stream, key), value)
+        ):
             tables.count_dropped("data", "cardinality")
     return {
         "timestamp": timestamp,

@@ -36,7 +36,9 @@ class LiveViewHandler(logging.Handler):
                 attributes["exception.type"] = type(error).__name__
                 attributes["exception.message"] = str(error)
                 attributes["exception.stacktrace"] = self.formatException(record.exc_info)
-            self.broadcaster.emit_log_record(int(record.created * 1e9), record.levelno, record.getMessage(), attributes)
+            self.broadcaster.emit_log_record(
+                int(record.created * 1e9), record.levelno, record.getMessage(), attributes
+            )
         except Exception:
             self.handleError(record)
 

@@ -66,7 +66,9 @@ def metric_value(name: str, value: Any) -> float:
         return _int_to_float(value) if isinstance(value, int) else float(value)
     if hasattr(value, "dtype") and getattr(value, "shape", None) == () and value.dtype.kind in "biuf":
         return float(value)
-    raise TypeError(f"metric {name!r}: value must be a real number, not {kind.__name__} ({_short_repr(value)})")
+    raise TypeError(
+        f"metric {name!r}: value must be a real number, not {kind.__name__} ({_short_repr(value)})"
+    )
 
 
 def _int_to_float(value: int) -> float:
@@ -129,13 +131,18 @@ def attribute_value(value: Any) -> Any:
         return value
     if kind is int:
         return value if INT64_MIN <= value <= INT64_MAX else str(value)
-    if isinstance(value, (list, tuple)) and value and all(type(v) in (str, bool, float) for v in value):
-        if len({type(v) for v in value}) == 1:
-            return list(value)
+    if isinstance(value, (list, tuple)) and value and _homogeneous_primitives(value):
+        return list(value)
     converted = to_body(value)
     if isinstance(converted, (str, bool, int, float)):
         return converted
     return str(converted)[:MAX_STRING_LENGTH]
+
+
+def _homogeneous_primitives(values: list[Any] | tuple[Any, ...]) -> bool:
+    """OTel attribute arrays hold one primitive type."""
+    kinds = {type(v) for v in values}
+    return len(kinds) == 1 and kinds <= {str, bool, int, float}
 
 
 def attributes(values: Mapping[Any, Any]) -> dict[str, Any]:
@@ -172,7 +179,7 @@ class _BodyConverter:
             return value
         if kind is int:
             return value if INT64_MIN <= value <= INT64_MAX else str(value)
-        if isinstance(value, Mapping) or isinstance(value, (list, tuple, set, frozenset)):
+        if isinstance(value, (Mapping, list, tuple, set, frozenset)):
             return self._container(value, depth)
         if isinstance(value, (bytes, bytearray)):
             return bytes(value[:MAX_STRING_LENGTH])

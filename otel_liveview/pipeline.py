@@ -49,7 +49,15 @@ except metadata.PackageNotFoundError:  # running from a checkout
     VERSION = "0.0.0"
 
 CUMULATIVE = dict.fromkeys(
-    (Counter, UpDownCounter, Histogram, SyncGauge, ObservableCounter, ObservableUpDownCounter, ObservableGauge),
+    (
+        Counter,
+        UpDownCounter,
+        Histogram,
+        SyncGauge,
+        ObservableCounter,
+        ObservableUpDownCounter,
+        ObservableGauge,
+    ),
     AggregationTemporality.CUMULATIVE,
 )
 
@@ -229,7 +237,9 @@ def register_instruments(meter: Any) -> None:
     )
 
 
-def _report(read: Callable[[], Iterable[tuple[Any, float]]]) -> Callable[[CallbackOptions], list[Observation]]:
+def _report(
+    read: Callable[[], Iterable[tuple[Any, float]]],
+) -> Callable[[CallbackOptions], list[Observation]]:
     owner = os.getpid()
 
     def callback(options: CallbackOptions) -> list[Observation]:
@@ -359,4 +369,6 @@ def _after_fork_in_child() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+    )

@@ -51,7 +51,9 @@ def main(topic: str, count: int, origins: list[str]) -> None:
         if origin == "main":
             publish(broadcaster, "main", count)
         elif origin == "threads":
-            threads = [threading.Thread(target=publish, args=(broadcaster, f"thread{i}", count)) for i in range(4)]
+            threads = [
+                threading.Thread(target=publish, args=(broadcaster, f"thread{i}", count)) for i in range(4)
+            ]
             for thread in threads:
                 thread.start()
             for thread in threads:

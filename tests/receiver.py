@@ -26,10 +26,12 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-__all__ = ["Receiver", "decode_any", "http_receiver", "grpc_receiver", "wait_until"]
+__all__ = ["Receiver", "decode_any", "grpc_receiver", "http_receiver", "wait_until"]
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02, what: str = "") -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02, what: str = ""
+) -> Any:
     """Poll `predicate` until it returns something truthy; fail the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -95,7 +97,9 @@ class Receiver:
     def store(self, request: Message) -> None:
         with self._lock:
             self.requests += 1
-            target = self.logs if isinstance(request, logs_service_pb2.ExportLogsServiceRequest) else self.metrics
+            target = (
+                self.logs if isinstance(request, logs_service_pb2.ExportLogsServiceRequest) else self.metrics
+            )
             target.append(request)
 
     def clear(self) -> None:
@@ -140,7 +144,9 @@ class Receiver:
                         kind = metric.WhichOneof("data")
                         data = getattr(metric, kind)
                         for point in data.data_points:
-                            value = point.as_double if point.WhichOneof("value") == "as_double" else point.as_int
+                            value = (
+                                point.as_double if point.WhichOneof("value") == "as_double" else point.as_int
+                            )
                             rows.append(
                                 PointRow(
                                     resource,
@@ -277,8 +283,12 @@ def main() -> None:
         if kind == "logs":
             count = sum(len(s.log_records) for r in request.resource_logs for s in r.scope_logs)
         else:
-            count = sum(len(m.gauge.data_points) + len(m.sum.data_points)
-                        for r in request.resource_metrics for s in r.scope_metrics for m in s.metrics)
+            count = sum(
+                len(m.gauge.data_points) + len(m.sum.data_points)
+                for r in request.resource_metrics
+                for s in r.scope_metrics
+                for m in s.metrics
+            )
         print(json.dumps({"kind": kind, "count": count}), flush=True)
 
     receiver.store = store_and_report  # type: ignore[method-assign]

@@ -29,7 +29,9 @@ ORIGINS = {
 }
 
 
-def run_publisher(receiver: Receiver, protocol: str, topic: str, *origins: str, env: dict[str, str] | None = None) -> None:
+def run_publisher(
+    receiver: Receiver, protocol: str, topic: str, *origins: str, env: dict[str, str] | None = None
+) -> None:
     environment = {
         **os.environ,
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
@@ -41,13 +43,19 @@ def run_publisher(receiver: Receiver, protocol: str, topic: str, *origins: str, 
     }
     result = subprocess.run(
         [sys.executable, "-m", "tests.publisher", topic, str(COUNT), *origins],
-        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
 
 
 @pytest.fixture(params=["http/protobuf", "grpc"])
-def wire(request: pytest.FixtureRequest, http_receiver: Receiver, grpc_receiver: Receiver) -> tuple[str, Receiver]:
+def wire(
+    request: pytest.FixtureRequest, http_receiver: Receiver, grpc_receiver: Receiver
+) -> tuple[str, Receiver]:
     return request.param, http_receiver if request.param == "http/protobuf" else grpc_receiver
 
 
@@ -59,10 +67,17 @@ def test_every_item_arrives_once_from_its_own_process(wire: tuple[str, Receiver]
     run_publisher(receiver, protocol, "wire:all", *origins)
     expected = [name for origin in origins for name in ORIGINS[origin]]
 
-    logs = [row for row in receiver.log_rows() if row.event_name == "" and row.attributes.get("topic") == "wire:all"]
+    logs = [
+        row
+        for row in receiver.log_rows()
+        if row.event_name == "" and row.attributes.get("topic") == "wire:all"
+    ]
     data = [row for row in receiver.log_rows() if row.event_name == "liveview.data"]
     for rows, origin_of in ((logs, lambda r: r.attributes["origin"]), (data, lambda r: r.body["origin"])):
-        seen = collections.Counter((origin_of(r), r.attributes.get("seq", r.body.get("seq") if isinstance(r.body, dict) else None)) for r in rows)
+        seen = collections.Counter(
+            (origin_of(r), r.attributes.get("seq", r.body.get("seq") if isinstance(r.body, dict) else None))
+            for r in rows
+        )
         assert sorted(seen) == sorted((origin, seq) for origin in expected for seq in range(COUNT))
         assert set(seen.values()) == {1}, "an item arrived more than once"
 
@@ -73,7 +88,11 @@ def test_every_item_arrives_once_from_its_own_process(wire: tuple[str, Receiver]
         instances_by_pid[row.resource["process.pid"]].add(row.resource["service.instance.id"])
     assert all(len(ids) == 1 for ids in instances_by_pid.values())
     all_ids = [next(iter(ids)) for ids in instances_by_pid.values()]
-    assert len(set(all_ids)) == len(all_ids) == 1 + sum(o in ("fork", "spawn", "osfork", "forkserver") for o in origins)
+    assert (
+        len(set(all_ids))
+        == len(all_ids)
+        == 1 + sum(o in ("fork", "spawn", "osfork", "forkserver") for o in origins)
+    )
 
     # The last value of every metric arrives, from its process only (no duplicated buffers).
     for origin in expected:
@@ -94,7 +113,12 @@ def test_names_attributes_and_bodies(http_receiver: Receiver) -> None:
 
     log = next(r for r in rows if r.event_name == "" and r.attributes["seq"] == 3)
     assert (log.severity_number, log.severity_text, log.body) == (9, "INFO", "main 3")
-    assert log.attributes == {"origin": "main", "seq": 3, "pid": resource["process.pid"], "topic": "wire:names"}
+    assert log.attributes == {
+        "origin": "main",
+        "seq": 3,
+        "pid": resource["process.pid"],
+        "topic": "wire:names",
+    }
     assert log.time_unix_nano > 0
 
     data = next(r for r in rows if r.event_name == "liveview.data" and r.body["seq"] == 3)
@@ -110,7 +134,11 @@ def test_names_attributes_and_bodies(http_receiver: Receiver) -> None:
     step = http_receiver.latest("liveview.metric.step")
     assert list(step.values()) == [COUNT - 1]
     data_points = http_receiver.latest("liveview.data")
-    assert {dict(k[1])["key"]: v for k, v in data_points.items()} == {"seq": COUNT - 1, "pid": resource["process.pid"], "value": (COUNT - 1) / 2}
+    assert {dict(k[1])["key"]: v for k, v in data_points.items()} == {
+        "seq": COUNT - 1,
+        "pid": resource["process.pid"],
+        "value": (COUNT - 1) / 2,
+    }
     published = {dict(k[1])["kind"]: v for k, v in http_receiver.latest("liveview.published").items()}
     assert published == {"log": COUNT, "data": COUNT, "metric": COUNT, "status": 0}
     counters = [row for row in http_receiver.point_rows("liveview.published")]
@@ -118,6 +146,8 @@ def test_names_attributes_and_bodies(http_receiver: Receiver) -> None:
 
 
 def test_metric_events_can_be_turned_off(http_receiver: Receiver) -> None:
-    run_publisher(http_receiver, "http/protobuf", "wire:quiet", "main", env={"OTEL_LIVEVIEW_METRIC_EVENTS": "false"})
+    run_publisher(
+        http_receiver, "http/protobuf", "wire:quiet", "main", env={"OTEL_LIVEVIEW_METRIC_EVENTS": "false"}
+    )
     assert not [r for r in http_receiver.log_rows() if r.event_name == "liveview.metric"]
     wait_until(lambda: http_receiver.latest("liveview.metric"), what="the metric gauge")
