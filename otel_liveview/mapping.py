@@ -214,19 +214,25 @@ def numeric_leaves(data: Mapping[Any, Any], prefix: str = "", depth: int = 0) ->
     """(dotted key, value) for every finite numeric leaf reachable through nested dicts.
 
     Lists are not walked (an activation vector would explode the series count); they stay in the
-    event. Non-finite leaves are skipped: the OTel SDK drops them anyway.
+    event. Non-finite leaves are skipped: the OTel SDK drops them anyway. Nesting is followed to
+    MAX_BODY_DEPTH levels, which also ends cycles.
     """
     if depth >= MAX_BODY_DEPTH:
         return
     for raw_key, value in data.items():
         key = prefix + attribute_key(raw_key)
         if isinstance(value, Mapping):
-            yield from numeric_leaves(value, key + ".", depth + 1)
+            if value is not data:
+                yield from numeric_leaves(value, key + ".", depth + 1)
             continue
-        try:
-            number = metric_value(key, value)
-        except TypeError:
-            continue
+        kind = type(value)
+        if kind is float or kind is int or kind is bool:
+            number = _int_to_float(value) if kind is int else float(value)
+        else:
+            try:
+                number = metric_value(key, value)
+            except TypeError:
+                continue
         if math.isfinite(number):
             yield key, number
 
