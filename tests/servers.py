@@ -323,6 +323,7 @@ def start_vmagent(
             f"-remoteWrite.tmpDataPath={workdir / 'queue'}",
             f"-remoteWrite.flushInterval={flush_interval}",
             "-opentelemetry.usePrometheusNaming",
+            "-remoteWrite.forcePromProto",  # no probe for VictoriaMetrics' own protocol
             *relabel_args,
             *extra_args,
         ]
