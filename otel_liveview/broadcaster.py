@@ -8,6 +8,7 @@ the item and counts it in `liveview.dropped`.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -82,21 +83,23 @@ class ExperimentBroadcaster:
         ):
             TABLES.count_dropped("metric", "queue_full")
 
-    async def publish_metric(self, name: str, value: Any, step: Any = None, epoch: Any = None, **attributes: Any) -> None:
+    async def publish_metric(
+        self, name: str, value: Any, step: Any = None, epoch: Any = None, **attributes: Any
+    ) -> None:
         self.publish_metric_sync(name, value, step, epoch, **attributes)
 
     def _intern(self, name: Any, attributes: dict[str, Any], cache_key: Any) -> Key:
         labels = {
-            mapping.attribute_key(k): mapping.label_value(v) for k, v in attributes.items() if mapping.is_label(v)
+            mapping.attribute_key(k): mapping.label_value(v)
+            for k, v in attributes.items()
+            if mapping.is_label(v)
         }
         labels["metric"] = mapping.metric_name(name)
         labels["topic"] = self.base_topic
         key = tuple(sorted(labels.items()))
         if len(self._keys) < _MAX_CACHED_KEYS:
-            try:
+            with contextlib.suppress(TypeError):  # unhashable keyword values: not cacheable, still publishable
                 self._keys[cache_key] = key
-            except TypeError:  # unhashable keyword values: not cacheable, still publishable
-                pass
         return key
 
     def _mark_nonfinite(self, key: Key, current: str | None) -> None:
@@ -127,7 +130,8 @@ class ExperimentBroadcaster:
     # -- logs --------------------------------------------------------------------------------------
 
     def publish_log_sync(self, level: str | int, message: Any, **attributes: Any) -> None:
-        """Publish a log record; `level` is debug/info/warning/error/critical (any case) or a logging level."""
+        """Publish a log record; `level` is debug/info/warning/error/critical (any case) or a logging
+        level number."""
         if _pipeline._pipeline is None:
             _pipeline.ensure(self.base_topic)
         number, text = _SEVERITY_CACHE.get(level) or mapping.severity(level)
@@ -139,7 +143,9 @@ class ExperimentBroadcaster:
     async def publish_log(self, level: str | int, message: Any, **attributes: Any) -> None:
         self.publish_log_sync(level, message, **attributes)
 
-    def emit_log_record(self, timestamp_ns: int, level: int, message: str, attributes: dict[str, Any]) -> None:
+    def emit_log_record(
+        self, timestamp_ns: int, level: int, message: str, attributes: dict[str, Any]
+    ) -> None:
         """Queue a log record with its own timestamp (the logging bridge's way in)."""
         if _pipeline._pipeline is None:
             _pipeline.ensure(self.base_topic)
@@ -152,7 +158,7 @@ class ExperimentBroadcaster:
     # -- experiment status ---------------------------------------------------------------------------
 
     def publish_status(self, experiment: str, status: str, error: str | None = None) -> None:
-        """Set liveview.experiment.status (1 for `status`, 0 for the other states) and emit liveview.status."""
+        """Set liveview.experiment.status (1 for `status`, 0 for the other states); emit liveview.status."""
         if status not in _STATUSES:
             raise ValueError(f"unknown experiment status {status!r}; use one of {', '.join(_STATUSES)}")
         if _pipeline._pipeline is None:
