@@ -98,7 +98,7 @@ class ExperimentBroadcaster:
         labels["topic"] = self.base_topic
         key = tuple(sorted(labels.items()))
         if len(self._keys) < _MAX_CACHED_KEYS:
-            with contextlib.suppress(TypeError):  # unhashable keyword values: not cacheable, still publishable
+            with contextlib.suppress(TypeError):  # unhashable keyword values: publishable, not cacheable
                 self._keys[cache_key] = key
         return key
 
