@@ -1,0 +1,152 @@
+"""Thresholds file -> rule files: rendering, errors, and the real promtool on every rule file."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from otel_liveview import alerts
+from tests.servers import server_binary
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+EXAMPLE = DEPLOY / "alerts" / "thresholds.yaml"
+RULE_FILES = sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))
+RULE_TESTS = sorted((DEPLOY / "prometheus" / "tests").glob("*.yml"))
+
+
+def test_checked_in_files_are_rendered_from_the_example(tmp_path: Path) -> None:
+    written = alerts.render(EXAMPLE, tmp_path)
+    assert len(written) == 3
+    for path in written:
+        shipped = DEPLOY / path.relative_to(tmp_path)
+        assert shipped.read_text() == path.read_text(), (
+            f"{shipped} is stale: run otel-liveview alerts {EXAMPLE}"
+        )
+
+
+def test_rules_for_the_example() -> None:
+    rules = {r["alert"]: r for r in alerts.prometheus_rules(alerts.load(EXAMPLE))["groups"][0]["rules"]}
+    assert rules["LiveViewLossAbove"]["expr"] == 'liveview_metric{metric="loss",phase="train"} > 2'
+    assert rules["LiveViewLossAbove"]["for"] == "5m"
+    assert rules["LiveViewSensorTooCold"]["expr"] == 'liveview_data{stream="sensors",key="temperature"} < 10'
+    assert rules["LiveViewSensorTooCold"]["labels"] == {"severity": "critical", "liveview": "threshold"}
+    assert rules["LiveViewMemoryMbAbove"]["expr"] == 'liveview_metric{metric="memory_mb"} > 8192'
+
+
+def test_label_values_are_escaped(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("thresholds:\n  - metric: 'odd \"name\"\\x'\n    topic: a\n    below: 0.5\n")
+    (threshold,) = alerts.load(path)
+    assert threshold.expr == 'liveview_metric{metric="odd \\"name\\"\\\\x",topic="a"} < 0.5'
+    assert threshold.name == "LiveViewOddNameXBelow"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field"),
+    [
+        ("thresholds:\n  - metric: loss\n    above: two\n", 3, "above"),
+        ("thresholds:\n  - metric: loss\n    above: 1\n    below: 0\n", 4, "below"),
+        ("thresholds:\n  - metric: loss\n", 2, "above"),
+        ("thresholds:\n  - metric: loss\n    above: 1\n    for: 5 minutes\n", 4, "for"),
+        ("thresholds:\n  - metric: loss\n    above: 1\n    severity: page\n", 4, "severity"),
+        ("thresholds:\n  - metric: loss\n    stream: s\n    above: 1\n", 2, "metric"),
+        ("thresholds:\n  - stream: s\n    above: 1\n", 2, "key"),
+        ("thresholds:\n  - metric: loss\n    above: 1\n    colour: red\n", 4, "colour"),
+        ("thresholds:\n  - metric: loss\n    above: 1\n    name: has space\n", 4, "name"),
+        (
+            "thresholds:\n  - metric: a\n    above: 1\n  - metric: b\n    above: 1\n    name: LiveViewAAbove\n",
+            4,
+            "name",
+        ),
+        ("thresholds:\n  - metric: [loss]\n    above: 1\n", 2, "metric"),
+    ],
+)
+def test_errors_name_the_line_and_the_field_and_nothing_is_written(
+    tmp_path: Path, text: str, line: int, field: str
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    out = tmp_path / "out"
+    with pytest.raises(alerts.ThresholdsError, match=rf"bad\.yaml:{line}: field '{field}'"):
+        alerts.render(path, out)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("text", ["just text\n", "thresholds: 3\n", "thresholds:\n  - [1, 2]\n", "a: [\n"])
+def test_malformed_files_get_a_clear_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(alerts.ThresholdsError, match=r"bad\.yaml"):
+        alerts.load(path)
+
+
+def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    alerts.register(parser.add_subparsers())
+    args = parser.parse_args(["alerts", str(EXAMPLE), "--out-dir", str(tmp_path)])
+    assert args.run(args) == 0
+    assert (tmp_path / alerts.THRESHOLD_RULES).exists()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("thresholds:\n  - metric: loss\n")
+    args = parser.parse_args(["alerts", str(bad), "--out-dir", str(tmp_path / "none")])
+    assert args.run(args) == 2
+    assert "field 'above'" in capsys.readouterr().out
+
+
+def test_grafana_provisioning_has_what_grafana_requires() -> None:
+    document = yaml.safe_load((DEPLOY / alerts.GRAFANA_ALERTING).read_text())
+    assert document["apiVersion"] == 1
+    datasources = DEPLOY / "grafana" / "provisioning" / "datasources"
+    provisioned = {
+        source["uid"]
+        for path in datasources.glob("*.y*ml")
+        for source in yaml.safe_load(path.read_text()).get("datasources", [])
+    } or {alerts.PROMETHEUS_DATASOURCE_UID}
+    (group,) = document["groups"]
+    assert {"orgId", "name", "folder", "interval", "rules"} <= set(group)
+    uids = set()
+    for rule in group["rules"]:
+        assert {"uid", "title", "condition", "data", "for", "labels", "annotations"} <= set(rule)
+        assert len(rule["uid"]) <= 40 and rule["uid"] not in uids
+        uids.add(rule["uid"])
+        ref_ids = {query["refId"] for query in rule["data"]}
+        assert rule["condition"] in ref_ids
+        for query in rule["data"]:
+            assert query["datasourceUid"] in provisioned | {"__expr__"}
+            assert query["model"]["refId"] == query["refId"]
+        assert rule["labels"]["severity"] in alerts.SEVERITIES
+    (contact,) = document["contactPoints"]
+    assert document["policies"][0]["receiver"] == contact["name"]
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("promtool", ["promtool", "promtool3"])
+def test_promtool_checks_every_rule_file(promtool: str) -> None:
+    binary = server_binary(promtool)
+    result = subprocess.run([binary, "check", "rules", *RULE_FILES], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("SUCCESS") == len(RULE_FILES) >= 2
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("promtool", ["promtool", "promtool3"])
+def test_promtool_unit_tests_fire_at_the_boundaries(promtool: str) -> None:
+    binary = server_binary(promtool)
+    result = subprocess.run([binary, "test", "rules", *RULE_TESTS], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("SUCCESS") == len(RULE_TESTS) >= 2
+
+
+@pytest.mark.servers
+def test_alertmanager_config_is_valid() -> None:
+    result = subprocess.run(
+        [server_binary("amtool"), "check-config", DEPLOY / "alertmanager" / "alertmanager.yml"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
