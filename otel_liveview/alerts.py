@@ -114,7 +114,7 @@ def load(path: str | Path) -> list[Threshold]:
         raise ThresholdsError(f"{path}:{_line(entries)}: 'thresholds' must be a list")
     thresholds = [_threshold(path, node) for node in entries.value]
     seen: dict[str, int] = {}
-    for threshold, node in zip(thresholds, entries.value):
+    for threshold, node in zip(thresholds, entries.value, strict=True):
         if threshold.name in seen:
             raise ThresholdsError(
                 f"{path}:{_line(node)}: field 'name': {threshold.name!r} is already used on line {seen[threshold.name]}"
