@@ -153,9 +153,17 @@ class ExportWorker:
             self.drain()
 
     def drain(self, deadline: float | None = None) -> bool:
-        """Ship what is queued now; False if the deadline passed first."""
-        with self._drain_lock:
-            while deadline is None or time.monotonic() < deadline:
+        """Ship what is queued; False if the deadline passed first.
+
+        The lock is taken per batch, so a flush or a fork can get in between batches.
+        """
+        while True:
+            wait = -1 if deadline is None else deadline - time.monotonic()
+            if deadline is not None and wait <= 0:
+                return not len(self._queue)
+            if not self._drain_lock.acquire(timeout=wait):  # stuck behind a slow export
+                return False
+            try:
                 batch = self._queue.take(self._batch_size)
                 if not batch:
                     return True
@@ -167,7 +175,8 @@ class ExportWorker:
                         self._tables.count_dropped(item[0], "invalid")
                 if self._after_batch is not None:
                     self._after_batch()
-            return not len(self._queue)
+            finally:
+                self._drain_lock.release()
 
     def pause(self, timeout: float) -> bool:
         """Wait (up to `timeout`) for the batch in flight, and hold further ones until `resume()`.

@@ -210,9 +210,15 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # exporters that gave up waiting
+            super().handle_error(request, client_address)
+
+
 def start_http(receiver: Receiver, port: int = 0) -> ThreadingHTTPServer:
     handler = type("Handler", (_Handler,), {"receiver": receiver})
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server = _Server(("127.0.0.1", port), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     receiver.endpoint = f"http://127.0.0.1:{server.server_address[1]}"

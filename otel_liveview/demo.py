@@ -1,0 +1,184 @@
+"""`otel-liveview demo`: a realistic experiment publishing from a loop, an asyncio task, a thread and
+a second process, so every LiveView panel has something to show."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import multiprocessing
+import os
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+from otel_liveview import ExperimentBroadcaster, LiveViewExperiment
+
+STEPS_PER_EPOCH = 50
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "demo", help="run a demo experiment that publishes to the configured collector"
+    )
+    parser.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
+    parser.add_argument(
+        "--topic", default="experiment:updates:root", help="base topic (default: %(default)s)"
+    )
+    parser.add_argument("--name", default="demo-mnist", help="experiment name (default: %(default)s)")
+    parser.add_argument("--step-seconds", type=float, default=0.2, help="time per training step")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    deadline = math.inf if args.duration is None else time.monotonic() + args.duration
+    stop = threading.Event()
+    evaluator = multiprocessing.get_context("spawn").Process(
+        target=evaluation_worker, args=(args.topic, args.duration), daemon=True
+    )
+    try:
+        with LiveViewExperiment(name=args.name, base_topic=args.topic) as experiment:
+            broadcaster = experiment.broadcaster
+            threading.Thread(target=system_metrics, args=(broadcaster, stop), daemon=True).start()
+            sensors = threading.Thread(
+                target=lambda: asyncio.run(sensor_stream(broadcaster, stop)), daemon=True
+            )
+            sensors.start()
+            evaluator.start()
+            train(broadcaster, deadline, args.step_seconds, stop)
+    except KeyboardInterrupt:
+        print("\ninterrupted", flush=True)
+    finally:
+        stop.set()
+        evaluator.join(timeout=5)
+    print("\ndone", flush=True)
+    return 0
+
+
+def train(
+    broadcaster: ExperimentBroadcaster, deadline: float, step_seconds: float, stop: threading.Event
+) -> None:
+    """A training loop: noisy falling loss, rising accuracy, a cosine learning-rate schedule."""
+    broadcaster.publish_log_sync("info", "training started", steps_per_epoch=STEPS_PER_EPOCH)
+    step = 0
+    while time.monotonic() < deadline and not stop.is_set():
+        epoch = step // STEPS_PER_EPOCH
+        progress = step / (STEPS_PER_EPOCH * 20)
+        loss = 2.5 * math.exp(-3 * progress) + 0.05 + random.gauss(0, 0.04)
+        accuracy = min(0.99, 1 - 0.9 * math.exp(-4 * progress) + random.gauss(0, 0.01))
+        lr = 1e-3 * 0.5 * (1 + math.cos(math.pi * (progress % 1)))
+        broadcaster.publish_metric_sync("loss", loss, step=step, epoch=epoch, phase="train")
+        broadcaster.publish_metric_sync("accuracy", accuracy, step=step, epoch=epoch, phase="train")
+        broadcaster.publish_metric_sync("learning_rate", lr, step=step, epoch=epoch, phase="train")
+        broadcaster.publish_log_sync("debug", f"step {step} loss {loss:.4f}", step=step)
+        if step and step % STEPS_PER_EPOCH == 0:
+            broadcaster.publish_log_sync("info", f"epoch {epoch} finished", epoch=epoch, loss=round(loss, 4))
+        if random.random() < 0.02:
+            broadcaster.publish_log_sync(
+                "warning", "gradient norm spiked", step=step, grad_norm=random.uniform(5, 50)
+            )
+        if random.random() < 0.005:
+            broadcaster.publish_log_sync("error", "data loader retried a corrupt batch", step=step)
+        print(
+            f"\rstep {step:6d}  epoch {epoch:3d}  loss {loss:.4f}  accuracy {accuracy:.3f}  lr {lr:.2e}",
+            end="",
+            flush=True,
+        )
+        step += 1
+        stop.wait(step_seconds)
+
+
+async def sensor_stream(broadcaster: ExperimentBroadcaster, stop: threading.Event) -> None:
+    """A 10 Hz sensor rig published from an asyncio task."""
+    started = time.monotonic()
+    while not stop.is_set():
+        t = time.monotonic() - started
+        await broadcaster.publish_data(
+            "sensors",
+            {
+                "temperature": 21 + 3 * math.sin(t / 30) + random.gauss(0, 0.1),
+                "pressure": 101.3 + random.gauss(0, 0.05),
+                "arm": {"x": math.cos(t), "y": math.sin(t)},
+                "status": "ok",
+            },
+        )
+        await asyncio.sleep(0.1)
+
+
+def system_metrics(broadcaster: ExperimentBroadcaster, stop: threading.Event) -> None:
+    """CPU, memory and (where nvidia-smi exists) GPU use, from a thread."""
+    previous = _cpu_times()
+    while not stop.wait(1.0):
+        current = _cpu_times()
+        if previous and current:
+            busy = (current[0] - previous[0]) / max(1e-9, current[1] - previous[1])
+            broadcaster.publish_metric_sync("cpu_percent", 100 * busy, phase="system")
+        previous = current
+        rss = _rss_mb()
+        if rss is not None:
+            broadcaster.publish_metric_sync("memory_mb", rss, phase="system")
+        for index, utilisation in enumerate(_gpu_utilisation()):
+            broadcaster.publish_metric_sync("gpu_percent", utilisation, phase="system", gpu=str(index))
+
+
+def _cpu_times() -> tuple[float, float] | None:
+    try:
+        with open("/proc/stat") as stat:
+            fields = [float(v) for v in stat.readline().split()[1:]]
+    except OSError:
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields) - idle, sum(fields)
+
+
+def _rss_mb() -> float | None:
+    try:
+        with open(f"/proc/{os.getpid()}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _gpu_utilisation() -> list[float]:
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        output = subprocess.run(
+            ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=2,
+        ).stdout
+        return [float(line) for line in output.split()]
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return []
+
+
+def evaluation_worker(topic: str, duration: float | None) -> None:
+    """A second process with the same topic: periodic evaluation, like a parallel worker."""
+    broadcaster = ExperimentBroadcaster(base_topic=topic)
+    deadline = math.inf if duration is None else time.monotonic() + duration
+    round_ = 0
+    try:
+        while time.monotonic() < deadline:
+            accuracy = min(0.98, 0.5 + 0.04 * round_ + random.gauss(0, 0.01))
+            broadcaster.publish_metric_sync("accuracy", accuracy, step=round_, phase="eval")
+            broadcaster.publish_log_sync(
+                "info", f"evaluation round {round_}: accuracy {accuracy:.3f}", round=round_
+            )
+            round_ += 1
+            time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    sys.exit(run(parser.parse_args(["demo", *sys.argv[1:]])))
