@@ -128,7 +128,8 @@ def _start(settings: Settings, topic: str | None) -> Pipeline:
     _stale.clear()
     TABLES.resize(settings.max_series, settings.max_stream_keys)
     QUEUE.capacity = settings.max_queue_size
-    QUEUE.wake_at = settings.max_export_batch_size
+    # Wake the export thread for a full batch, or before a small queue fills up.
+    QUEUE.wake_at = min(settings.max_export_batch_size, max(1, settings.max_queue_size // 2))
     resource = make_resource(settings, topic)
 
     meter_provider = metrics.get_meter_provider()
