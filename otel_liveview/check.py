@@ -46,6 +46,7 @@ def reachable(url: str, timeout: float) -> str | None:
 def run(args: argparse.Namespace) -> int:
     try:
         settings = config.load()
+        protocols = {signal: config.protocol_for(settings, signal) for signal in SIGNALS}
     except ValueError as error:
         print(f"configuration error: {error}")
         return 2
@@ -64,6 +65,6 @@ def run(args: argparse.Namespace) -> int:
         url = endpoint_for(settings, signal)
         problem = reachable(url, args.timeout)
         state = "reachable" if problem is None else f"NOT reachable ({problem})"
-        print(f"{signal}: {config.protocol_for(settings, signal)} -> {url}: {state}")
+        print(f"{signal}: {protocols[signal]} -> {url}: {state}")
         failures += problem is not None
     return 1 if failures else 0
