@@ -282,6 +282,7 @@ def main() -> None:
     args = parser.parse_args()
     receiver = Receiver()
     original = receiver.store
+    printing = threading.Lock()  # one JSON line at a time from the handler threads
 
     def store_and_report(request: Message) -> None:
         original(request)
@@ -295,7 +296,8 @@ def main() -> None:
                 for s in r.scope_metrics
                 for m in s.metrics
             )
-        print(json.dumps({"kind": kind, "count": count}), flush=True)
+        with printing:
+            print(json.dumps({"kind": kind, "count": count}), flush=True)
 
     receiver.store = store_and_report  # type: ignore[method-assign]
     server = (start_http if args.protocol == "http" else start_grpc)(receiver, args.port)
