@@ -225,32 +225,26 @@ def start_http(receiver: Receiver, port: int = 0) -> ThreadingHTTPServer:
     return server
 
 
-class _LogsService(logs_service_pb2_grpc.LogsServiceServicer):
-    def __init__(self, receiver: Receiver) -> None:
+class _Service:
+    """The Export method both OTLP gRPC services have."""
+
+    def __init__(self, receiver: Receiver, reply: type[Message]) -> None:
         self.receiver = receiver
+        self.reply = reply
 
     def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
         if self.receiver.status != 200:
             context.abort(grpc.StatusCode.UNAVAILABLE, "receiver told to fail")
         self.receiver.store(request)
-        return logs_service_pb2.ExportLogsServiceResponse()
-
-
-class _MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
-    def __init__(self, receiver: Receiver) -> None:
-        self.receiver = receiver
-
-    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
-        if self.receiver.status != 200:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "receiver told to fail")
-        self.receiver.store(request)
-        return metrics_service_pb2.ExportMetricsServiceResponse()
+        return self.reply()
 
 
 def start_grpc(receiver: Receiver, port: int = 0) -> grpc.Server:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_LogsService(receiver), server)
-    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_MetricsService(receiver), server)
+    logs = _Service(receiver, logs_service_pb2.ExportLogsServiceResponse)
+    metrics = _Service(receiver, metrics_service_pb2.ExportMetricsServiceResponse)
+    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(logs, server)
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(metrics, server)
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     receiver.endpoint = f"http://127.0.0.1:{bound}"
