@@ -224,6 +224,9 @@ def _exporter_kwargs(settings: Settings, signal: str) -> dict[str, Any]:
         kwargs["headers"] = dict(settings.headers)
     if settings.insecure is not None and config.protocol_for(settings, signal) == "grpc":
         kwargs["insecure"] = settings.insecure
+    timeout = config.export_timeout(signal)
+    if timeout is not None:
+        kwargs["timeout"] = timeout
     return kwargs
 
 

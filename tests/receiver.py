@@ -8,6 +8,7 @@ errors or delays, and runs as a separate process (`python -m tests.receiver`) fo
 from __future__ import annotations
 
 import argparse
+import collections
 import gzip
 import json
 import sys
@@ -92,6 +93,9 @@ class Receiver:
     delay: float = 0.0
     endpoint: str = ""
     requests: int = 0
+    attempts: collections.Counter[str] = field(
+        default_factory=collections.Counter
+    )  # by path, errors included
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def store(self, request: Message) -> None:
@@ -181,6 +185,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Content-Encoding") == "gzip":
             payload = gzip.decompress(payload)
         receiver = self.receiver
+        with receiver._lock:
+            receiver.attempts[self.path] += 1
         if receiver.delay:
             time.sleep(receiver.delay)
         if receiver.status != 200:

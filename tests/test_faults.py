@@ -1,0 +1,155 @@
+"""Faults the library must ride out without breaking the experiment it observes.
+
+Each scenario runs tests.fault_publisher (publishing at a fixed rate, timing every call) against a
+receiver that is dead, killed and restarted, slow, or answering errors. Latency figures are
+printed; the assertions are about behaviour: never raise, never block on the network, bounded
+memory, resume after an outage, and every item either arrives or is counted as dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.receiver import Receiver, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+BLOCKED_MS = 200  # a call that waited on the network would take seconds
+
+
+def publish(endpoint: str, rate: int, seconds: float, **env: str) -> dict[str, Any]:
+    environment = {
+        **os.environ,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "2000",
+        "OTEL_METRIC_EXPORT_INTERVAL": "500",
+        "OTEL_LIVEVIEW_EXIT_TIMEOUT": "1",
+        **env,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.fault_publisher", str(rate), str(seconds)],
+        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=seconds + 60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    print(f"\n{rate}/s for {seconds} s: {report}")
+    return report
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_dead_collector_from_the_start_costs_the_caller_nothing() -> None:
+    report = publish(f"http://127.0.0.1:{free_port()}", rate=5_000, seconds=4)
+    assert report["calls"] >= 15_000
+    assert report["max_ms"] < BLOCKED_MS
+    assert report["flushed"] is False
+    dropped = report["dropped"]
+    assert dropped["log/export_failed"] > 0  # counted after the exporter's retries ran out (2 s)
+    assert dropped["metric/export_failed"] > 0
+
+
+@pytest.mark.slow
+def test_memory_stays_bounded_for_a_minute_at_10k_per_second_with_a_dead_collector() -> None:
+    report = publish(f"http://127.0.0.1:{free_port()}", rate=10_000, seconds=60)
+    assert report["calls"] >= 500_000
+    assert report["rss_growth_mb"] < 50
+    assert report["max_ms"] < BLOCKED_MS
+    assert report["dropped"]["log/queue_full"] > 0
+
+
+class ReceiverProcess:
+    """tests.receiver in its own process on a fixed port, so it can be killed and started again."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.seqs: list[int] = []
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-u", "-m", "tests.receiver", "--port", str(self.port)],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self.process.stdout
+        json.loads(self.process.stdout.readline())
+        threading.Thread(target=self._read, args=(self.process,), daemon=True).start()
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout
+        for line in process.stdout:
+            report = json.loads(line)
+            if report.get("kind") == "logs":
+                self.seqs.append(report["count"])
+
+    def kill(self) -> None:
+        assert self.process
+        self.process.kill()
+        self.process.wait()
+
+    @property
+    def logs(self) -> int:
+        return sum(self.seqs)
+
+
+def test_collector_killed_and_restarted_publishing_resumes_and_drops_are_counted() -> None:
+    receiver = ReceiverProcess(free_port())
+    receiver.start()
+    outcome: dict[str, Any] = {}
+    worker = threading.Thread(
+        target=lambda: outcome.update(publish(f"http://127.0.0.1:{receiver.port}", rate=2_000, seconds=9))
+    )
+    worker.start()
+    try:
+        wait_until(lambda: receiver.logs > 1000, timeout=10, what="logs before the outage")
+        receiver.kill()
+        down_at = receiver.logs
+        time.sleep(3)  # the outage itself: nothing to poll for
+        receiver.start()
+        wait_until(lambda: receiver.logs > down_at + 1000, timeout=15, what="logs after the restart")
+        worker.join(60)
+    finally:
+        receiver.kill()
+    assert outcome["max_ms"] < BLOCKED_MS
+    published = outcome["published"]["log"]
+    dropped = sum(v for k, v in outcome["dropped"].items() if k.startswith("log/"))
+    # Whatever the receiver took in before dying may be sent again (it never answered), so it can
+    # see more than was published, never fewer than published minus what was counted as dropped.
+    assert receiver.logs >= published - dropped
+    assert receiver.logs > down_at + 1000
+
+
+@pytest.mark.parametrize(("status", "retried"), [(503, True), (429, True), (500, False), (400, False)])
+def test_error_answers_follow_the_otlp_retry_rules(
+    http_receiver: Receiver, status: int, retried: bool
+) -> None:
+    http_receiver.status = status
+    # One batch of logs, sent by the final flush: the attempts on /v1/logs are that batch's tries.
+    report = publish(http_receiver.endpoint, rate=200, seconds=1, OTEL_BLRP_SCHEDULE_DELAY="60000")
+    attempts = http_receiver.attempts["/v1/logs"]
+    if retried:  # OTLP/HTTP: 429, 502, 503 and 504 are retried with backoff until the timeout
+        assert attempts > 1
+    else:  # every other error is final: no retry
+        assert attempts == 1
+    assert report["dropped"]["log/export_failed"] == report["published"]["log"]
+    assert report["dropped"]["metric/export_failed"] > 0
+
+
+def test_slow_collector_never_slows_the_caller(http_receiver: Receiver) -> None:
+    http_receiver.delay = 1.5
+    report = publish(http_receiver.endpoint, rate=2_000, seconds=3, OTEL_EXPORTER_OTLP_TIMEOUT="5000")
+    assert report["max_ms"] < BLOCKED_MS
+    wait_until(lambda: http_receiver.log_rows(), timeout=10, what="the slow collector's first batch")
