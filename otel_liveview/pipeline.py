@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+import requests
 from opentelemetry import _logs, metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk._logs import LoggerProvider
@@ -212,9 +213,22 @@ def log_exporter(settings: Settings) -> Any:
     return OTLPLogExporter(**kwargs)
 
 
+class _CertificateFirstSession(requests.Session):
+    """requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace the session's CA file; the CA file the
+    OTLP exporter set from OTEL_EXPORTER_OTLP_CERTIFICATE must win, as the OTel spec means it to."""
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+        merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if verify is None and isinstance(self.verify, str):
+            merged["verify"] = self.verify
+        return merged
+
+
 def _exporter_kwargs(settings: Settings, signal: str) -> dict[str, Any]:
     """Only what configure() set explicitly; everything else the exporters read from OTEL_* themselves."""
     kwargs: dict[str, Any] = {}
+    if config.protocol_for(settings, signal) == "http/protobuf":
+        kwargs["session"] = _CertificateFirstSession()
     if settings.endpoint:
         endpoint = settings.endpoint.rstrip("/")
         if config.protocol_for(settings, signal) == "http/protobuf":

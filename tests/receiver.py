@@ -11,6 +11,7 @@ import argparse
 import collections
 import gzip
 import json
+import ssl
 import sys
 import threading
 import time
@@ -222,12 +223,16 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-def start_http(receiver: Receiver, port: int = 0) -> ThreadingHTTPServer:
+def start_http(receiver: Receiver, port: int = 0, tls: ssl.SSLContext | None = None) -> ThreadingHTTPServer:
+    """Serve OTLP/HTTP on 127.0.0.1 (HTTPS with `tls`, a server-side SSL context)."""
     handler = type("Handler", (_Handler,), {"receiver": receiver})
     server = _Server(("127.0.0.1", port), handler)
     server.daemon_threads = True
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    receiver.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    scheme = "https" if tls is not None else "http"
+    receiver.endpoint = f"{scheme}://127.0.0.1:{server.server_address[1]}"
     return server
 
 
