@@ -153,3 +153,109 @@ def test_slow_collector_never_slows_the_caller(http_receiver: Receiver) -> None:
     report = publish(http_receiver.endpoint, rate=2_000, seconds=3, OTEL_EXPORTER_OTLP_TIMEOUT="5000")
     assert report["max_ms"] < BLOCKED_MS
     wait_until(lambda: http_receiver.log_rows(), timeout=10, what="the slow collector's first batch")
+
+
+FORK_SCRIPT = """
+import os, sys, threading, time
+import otel_liveview
+b = otel_liveview.ExperimentBroadcaster("faults:fork")
+stop = threading.Event()
+def publish(name):
+    seq = 0
+    while not stop.is_set():
+        b.publish_log_sync("info", name, origin=name, seq=seq)
+        seq += 1
+        time.sleep(0.0005)
+threads = [threading.Thread(target=publish, args=(f"thread{i}",)) for i in range(2)]
+for t in threads:
+    t.start()
+children = []
+for how in ("exit", "flush-then-os-exit", "os-exit"):
+    time.sleep(0.3)
+    pid = os.fork()  # while both threads publish and the export thread ships
+    if pid == 0:
+        for seq in range(100):
+            b.publish_log_sync("info", how, origin=how, seq=seq)
+        if how == "exit":
+            sys.exit(0)  # normal exit: the exit hook ships what is queued
+        if how == "flush-then-os-exit":
+            otel_liveview.flush(10)
+        os._exit(0)
+    children.append(pid)
+for pid in children:
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+time.sleep(0.3)
+stop.set()
+for t in threads:
+    t.join()
+print(otel_liveview.flush(20), otel_liveview.stats()["published"]["log"], flush=True)
+"""
+
+
+def test_fork_mid_run_with_threads_publishing(http_receiver: Receiver) -> None:
+    env = {
+        **os.environ,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": http_receiver.endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    flushed, parent_published = result.stdout.split()
+    assert flushed == "True"
+    rows = [row for row in http_receiver.log_rows() if row.attributes.get("topic") == "faults:fork"]
+    seen = [(row.attributes["origin"], row.attributes["seq"], row.resource["process.pid"]) for row in rows]
+    assert len(seen) == len(set(seen)), "duplicated records"
+    by_origin: dict[str, set[int]] = {}
+    for origin, seq, _ in seen:
+        by_origin.setdefault(origin, set()).add(seq)
+    parent = sum(len(by_origin[f"thread{i}"]) for i in range(2))
+    assert parent == int(parent_published)  # every parent record once, none lost to the forks
+    assert by_origin["exit"] == by_origin["flush-then-os-exit"] == set(range(100))
+    # os._exit without a flush loses what was queued, by definition; it must not deadlock or duplicate.
+    assert len({pid for _, _, pid in seen}) >= 3
+
+
+def test_grpc_unavailable_is_retried_then_counted(grpc_receiver: Receiver) -> None:
+    grpc_receiver.status = 503  # the gRPC receiver answers UNAVAILABLE
+    report = publish(
+        grpc_receiver.endpoint,
+        rate=200,
+        seconds=1,
+        OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+        OTEL_EXPORTER_OTLP_INSECURE="true",
+    )
+    assert report["dropped"]["log/export_failed"] == report["published"]["log"]
+    assert report["max_ms"] < BLOCKED_MS
+
+
+def test_cardinality_bomb_is_capped_counted_and_fast(http_receiver: Receiver) -> None:
+    script = """
+import time, otel_liveview
+b = otel_liveview.ExperimentBroadcaster("faults:bomb")
+started = time.perf_counter()
+for i in range(20_000):
+    b.publish_metric_sync(f"metric_{i}", i)
+for i in range(500):
+    b.publish_data_sync(f"stream_{i % 5}", {f"key_{i}": i})
+elapsed = time.perf_counter() - started
+print(otel_liveview.flush(20), round(elapsed, 2), otel_liveview.stats()["dropped"], flush=True)
+"""
+    env = {
+        **os.environ,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": http_receiver.endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    flushed, elapsed, dropped = result.stdout.split(maxsplit=2)
+    print(f"\n20,000 metric names + 500 stream keys published in {elapsed} s")
+    assert flushed == "True"
+    counts = json.loads(dropped.replace("'", '"'))
+    assert counts["metric/cardinality"] == 20_000 - 2_000  # OTEL_LIVEVIEW_MAX_SERIES default
+    assert counts["data/cardinality"] == 500 - 5 * 64  # 64 numeric keys per stream
+    metrics = {dict(k[1])["metric"] for k in http_receiver.latest("liveview.metric")}
+    assert len(metrics) == 2_000
