@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -16,6 +14,7 @@ import pytest
 import yaml
 
 from otel_liveview import alerts
+from tests.processes import start_python
 from tests.receiver import wait_until
 from tests.servers import Server, Webhook
 
@@ -80,14 +79,7 @@ def test_crossing_a_threshold_pages_and_recovering_resolves(
         "OTEL_METRIC_EXPORT_INTERVAL": "250",
         "OTEL_SERVICE_NAME": "alerts-e2e",
     }
-    publisher = subprocess.Popen(
-        [sys.executable, "-c", PUBLISHER],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    publisher = start_python(PUBLISHER, env)
     try:
         assert publisher.stdin and publisher.stdout
         publisher.stdin.write("1.0\n")

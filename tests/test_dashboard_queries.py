@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.processes import start_python
 from tests.receiver import Receiver
 from tests.servers import PushStack, query, wait_for_series
 
@@ -77,14 +76,7 @@ def test_every_dashboard_query_returns_its_series(push_stack: PushStack, http_re
         "OTEL_LIVEVIEW_METRIC_EVENTS": "false",
         "OTEL_SERVICE_NAME": "dashboard-queries",
     }
-    publisher = subprocess.Popen(
-        [sys.executable, "-c", PUBLISHER],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    publisher = start_python(PUBLISHER, env)
     try:
         assert publisher.stdout and publisher.stdout.readline().strip() == "published"
         # Rates need two samples of a counter; wait for the slowest-filling panel's series.

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.processes import otlp_http, run_python
 from tests.receiver import Receiver, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -193,16 +194,7 @@ print(otel_liveview.flush(20), otel_liveview.stats()["published"]["log"], flush=
 
 
 def test_fork_mid_run_with_threads_publishing(http_receiver: Receiver) -> None:
-    env = {
-        **os.environ,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": http_receiver.endpoint,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", FORK_SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    flushed, parent_published = result.stdout.split()
+    flushed, parent_published = run_python(FORK_SCRIPT, otlp_http(http_receiver.endpoint)).split()
     assert flushed == "True"
     rows = [row for row in http_receiver.log_rows() if row.attributes.get("topic") == "faults:fork"]
     seen = [(row.attributes["origin"], row.attributes["seq"], row.resource["process.pid"]) for row in rows]
@@ -242,16 +234,7 @@ for i in range(500):
 elapsed = time.perf_counter() - started
 print(otel_liveview.flush(20), round(elapsed, 2), otel_liveview.stats()["dropped"], flush=True)
 """
-    env = {
-        **os.environ,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": http_receiver.endpoint,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    flushed, elapsed, dropped = result.stdout.split(maxsplit=2)
+    flushed, elapsed, dropped = run_python(script, otlp_http(http_receiver.endpoint)).split(maxsplit=2)
     print(f"\n20,000 metric names + 500 stream keys published in {elapsed} s")
     assert flushed == "True"
     counts = json.loads(dropped.replace("'", '"'))

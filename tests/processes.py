@@ -1,0 +1,42 @@
+"""Publishing scripts run in their own interpreter: the library's pipeline is per process, so each
+scenario gets a fresh one, configured by environment variables like a user's job."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def otlp_http(endpoint: str, **extra: str) -> dict[str, str]:
+    """The environment of a process exporting OTLP/HTTP to `endpoint`, plus `extra` variables."""
+    return {
+        **os.environ,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        **extra,
+    }
+
+
+def run_python(script: str, env: dict[str, str], timeout: float = 120) -> str:
+    """Run `script` to its end; its stdout (a non-zero exit fails the test with the stderr tail)."""
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def start_python(script: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """Start `script` with pipes to its stdin and stdout, for a test that talks to it."""
+    return subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
