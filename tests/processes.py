@@ -30,13 +30,15 @@ def run_python(script: str, env: dict[str, str], timeout: float = 120) -> str:
     return result.stdout
 
 
-def start_python(script: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    """Start `script` with pipes to its stdin and stdout, for a test that talks to it."""
+def start_python(script: str, env: dict[str, str], file: Path | None = None) -> subprocess.Popen[str]:
+    """Start `script` with pipes to its stdin and stdout, for a test that talks to it.
+
+    With `file`, the script is written there and run from it (multiprocessing's spawn needs a
+    main module it can import again).
+    """
+    if file is not None:
+        file.write_text(script)
+    command = [sys.executable, str(file)] if file is not None else [sys.executable, "-c", script]
     return subprocess.Popen(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
+        command, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
