@@ -85,21 +85,22 @@ def nonfinite_label(value: float) -> str:
     return "inf" if value > 0 else "-inf"
 
 
+def _checked_name(kind: str, name: Any) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"{kind} name must be a string, not {type(name).__name__}")
+    if not name:
+        raise ValueError(f"{kind} name must not be empty")
+    return name[:MAX_LABEL_LENGTH]
+
+
 def metric_name(name: Any) -> str:
     """A published metric name, checked: a non-empty string, cut to a sane label length."""
-    if not isinstance(name, str):
-        raise TypeError(f"metric name must be a string, not {type(name).__name__}")
-    if not name:
-        raise ValueError("metric name must not be empty")
-    return name[:MAX_LABEL_LENGTH]
+    return _checked_name("metric", name)
 
 
 def stream_name(name: Any) -> str:
-    if not isinstance(name, str):
-        raise TypeError(f"stream name must be a string, not {type(name).__name__}")
-    if not name:
-        raise ValueError("stream name must not be empty")
-    return name[:MAX_LABEL_LENGTH]
+    """A data stream name, checked like a metric name."""
+    return _checked_name("stream", name)
 
 
 def attribute_key(key: Any) -> str:

@@ -126,20 +126,16 @@ def test_grafana_provisioning_has_what_grafana_requires() -> None:
 
 @pytest.mark.servers
 @pytest.mark.parametrize("promtool", ["promtool", "promtool3"])
-def test_promtool_checks_every_rule_file(promtool: str) -> None:
+@pytest.mark.parametrize(
+    ("command", "files"),
+    [("check", RULE_FILES), ("test", RULE_TESTS)],
+    ids=["check-rules", "unit-tests-fire-at-the-boundaries"],
+)
+def test_promtool_rules(promtool: str, command: str, files: list[Path]) -> None:
     binary = server_binary(promtool)
-    result = subprocess.run([binary, "check", "rules", *RULE_FILES], capture_output=True, text=True)
+    result = subprocess.run([binary, command, "rules", *files], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("SUCCESS") == len(RULE_FILES) >= 2
-
-
-@pytest.mark.servers
-@pytest.mark.parametrize("promtool", ["promtool", "promtool3"])
-def test_promtool_unit_tests_fire_at_the_boundaries(promtool: str) -> None:
-    binary = server_binary(promtool)
-    result = subprocess.run([binary, "test", "rules", *RULE_TESTS], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("SUCCESS") == len(RULE_TESTS) >= 2
+    assert result.stdout.count("SUCCESS") == len(files) >= 2
 
 
 @pytest.mark.servers
