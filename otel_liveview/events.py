@@ -16,6 +16,14 @@ from otel_liveview.series import Tables
 INFO = SeverityNumber.INFO
 
 
+def _event(name: str, timestamp: int, body: Any, attributes: dict[str, Any]) -> dict[str, Any]:
+    # Loki (3.7 and older) drops the OTLP event_name field but keeps attributes as structured
+    # metadata: the same name as an attribute lets LogQL select events with `| event_name="..."`.
+    # Newer Loki reads the field itself and skips an attribute of the same name.
+    attributes["event_name"] = name
+    return {"timestamp": timestamp, "event_name": name, "body": body, "attributes": attributes}
+
+
 def metric_event(item: tuple[Any, ...], tables: Tables) -> dict[str, Any]:
     _, timestamp, topic, name, value, step, epoch, extra = item
     attributes = mapping.attributes(extra) if extra else {}
@@ -28,7 +36,7 @@ def metric_event(item: tuple[Any, ...], tables: Tables) -> dict[str, Any]:
         body.update(mapping.to_body(extra))
     attributes["metric"] = name
     attributes["topic"] = topic
-    return {"timestamp": timestamp, "event_name": "liveview.metric", "body": body, "attributes": attributes}
+    return _event("liveview.metric", timestamp, body, attributes)
 
 
 def data_event(item: tuple[Any, ...], tables: Tables) -> dict[str, Any]:
@@ -39,12 +47,7 @@ def data_event(item: tuple[Any, ...], tables: Tables) -> dict[str, Any]:
             tables.admit_stream_key(topic, stream, key) and gauge.set(_data_key(topic, stream, key), value)
         ):
             tables.count_dropped("data", "cardinality")
-    return {
-        "timestamp": timestamp,
-        "event_name": "liveview.data",
-        "body": mapping.to_body(data),
-        "attributes": {"stream": stream, "topic": topic},
-    }
+    return _event("liveview.data", timestamp, mapping.to_body(data), {"stream": stream, "topic": topic})
 
 
 def _data_key(topic: str, stream: str, key: str) -> tuple[tuple[str, str], ...]:
@@ -70,13 +73,9 @@ def status_event(item: tuple[Any, ...], tables: Tables) -> dict[str, Any]:
     attributes = {"topic": topic, "experiment": experiment, "status": status}
     if error:
         body["error"] = attributes["error"] = error
-    return {
-        "timestamp": timestamp,
-        "event_name": "liveview.status",
-        "severity_number": SeverityNumber.ERROR if status == "failed" else INFO,
-        "body": body,
-        "attributes": attributes,
-    }
+    event = _event("liveview.status", timestamp, body, attributes)
+    event["severity_number"] = SeverityNumber.ERROR if status == "failed" else INFO
+    return event
 
 
 BUILDERS = {"metric": metric_event, "data": data_event, "log": log_record, "status": status_event}

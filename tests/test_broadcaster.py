@@ -94,6 +94,7 @@ def test_metric_gauges_step_epoch_and_labels() -> None:
         "best": True,
         "step": 20,
         "epoch": 2,
+        "event_name": "liveview.metric",
     }
     assert event.timestamp is not None and event.timestamp > 0
 
@@ -136,7 +137,7 @@ def test_data_stream_event_and_numeric_leaves_with_key_cap() -> None:
     broadcaster.publish_data_sync("sensors", {"sensor_1": 0.8, "arm": {"x": 1, "y": 2}, "label": "ok"})
     event = [r for r in records("unit:data") if r.event_name == "liveview.data"][-1]
     assert event.body == {"sensor_1": 0.8, "arm": {"x": 1, "y": 2}, "label": "ok"}
-    assert dict(event.attributes) == {"stream": "sensors", "topic": "unit:data"}
+    assert dict(event.attributes) == {"stream": "sensors", "topic": "unit:data", "event_name": "liveview.data"}
     values = {dict(k)["key"]: v for k, v in points("liveview.data", "unit:data").items()}
     assert values == {"sensor_1": 0.8, "arm.x": 1, "arm.y": 2}
 
@@ -199,6 +200,7 @@ def test_experiment_status_transitions(raised: BaseException | None, status: str
     }
     events = [r for r in records(topic) if r.event_name == "liveview.status"]
     assert [e.body["status"] for e in events] == ["initializing", "running", status]
+    assert {e.attributes["event_name"] for e in events} == {"liveview.status"}
     if status == "failed":
         assert events[-1].body["error"] == "RuntimeError: boom"
 
