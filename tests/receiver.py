@@ -64,6 +64,7 @@ def decode_attributes(attributes: Iterator[KeyValue]) -> dict[str, Any]:
 class LogRow:
     resource: dict[str, Any]
     scope: str
+    scope_version: str
     event_name: str
     body: Any
     attributes: dict[str, Any]
@@ -125,6 +126,7 @@ class Receiver:
                             LogRow(
                                 resource,
                                 scope_logs.scope.name,
+                                scope_logs.scope.version,
                                 record.event_name,
                                 decode_any(record.body),
                                 decode_attributes(record.attributes),

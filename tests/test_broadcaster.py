@@ -137,7 +137,11 @@ def test_data_stream_event_and_numeric_leaves_with_key_cap() -> None:
     broadcaster.publish_data_sync("sensors", {"sensor_1": 0.8, "arm": {"x": 1, "y": 2}, "label": "ok"})
     event = [r for r in records("unit:data") if r.event_name == "liveview.data"][-1]
     assert event.body == {"sensor_1": 0.8, "arm": {"x": 1, "y": 2}, "label": "ok"}
-    assert dict(event.attributes) == {"stream": "sensors", "topic": "unit:data", "event_name": "liveview.data"}
+    assert dict(event.attributes) == {
+        "stream": "sensors",
+        "topic": "unit:data",
+        "event_name": "liveview.data",
+    }
     values = {dict(k)["key"]: v for k, v in points("liveview.data", "unit:data").items()}
     assert values == {"sensor_1": 0.8, "arm.x": 1, "arm.y": 2}
 

@@ -22,14 +22,6 @@ DATASOURCES = yaml.safe_load(
     (ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "datasources.yaml").read_text()
 )
 
-# What Loki 3 makes of the library's OTLP records (SPEC section 3; attribute names as tests/test_wire.py
-# sees them on the wire): index labels, then structured metadata.
-LOKI_FIELDS = {
-    "service_name", "service_instance_id", "service_namespace", "deployment_environment",
-    "event_name", "severity_text", "severity_number", "detected_level", "scope_name",
-    "topic", "stream", "metric", "phase", "step", "epoch", "experiment", "status", "error",
-}  # fmt: skip
-
 
 @pytest.mark.servers
 def test_docker_compose_validates_the_file() -> None:
@@ -177,13 +169,3 @@ def test_dashboard_variables_are_defined_and_used() -> None:
     ]
     used = {name for query in queries for name in re.findall(r"\$(\w+)", query)}
     assert used == defined
-
-
-def test_logql_uses_only_fields_the_records_carry() -> None:
-    logql = [t["expr"] for p in panels() for t in p["targets"] if t["datasource"]["type"] == "loki"]
-    assert len(logql) >= 2
-    for query in logql:
-        selector = re.match(r"\{(.*?)\}", query)
-        assert selector
-        fields = re.findall(r"(\w+)\s*=~?", selector.group(1)) + re.findall(r"\|\s*(\w+)\s*=~?", query)
-        assert fields and set(fields) <= LOKI_FIELDS, query

@@ -1,0 +1,189 @@
+"""The dashboard's LogQL queries, evaluated against what Loki makes of the library's real OTLP records.
+
+No Loki runs in the suite. The records are the real exporter's output, decoded by the in-suite
+receiver; `loki_entry` applies Loki 3.7's OTLP ingestion rules (pkg/loghttp/push/otlp.go: default
+index labels, every other resource, scope and record attribute as structured metadata with names
+sanitized, severity fields; the OTLP `event_name` field is not mapped before Loki 3.8). That mapping
+was compared by hand, record for record, with what a real Loki 3.7.6 returned for the same publisher
+(docs/deploy.md). `matches` understands exactly the LogQL the dashboard uses – a stream selector and
+`| label op "value"` filters – and fails on anything else, so a new query cannot slip past unchecked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.processes import otlp_http, run_python
+from tests.receiver import LogRow, Receiver, start_http
+
+DASHBOARD = json.loads(
+    (Path(__file__).resolve().parent.parent / "grafana_dashboards" / "liveview.json").read_text()
+)
+
+# Loki's default `default_resource_attributes_as_index_labels` (those our resource can carry).
+INDEX_LABELS = {"service.name", "service.namespace", "service.instance.id", "deployment.environment"}
+
+PUBLISHER = """
+import logging
+from otel_liveview import LiveViewExperiment, LiveViewHandler, flush
+
+with LiveViewExperiment(name="logql", base_topic="logql:test") as experiment:
+    b = experiment.broadcaster
+    for step in range(3):
+        b.publish_metric_sync("loss", 1 / (step + 1), step=step, phase="train")
+        b.publish_data_sync("sensors", {"sensor_1": 0.8 + step, "arm": {"x": step}})
+        b.publish_data_sync("camera", {"fps": 30})
+        b.publish_data_sync("other", {"n": step})
+    for level in ("debug", "info", "warning", "error", "critical"):
+        b.publish_log_sync(level, f"a {level} line")
+    b.publish_log_sync("info", "a log that names a stream", stream="sensors")
+    logging.getLogger("logql").addHandler(LiveViewHandler(b))
+    logging.getLogger("logql").warning("from the logging module")
+flush()
+"""
+
+
+def sanitize(name: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+def flatten(key: str, value: Any) -> dict[str, str]:
+    """An attribute as Loki stores it: nested maps become `outer_inner`, every value a string."""
+    if isinstance(value, dict):
+        return {k: v for inner, item in value.items() for k, v in flatten(f"{key}_{inner}", item).items()}
+    if isinstance(value, bool):
+        text = str(value).lower()
+    elif isinstance(value, float) and value == int(value):
+        text = str(int(value))
+    else:
+        text = value if isinstance(value, str) else json.dumps(value)
+    return {sanitize(key): text}
+
+
+def loki_json(value: Any) -> str:
+    """A map body as Loki writes the line: compact, keys sorted, 1.0 as 1 (Go's float formatting)."""
+
+    def plain(item: Any) -> Any:
+        if isinstance(item, dict):
+            return {key: plain(inner) for key, inner in item.items()}
+        if isinstance(item, list):
+            return [plain(inner) for inner in item]
+        return int(item) if isinstance(item, float) and item.is_integer() else item
+
+    return json.dumps(plain(value), separators=(",", ":"), sort_keys=True)
+
+
+def loki_entry(row: LogRow) -> tuple[dict[str, str], dict[str, str], str]:
+    """(index labels, structured metadata, line) of one OTLP log record."""
+    labels: dict[str, str] = {}
+    metadata: dict[str, str] = {}
+    for key, value in row.resource.items():
+        (labels if key in INDEX_LABELS else metadata).update(flatten(key, value))
+    metadata["scope_name"] = row.scope
+    if row.scope_version:
+        metadata["scope_version"] = row.scope_version
+    for key, value in row.attributes.items():
+        metadata.update(flatten(key, value))
+    if row.severity_number:
+        metadata["severity_number"] = str(row.severity_number)
+    if row.severity_text:
+        metadata["severity_text"] = row.severity_text
+    line = row.body if isinstance(row.body, str) else loki_json(row.body)
+    return labels, metadata, line
+
+
+MATCHER = r'(\w+)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"'
+
+
+def _holds(op: str, actual: str, expected: str) -> bool:
+    if op in ("=", "!="):
+        return (actual == expected) == (op == "=")
+    return bool(re.fullmatch(expected, actual)) == (op == "=~")
+
+
+def parse(query: str) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+    """A log query of the dashboard's form -> (stream matchers, label filters)."""
+    shape = rf"\{{\s*{MATCHER}(\s*,\s*{MATCHER})*\s*\}}(\s*\|\s*{MATCHER})*\s*"
+    assert re.fullmatch(shape, query), f"LogQL outside what this check understands: {query}"
+    selector, _, pipeline = query.partition("}")
+    return re.findall(MATCHER, selector), re.findall(MATCHER, pipeline)
+
+
+def matches(query: str, labels: dict[str, str], metadata: dict[str, str]) -> bool:
+    """Does the query select this entry? A label the entry lacks reads as "", as in Loki."""
+    stream, filters = parse(query)
+    every = {**labels, **metadata}
+    return all(_holds(op, labels.get(key, ""), value) for key, op, value in stream) and all(
+        _holds(op, every.get(key, ""), value) for key, op, value in filters
+    )
+
+
+def loki_query(title: str, **variables: str) -> str:
+    (panel,) = [p for p in DASHBOARD["panels"] if p["title"] == title]
+    (target,) = panel["targets"]
+    assert target["datasource"]["type"] == "loki"
+    query = target["expr"]
+    for name, value in variables.items():
+        query = query.replace(f"${name}", value)
+    assert "$" not in query, query
+    return query
+
+
+@pytest.fixture(scope="module")
+def entries() -> Iterator[list[tuple[LogRow, dict[str, str], dict[str, str], str]]]:
+    """Every record the publisher sent, with its Loki labels, metadata and line (one run per module)."""
+    receiver = Receiver()
+    server = start_http(receiver)
+    try:
+        run_python(PUBLISHER, otlp_http(receiver.endpoint))  # exits normally: its exit hook ships all
+        yield [(row, *loki_entry(row)) for row in receiver.log_rows()]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def selected(entries: list[Any], query: str) -> list[LogRow]:
+    return [row for row, labels, metadata, _ in entries if matches(query, labels, metadata)]
+
+
+def test_every_dashboard_log_query_is_checked_here() -> None:
+    titles = [
+        p["title"]
+        for p in DASHBOARD["panels"]
+        for t in p.get("targets", [])
+        if t["datasource"]["type"] == "loki"
+    ]
+    assert sorted(titles) == ["Latest data events", "Recent logs"]
+
+
+def test_latest_data_events_selects_exactly_the_chosen_streams(entries: list[Any]) -> None:
+    query = loki_query("Latest data events", topic="logql:test", stream="sensors|camera")
+    rows = selected(entries, query)
+    assert sorted(row.attributes["stream"] for row in rows) == ["camera"] * 3 + ["sensors"] * 3
+    assert all(row.event_name == "liveview.data" for row in rows)
+    line = next(line for row, _, _, line in entries if row in rows and row.attributes["stream"] == "sensors")
+    assert json.loads(line) == {"sensor_1": 0.8, "arm": {"x": 0}}  # `| json` works on the line
+    assert not selected(entries, loki_query("Latest data events", topic="another:topic", stream=".+"))
+
+
+def test_recent_logs_selects_the_plain_logs_and_nothing_else(entries: list[Any]) -> None:
+    rows = selected(entries, loki_query("Recent logs", topic="logql:test"))
+    assert sorted(row.body for row in rows) == sorted(
+        [f"a {level} line" for level in ("debug", "info", "warning", "error", "critical")]
+        + ["a log that names a stream", "from the logging module"]
+    )
+    assert {row.severity_text for row in rows} == {"DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
+    kinds = {row.event_name for row, *_ in entries}
+    assert kinds == {"", "liveview.metric", "liveview.data", "liveview.status"}  # the others were there
+
+
+def test_the_index_holds_one_stream_per_process(entries: list[Any]) -> None:
+    streams = {tuple(sorted(labels.items())) for _, labels, _, _ in entries}
+    assert len(streams) == 1
+    assert {key for key, _ in next(iter(streams))} == {"service_name", "service_instance_id"}
