@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import gzip
 import json
 import ssl
@@ -28,7 +29,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-__all__ = ["Receiver", "decode_any", "grpc_receiver", "http_receiver", "wait_until"]
+__all__ = ["Receiver", "decode_any", "grpc_receiver", "http_receiver", "serving_http", "wait_until"]
 
 
 def wait_until(
@@ -264,13 +265,22 @@ def start_grpc(receiver: Receiver, port: int = 0) -> grpc.Server:
     return server
 
 
+@contextlib.contextmanager
+def serving_http(tls: ssl.SSLContext | None = None) -> Iterator[Receiver]:
+    """An OTLP/HTTP receiver on a free loopback port for the length of a `with` block."""
+    receiver = Receiver()
+    server = start_http(receiver, tls=tls)
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def http_receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
-    server = start_http(receiver)
-    yield receiver
-    server.shutdown()
-    server.server_close()
+    with serving_http() as receiver:
+        yield receiver
 
 
 @pytest.fixture

@@ -7,16 +7,12 @@ what it raised and what reached the wire.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
-from tests.receiver import Receiver
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.processes import otlp_http, run_python
+from tests.receiver import Receiver, serving_http
 
 SCRIPT = r"""
 import collections, decimal, json, math, sys
@@ -66,24 +62,10 @@ print(json.dumps({"outcomes": outcomes, "flushed": otel_liveview.flush(20), **ot
 
 
 @pytest.fixture(scope="module")
-def wire() -> tuple[dict, Receiver]:
-    from tests.receiver import start_http
-
-    receiver = Receiver()
-    server = start_http(receiver)
-    env = {
-        **os.environ,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        "OTEL_METRIC_EXPORT_INTERVAL": "200",
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    yield report, receiver
-    server.shutdown()
+def wire() -> Iterator[tuple[dict, Receiver]]:
+    with serving_http() as receiver:
+        stdout = run_python(SCRIPT, otlp_http(receiver.endpoint, OTEL_METRIC_EXPORT_INTERVAL="200"))
+        yield json.loads(stdout.strip().splitlines()[-1]), receiver
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.processes import otlp_http, run_python
-from tests.receiver import LogRow, Receiver, start_http
+from tests.receiver import LogRow, serving_http
 
 DASHBOARD = json.loads(
     (Path(__file__).resolve().parent.parent / "grafana_dashboards" / "liveview.json").read_text()
@@ -138,14 +138,9 @@ def loki_query(title: str, **variables: str) -> str:
 @pytest.fixture(scope="module")
 def entries() -> Iterator[list[tuple[LogRow, dict[str, str], dict[str, str], str]]]:
     """Every record the publisher sent, with its Loki labels, metadata and line (one run per module)."""
-    receiver = Receiver()
-    server = start_http(receiver)
-    try:
+    with serving_http() as receiver:
         run_python(PUBLISHER, otlp_http(receiver.endpoint))  # exits normally: its exit hook ships all
         yield [(row, *loki_entry(row)) for row in receiver.log_rows()]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def selected(entries: list[Any], query: str) -> list[LogRow]:

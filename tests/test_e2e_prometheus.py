@@ -26,7 +26,7 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
 from tests.e2e_publisher import ORIGINS, value_of
-from tests.receiver import Receiver, start_http
+from tests.receiver import Receiver, serving_http
 from tests.servers import PushStack, query, wait_for_series
 
 pytestmark = pytest.mark.servers
@@ -70,11 +70,8 @@ def by_label(result: list[dict[str, Any]], label: str) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def log_sink() -> Iterator[Receiver]:
     """Somewhere for the publishers' logs and events to go; these tests look at metrics only."""
-    receiver = Receiver()
-    server = start_http(receiver)
-    yield receiver
-    server.shutdown()
-    server.server_close()
+    with serving_http() as receiver:
+        yield receiver
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.receiver import Receiver, start_http
+from tests.receiver import Receiver, serving_http
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "s3cr3t-token-value"
@@ -51,10 +51,8 @@ def https_receiver(tmp_path: Path) -> Iterator[tuple[Receiver, Path]]:
     )  # fmt: skip
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    receiver = Receiver()
-    server = start_http(receiver, tls=context)
-    yield receiver, cert
-    server.shutdown()
+    with serving_http(tls=context) as receiver:
+        yield receiver, cert
 
 
 def test_tls_with_the_collectors_certificate(https_receiver: tuple[Receiver, Path]) -> None:
