@@ -1,5 +1,7 @@
-"""The deploy bundle, validated as strictly as the tools here allow (no Docker engine, no Collector,
-Loki or Grafana binaries): docker compose's own validator, promtool, and structural checks."""
+"""The deploy bundle, validated as strictly as the tools here allow (no Docker engine, no Loki or
+Grafana binaries): docker compose's own validator, promtool, and structural checks. The real Collector,
+Prometheus 3.14 and Alertmanager 0.34 run the shipped files in test_collector.py and
+test_prometheus3.py."""
 
 from __future__ import annotations
 
@@ -103,17 +105,16 @@ def test_collector_pipelines_use_only_defined_components() -> None:
                 assert component in COLLECTOR[kind], f"{component} is not defined under {kind}"
         assert pipeline["processors"][0] == "memory_limiter"  # first, as the Collector docs require
     assert set(service["pipelines"]) == {"metrics", "logs"}
-    assert service["pipelines"]["metrics"]["exporters"] == ["prometheusremotewrite"]
-    assert (
-        COLLECTOR["exporters"]["prometheusremotewrite"]["resource_to_telemetry_conversion"]["enabled"]
-        is False
-    )
+    assert service["pipelines"]["metrics"]["exporters"] == ["prometheus_remote_write"]
+    remote_write = COLLECTOR["exporters"]["prometheus_remote_write"]
+    assert remote_write["resource_to_telemetry_conversion"]["enabled"] is False
+    assert remote_write["disable_scope_info"] is True  # the same series as Prometheus' OTLP receiver
 
 
 def test_collector_endpoints_match_compose_services_and_ports() -> None:
     services = COMPOSE["services"]
     endpoints = [
-        COLLECTOR["exporters"]["prometheusremotewrite"]["endpoint"],
+        COLLECTOR["exporters"]["prometheus_remote_write"]["http"]["endpoint"],
         COLLECTOR["exporters"]["otlp_http/loki"]["endpoint"],
     ]
     for endpoint in endpoints:
