@@ -196,10 +196,11 @@ class _Handler(BaseHTTPRequestHandler):
         if receiver.status != 200:
             self._answer(receiver.status, b"")
             return
-        if self.path == "/v1/logs":
+        # Under a prefix too: the Collector's Loki exporter posts to Loki's /otlp/v1/logs.
+        if self.path.endswith("/v1/logs"):
             request: Message = logs_service_pb2.ExportLogsServiceRequest()
             reply: Message = logs_service_pb2.ExportLogsServiceResponse()
-        elif self.path == "/v1/metrics":
+        elif self.path.endswith("/v1/metrics"):
             request = metrics_service_pb2.ExportMetricsServiceRequest()
             reply = metrics_service_pb2.ExportMetricsServiceResponse()
         else:

@@ -1,13 +1,16 @@
-"""Real Prometheus, vmagent and Alertmanager for the test suite.
+"""Real Prometheus, vmagent, Alertmanager and OpenTelemetry Collector for the test suite.
 
 Binaries come from `.ci/fetch-servers` (Debian's builds, unpacked into LIVEVIEW_SERVERS_DIR, default
-~/.cache/otel-liveview/servers). Every server runs on a free loopback port with its own data folder,
-is waited for with a deadline and stopped afterwards; a failing test gets the tail of the logs of the
-servers it used. A missing binary fails the test when CI is set and skips it otherwise.
+~/.cache/otel-liveview/servers) and `.ci/build-servers` (the Collector, Prometheus and Alertmanager
+versions docker-compose.yml pins, built from their Go modules into LIVEVIEW_SERVERS_DIR/build). Every
+server runs on free loopback ports with its own data folder, is waited for with a deadline and
+stopped afterwards; a failing test gets the tail of the logs of the servers it used. A missing binary
+fails the test when CI is set and skips it otherwise.
 
-The push path used here stands in for the real stack's OTLP receiver (Debian builds Prometheus without
-one): library -> OTLP/HTTP -> vmagent -> remote write -> Prometheus. vmagent is relabelled so the
-series carry the labels Prometheus' own OTLP receiver gives them (see VMAGENT_RELABEL).
+The session-wide push path (`push_stack`) stands in for the real stack's OTLP receiver (Debian builds
+Prometheus without one): library -> OTLP/HTTP -> vmagent -> remote write -> Prometheus. vmagent is
+relabelled so the series carry the labels Prometheus' own OTLP receiver gives them (see
+VMAGENT_RELABEL). `collector_factory` runs the real Collector with the shipped configuration.
 """
 
 from __future__ import annotations
@@ -36,11 +39,14 @@ import pytest
 import yaml
 
 __all__ = [
+    "PROMETHEUS_3_FLAGS",
     "VMAGENT_RELABEL",
+    "Collector",
     "PushStack",
     "Server",
     "Webhook",
     "alertmanager_factory",
+    "collector_factory",
     "free_port",
     "prometheus",
     "prometheus_factory",
@@ -49,7 +55,9 @@ __all__ = [
     "query",
     "server_binary",
     "servers_dir",
+    "shipped_prometheus_config",
     "start_alertmanager",
+    "start_collector",
     "start_prometheus",
     "start_vmagent",
     "vmagent",
@@ -58,7 +66,8 @@ __all__ = [
     "webhook_receiver",
 ]
 
-# Where .ci/fetch-servers unpacks each binary, relative to the servers folder.
+# Where .ci/fetch-servers unpacks each binary (Debian's builds), and .ci/build-servers builds the
+# versions docker-compose.yml pins (under build/), relative to the servers folder.
 BINARIES = {
     "prometheus": "trixie/usr/bin/prometheus",
     "promtool": "trixie/usr/bin/promtool",
@@ -67,7 +76,13 @@ BINARIES = {
     "amtool": "trixie/usr/bin/amtool",
     "vmagent": "trixie/usr/bin/vmagent",
     "docker-compose": "trixie/usr/libexec/docker/cli-plugins/docker-compose",
+    "otelcol": "build/otelcol-0.159.0/otelcol-liveview",
+    "prometheus-3.14": "build/prometheus-v3.14.0/prometheus",
+    "promtool-3.14": "build/prometheus-v3.14.0/promtool",
+    "alertmanager-0.34": "build/alertmanager-v0.34.0/alertmanager",
 }
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_COLLECTOR_CONFIG = ROOT / "deploy" / "otel-collector" / "config.yaml"
 ALERTMANAGER_TEMPLATES = "trixie/usr/share/prometheus/alertmanager"
 READY_TIMEOUT = 30.0  # seconds a server may take to answer its readiness check (slow CI machines)
 LOG_TAIL_LINES = 40
@@ -90,9 +105,10 @@ def server_binary(name: str) -> Path:
     path = servers_dir() / BINARIES[name]
     if path.is_file() and os.access(path, os.X_OK):
         return path
+    script = ".ci/build-servers" if BINARIES[name].startswith("build/") else ".ci/fetch-servers"
     message = (
-        f"{name} not found at {path}; run `.ci/fetch-servers` "
-        "(and set LIVEVIEW_SERVERS_DIR if it fetched into another folder)"
+        f"{name} not found at {path}; run `{script}` "
+        "(and set LIVEVIEW_SERVERS_DIR if it put them into another folder)"
     )
     if os.environ.get("CI"):
         pytest.fail(message, pytrace=False)
@@ -113,13 +129,20 @@ _running: list[Server] = []  # stopped at interpreter exit if a teardown never r
 
 @dataclass
 class Server:
-    """One server process on 127.0.0.1:`port`, its stdout and stderr in `log_path`."""
+    """One server process on 127.0.0.1:`port`, its stdout and stderr in `log_path`.
+
+    `ports` holds the further ports of a server that listens on several (the Collector); `argv` and
+    `ready_path` let a test kill it and start it again on the same ports and data (`start_again`).
+    """
 
     name: str
     process: subprocess.Popen[bytes]
     port: int
     workdir: Path
     log_path: Path
+    ports: dict[str, int] = field(default_factory=dict)
+    argv: list[str] = field(default_factory=list)
+    ready_path: str = "/"
 
     @property
     def url(self) -> str:
@@ -151,6 +174,30 @@ class Server:
                 self.process.kill()
                 self.process.wait()
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no flush of what the server holds in memory."""
+        if self in _running:
+            _running.remove(self)
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+    def start_again(self, timeout: float = READY_TIMEOUT) -> None:
+        """Start the same command (same ports, same data folder) once this one has ended; its log
+        goes on in the same file. Returns once `ready_path` answers 200."""
+        if self.process.poll() is None:
+            raise RuntimeError(f"{self.name} is still running")
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.argv, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+        _running.append(self)
+        if not _wait_ready(self, timeout):
+            self.stop(timeout=5.0)
+            raise RuntimeError(
+                f"{self.name} not ready again after {timeout:.0f}s; log {self.log_path}:\n{self.log_tail()}"
+            )
+
 
 def _stop_all() -> None:
     for server in list(_running):
@@ -168,36 +215,49 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _wait_ready(server: Server, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while server.process.poll() is None and time.monotonic() < deadline:
+        if _answers(server.url + server.ready_path):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def start_server(
     name: str,
-    command: Callable[[int], Sequence[str | os.PathLike[str]]],
+    command: Callable[..., Sequence[str | os.PathLike[str]]],
     workdir: Path,
     ready_path: str,
     timeout: float = READY_TIMEOUT,
+    *,
+    extra_ports: Sequence[str] = (),
+    server_class: type[Server] = Server,
 ) -> Server:
     """Start `command(port)` on a free port in `workdir`; return once GET `ready_path` answers 200.
 
-    A port taken between choosing and binding it is retried with another one.
+    With `extra_ports` (names), the command is called as `command(port, ports)`, `ports` a dict of
+    further free ports by name, kept as the server's `ports`. Ports taken between choosing and
+    binding them are retried with others.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     for attempt in range(3):
         port = free_port()
+        ports = {name: free_port() for name in extra_ports}
+        argv = [os.fspath(part) for part in (command(port, ports) if extra_ports else command(port))]
         log_path = workdir / f"{name}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [os.fspath(part) for part in command(port)],
+                argv,
                 cwd=workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        server = Server(name, process, port, workdir, log_path)
+        server = server_class(name, process, port, workdir, log_path, ports, argv, ready_path)
         _running.append(server)
-        deadline = time.monotonic() + timeout
-        while process.poll() is None and time.monotonic() < deadline:
-            if _answers(server.url + ready_path):
-                return server
-            time.sleep(0.05)
+        if _wait_ready(server, timeout):
+            return server
         server.stop(timeout=5.0)
         tail = server.log_tail()
         if "address already in use" in tail and attempt < 2:
@@ -244,22 +304,31 @@ def prometheus_config(
 def start_prometheus(
     workdir: Path,
     *,
+    binary: str = "prometheus",
     rule_files: Sequence[str | os.PathLike[str]] = (),
     evaluation_interval: str = "1s",
     alertmanager_url: str | None = None,
     extra_config: dict[str, Any] | None = None,
+    config_text: str | None = None,
     extra_args: Sequence[str] = (),
 ) -> Server:
-    """Prometheus with its remote-write receiver on, a fresh TSDB in `workdir`."""
-    binary = server_binary("prometheus")
+    """Prometheus with its remote-write receiver on, a fresh TSDB in `workdir`.
+
+    `binary`: "prometheus" (Debian's 2.53) or "prometheus-3.14" (the build docker-compose.yml pins;
+    pass extra_args=["--web.enable-otlp-receiver"] for its OTLP receiver). `config_text`, when given,
+    is the whole configuration file instead of the one made from the other arguments.
+    """
+    path = server_binary(binary)
     workdir.mkdir(parents=True, exist_ok=True)
     config_file = workdir / "prometheus.yml"
-    config = prometheus_config(rule_files, evaluation_interval, alertmanager_url, extra_config)
-    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    if config_text is None:
+        config = prometheus_config(rule_files, evaluation_interval, alertmanager_url, extra_config)
+        config_text = yaml.safe_dump(config, sort_keys=False)
+    config_file.write_text(config_text)
 
     def command(port: int) -> list[str | os.PathLike[str]]:
         return [
-            binary,
+            path,
             f"--config.file={config_file}",
             f"--storage.tsdb.path={workdir / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
@@ -272,6 +341,28 @@ def start_prometheus(
         ]
 
     return start_server("prometheus", command, workdir, "/-/ready")
+
+
+SHIPPED_PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+SHIPPED_RULES = ROOT / "deploy" / "prometheus" / "rules"
+# The flags docker-compose.yml gives Prometheus 3.14 beyond those start_prometheus always sets
+# (--web.enable-remote-write-receiver, --web.enable-lifecycle).
+PROMETHEUS_3_FLAGS = ("--web.enable-otlp-receiver",)
+
+
+def shipped_prometheus_config(alertmanager: str) -> str:
+    """deploy/prometheus/prometheus.yml with two things changed for a test: its rule_files point at
+    the repository's rules instead of /etc/prometheus/rules (where compose mounts them), and its
+    Alertmanager target is `alertmanager` (host:port) instead of alertmanager:9093."""
+    text = SHIPPED_PROMETHEUS_CONFIG.read_text()
+    replaced = text.replace("/etc/prometheus/rules/*.yml", f"{SHIPPED_RULES}/*.yml").replace(
+        '"alertmanager:9093"', f'"{alertmanager}"'
+    )
+    if replaced.count(str(SHIPPED_RULES)) != 1 or f'"{alertmanager}"' not in replaced:
+        raise AssertionError(
+            "deploy/prometheus/prometheus.yml no longer names the rule path or target it did"
+        )
+    return replaced
 
 
 # -- vmagent ---------------------------------------------------------------------------------------
@@ -356,7 +447,7 @@ LOCAL_TEMPLATE_DIR = b"./" + b"/" * (len(DEBIAN_TEMPLATE_DIR) - len(b"./alertman
 _patched: dict[Path, Path] = {}
 
 
-def alertmanager_binary() -> tuple[Path, Path | None]:
+def alertmanager_binary(name: str = "alertmanager") -> tuple[Path, Path | None]:
     """The Alertmanager binary to run, and the folder of templates it needs next to it (or None).
 
     Debian's build looks for default.tmpl and email.tmpl in /usr/share/prometheus/alertmanager, a
@@ -365,7 +456,7 @@ def alertmanager_binary() -> tuple[Path, Path | None]:
     The path is a string of its own in the binary (the UI path is a separate string), so nothing
     else changes. Upstream builds embed the templates and are used as they are.
     """
-    binary = server_binary("alertmanager")
+    binary = server_binary(name)
     templates = servers_dir() / ALERTMANAGER_TEMPLATES
     if binary in _patched:
         return _patched[binary], templates
@@ -388,10 +479,17 @@ def alertmanager_binary() -> tuple[Path, Path | None]:
 
 
 def start_alertmanager(
-    workdir: Path, config: str | os.PathLike[str] | dict[str, Any], *, extra_args: Sequence[str] = ()
+    workdir: Path,
+    config: str | os.PathLike[str] | dict[str, Any],
+    *,
+    binary: str = "alertmanager",
+    extra_args: Sequence[str] = (),
 ) -> Server:
-    """Alertmanager with `config` (a file, or a dict written to one), loopback only, no clustering."""
-    binary, templates = alertmanager_binary()
+    """Alertmanager with `config` (a file, or a dict written to one), loopback only, no clustering.
+
+    `binary`: "alertmanager" (Debian's 0.28, run with its templates pointed at a local folder) or
+    "alertmanager-0.34" (the upstream build docker-compose.yml pins; templates embedded)."""
+    path, templates = alertmanager_binary(binary)
     workdir.mkdir(parents=True, exist_ok=True)
     if isinstance(config, dict):
         config_file = workdir / "alertmanager.yml"
@@ -407,7 +505,7 @@ def start_alertmanager(
 
     def command(port: int) -> list[str | os.PathLike[str]]:
         return [
-            binary,
+            path,
             f"--config.file={config_file}",
             f"--storage.path={workdir / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
@@ -417,6 +515,94 @@ def start_alertmanager(
         ]
 
     return start_server("alertmanager", command, workdir, "/-/ready")
+
+
+# -- OpenTelemetry Collector ---------------------------------------------------------------------
+
+# Component ids in deploy/otel-collector/config.yaml whose addresses the tests override.
+COLLECTOR_REMOTE_WRITE = "prometheus_remote_write"
+COLLECTOR_LOKI = "otlp_http/loki"
+
+
+@dataclass(eq=False)
+class Collector(Server):
+    """The Collector: health_check on `port`; OTLP gRPC, OTLP/HTTP and its own metrics on `ports`."""
+
+    @property
+    def otlp_grpc_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports['grpc']}"
+
+    @property
+    def otlp_http_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports['http']}"
+
+    def log_lines(self, levels: Sequence[str] = ("warn", "error", "dpanic", "panic", "fatal")) -> list[str]:
+        """The log lines at one of `levels` (the Collector logs `time<TAB>level<TAB>...`)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return []
+        return [line for line in text.splitlines() if line.split("\t")[1:2] and line.split("\t")[1] in levels]
+
+    def telemetry(self, name: str, **labels: str) -> float:
+        """Sum of the Collector's own metric `name` (as it serves it, e.g.
+        "otelcol_exporter_sent_log_records_total") over the series matching `labels`; 0 if none."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with _http.open(f"http://127.0.0.1:{self.ports['telemetry']}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    total += sample.value
+        return total
+
+
+def start_collector(
+    workdir: Path,
+    *,
+    remote_write_url: str,
+    loki_url: str,
+    config: str | os.PathLike[str] = SHIPPED_COLLECTOR_CONFIG,
+    binary: str = "otelcol",
+    extra_args: Sequence[str] = (),
+) -> Collector:
+    """The Collector built from deploy/otel-collector/builder.yaml, running `config` (the shipped file,
+    unmodified) with only its addresses overridden by its own --set flags: the OTLP receiver's gRPC and
+    HTTP endpoints, the health_check extension, the remote-write URL (`remote_write_url`, e.g. a test
+    Prometheus' /api/v1/write), the Loki exporter's endpoint (`loki_url`: Loki's is http://loki:3100/otlp;
+    tests point it at an in-suite OTLP receiver standing in for Loki, which no test here runs), and the
+    Collector's own metrics (fixed at localhost:8888 otherwise). Ready when health_check answers 200."""
+    path = server_binary(binary)
+    config_file = Path(config).resolve()
+
+    def command(port: int, ports: dict[str, int]) -> list[str | os.PathLike[str]]:
+        telemetry = (
+            f"[{{pull: {{exporter: {{prometheus: {{host: 127.0.0.1, port: {ports['telemetry']}}}}}}}}}]"
+        )
+        return [
+            path,
+            f"--config={config_file}",
+            f"--set=receivers::otlp::protocols::grpc::endpoint=127.0.0.1:{ports['grpc']}",
+            f"--set=receivers::otlp::protocols::http::endpoint=127.0.0.1:{ports['http']}",
+            f"--set=extensions::health_check::endpoint=127.0.0.1:{port}",
+            f"--set=exporters::{COLLECTOR_REMOTE_WRITE}::http::endpoint={remote_write_url}",
+            f"--set=exporters::{COLLECTOR_LOKI}::endpoint={loki_url}",
+            f"--set=service::telemetry::metrics::readers={telemetry}",
+            *extra_args,
+        ]
+
+    server = start_server(
+        "otelcol",
+        command,
+        workdir,
+        "/",
+        extra_ports=("grpc", "http", "telemetry"),
+        server_class=Collector,
+    )
+    assert isinstance(server, Collector)
+    return server
 
 
 # -- webhook receiver ----------------------------------------------------------------------------
@@ -595,6 +781,14 @@ def alertmanager_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """alertmanager_factory(config_file_or_dict)"""
     factory = _Factory(start_alertmanager, tmp_path, "alertmanager")
     yield factory
+    factory.stop_all()
+
+
+@pytest.fixture
+def collector_factory(tmp_path: Path) -> Iterator[Callable[..., Collector]]:
+    """collector_factory(remote_write_url=..., loki_url=...): the shipped Collector configuration."""
+    factory = _Factory(start_collector, tmp_path, "otelcol")
+    yield factory  # type: ignore[misc]
     factory.stop_all()
 
 

@@ -1,0 +1,397 @@
+"""The real OpenTelemetry Collector (0.159.0, built from deploy/otel-collector/builder.yaml) running the
+shipped deploy/otel-collector/config.yaml unmodified, only its addresses overridden with --set.
+
+End to end: tests/e2e_publisher.py (main thread, threads, asyncio tasks, a fork child, a spawn child)
+-> Collector (OTLP gRPC and OTLP/HTTP) -> remote write -> Prometheus 3.14 running the shipped
+prometheus.yml; the same publisher straight into Prometheus' own OTLP receiver, compared label for
+label. Logs and events go from the Collector's Loki exporter to tests/receiver.py, an OTLP receiver
+standing in for Loki (no Loki runs in the suite): it shows what the Collector sends, not what Loki keeps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from otel_liveview import __version__
+from tests.e2e_publisher import ORIGINS, value_of
+from tests.receiver import Receiver, serving_http, wait_until
+from tests.servers import (
+    PROMETHEUS_3_FLAGS,
+    SHIPPED_COLLECTOR_CONFIG,
+    Collector,
+    Server,
+    free_port,
+    query,
+    server_binary,
+    shipped_prometheus_config,
+    start_collector,
+    start_prometheus,
+    wait_for_series,
+)
+
+pytestmark = pytest.mark.servers
+
+ROOT = Path(__file__).resolve().parent.parent
+COUNT = 40  # publishes per origin
+PUBLISHER = [sys.executable, "-m", "tests.e2e_publisher"]
+SERIES = ("liveview_metric", "liveview_metric_step", "liveview_metric_epoch")
+# Resource attributes of the library's processes that end up in target_info (job and instance aside).
+TARGET_INFO_LABELS = {
+    "host_name",
+    "process_pid",
+    "liveview_topic",
+    "telemetry_sdk_language",
+    "telemetry_sdk_name",
+    "telemetry_sdk_version",
+}
+# Series of one "origins" run: liveview_metric/_step/_epoch and three liveview_data keys per origin,
+# liveview_published_total by kind (4) and target_info for each of its three processes.
+EXPECTED_SERIES = 3 * len(ORIGINS) + 3 * len(ORIGINS) + 4 * 3 + 3
+PATHS = ("collector-grpc", "collector-http", "prometheus-otlp")
+
+
+def test_the_shipped_config_validates() -> None:
+    binary = server_binary("otelcol")
+    for gates in ([], ["--feature-gates=+exporter.prometheusremotewritexporter.removeTopLevelHTTPSettings"]):
+        # The gate turns the remote-write exporter's deprecated top-level HTTP settings into errors.
+        result = subprocess.run(
+            [binary, "validate", *gates, f"--config={SHIPPED_COLLECTOR_CONFIG}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+
+
+def test_the_build_has_exactly_the_components_the_config_uses() -> None:
+    result = subprocess.run(
+        [server_binary("otelcol"), "components"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    built = yaml.safe_load(result.stdout)
+    config = yaml.safe_load(SHIPPED_COLLECTOR_CONFIG.read_text())
+    for kind in ("receivers", "processors", "exporters", "extensions"):
+        names = {component["name"] for component in built.get(kind) or []}
+        used = {name.split("/")[0] for name in config[kind]}
+        assert names == used, kind
+
+
+@dataclass
+class Stack:
+    prometheus: Server
+    collector: Collector
+    loki: Receiver  # stand-in: an OTLP receiver where the Collector's Loki exporter posts
+
+    @property
+    def servers(self) -> list[Server]:
+        return [self.prometheus, self.collector]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Prometheus 3.14 with the shipped prometheus.yml and compose flags, the Collector with the
+    shipped config writing to it, and the Loki stand-in."""
+    workdir = tmp_path_factory.mktemp("collector-stack")
+    nowhere = f"127.0.0.1:{free_port()}"  # no Alertmanager: nothing here pages
+    prometheus = start_prometheus(
+        workdir / "prometheus",
+        binary="prometheus-3.14",
+        config_text=shipped_prometheus_config(alertmanager=nowhere),
+        extra_args=PROMETHEUS_3_FLAGS,
+    )
+    try:
+        with serving_http() as loki:
+            collector = start_collector(
+                workdir / "otelcol",
+                remote_write_url=prometheus.url + "/api/v1/write",
+                loki_url=loki.endpoint + "/otlp",  # Loki's OTLP path, as the shipped config has it
+            )
+            try:
+                yield Stack(prometheus, collector, loki)
+            finally:
+                collector.stop()
+    finally:
+        prometheus.stop()
+
+
+@dataclass
+class Run:
+    service: str
+    topic: str
+    seen: dict[str, dict[str, Any]]  # origin -> {"pid", "instance"}
+    seconds: float
+
+
+def publisher_env(stack: Stack, path: str, service: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
+    env.update(
+        OTEL_METRIC_EXPORT_INTERVAL="200",
+        OTEL_SERVICE_NAME=service,
+        NO_PROXY="127.0.0.1,localhost",
+    )
+    if path == "collector-grpc":
+        env.update(
+            OTEL_EXPORTER_OTLP_ENDPOINT=stack.collector.otlp_grpc_endpoint,
+            OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+            OTEL_EXPORTER_OTLP_INSECURE="true",
+        )
+    elif path == "collector-http":
+        env.update(
+            OTEL_EXPORTER_OTLP_ENDPOINT=stack.collector.otlp_http_endpoint,
+            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+        )
+    else:  # metrics straight into Prometheus' OTLP receiver; logs still through the Collector
+        env.update(
+            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+            OTEL_EXPORTER_OTLP_METRICS_ENDPOINT=stack.prometheus.url + "/api/v1/otlp/v1/metrics",
+            OTEL_EXPORTER_OTLP_LOGS_ENDPOINT=stack.collector.otlp_http_endpoint + "/v1/logs",
+        )
+    return env
+
+
+@pytest.fixture(scope="module")
+def runs(stack: Stack) -> dict[str, Run]:
+    """One run of the "origins" scenario per path, each with its own service name (the `job`)."""
+    done = {}
+    for path in PATHS:
+        suffix = uuid.uuid4().hex[:8]
+        service, topic = f"otelcol-{path}-{suffix}", f"topic-{suffix}"
+        started = time.monotonic()
+        result = subprocess.run(
+            [*PUBLISHER, "origins", topic, str(COUNT)],
+            cwd=ROOT,
+            env=publisher_env(stack, path, service),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"origin"')]
+        done[path] = Run(service, topic, {row["origin"]: row for row in rows}, time.monotonic() - started)
+    return done
+
+
+def by_origin(result: list[dict[str, Any]]) -> dict[str, float]:
+    return {series["metric"]["origin"]: float(series["value"][1]) for series in result}
+
+
+@pytest.mark.parametrize("path", ["collector-grpc", "collector-http"])
+def test_every_origin_lands_with_exact_names_labels_and_values(
+    stack: Stack, runs: dict[str, Run], path: str
+) -> None:
+    run = runs[path]
+    service, topic, seen = run.service, run.topic, run.seen
+    assert sorted(seen) == sorted(ORIGINS)
+    instance = {origin: row["instance"] for origin, row in seen.items()}
+    assert len({instance["main"], instance["fork"], instance["spawn"]}) == 3
+    last = COUNT - 1
+    expected = {origin: value_of(origin, last) for origin in ORIGINS}
+    prom = stack.prometheus
+    wait_for_series(
+        prom, f'liveview_metric{{job="{service}"}}', lambda r: by_origin(r) == expected, timeout=60
+    )
+    for name, value in zip(SERIES, (None, float(last), float(last // 10)), strict=True):
+        result = wait_for_series(prom, f'{name}{{job="{service}"}}', lambda r: len(r) == len(ORIGINS))
+        labels = sorted((series["metric"] for series in result), key=lambda labels: labels["origin"])
+        assert labels == sorted(
+            (
+                {
+                    "__name__": name,
+                    "metric": "loss",
+                    "topic": topic,
+                    "phase": "train",
+                    "origin": origin,
+                    "job": service,
+                    "instance": instance[origin],
+                }
+                for origin in ORIGINS
+            ),
+            key=lambda labels: labels["origin"],
+        )
+        if value is not None:
+            assert {float(series["value"][1]) for series in result} == {value}, name
+
+    data = wait_for_series(prom, f'liveview_data{{job="{service}"}}', lambda r: len(r) == 3 * len(ORIGINS))
+    assert {(s["metric"]["stream"], s["metric"]["key"]): float(s["value"][1]) for s in data} == {
+        (f"sensors_{origin}", key): value
+        for origin in ORIGINS
+        for key, value in (("sensor_1", value_of(origin, last)), ("nested.depth", float(last)), ("ok", 1.0))
+    }
+    for series in data:
+        origin = series["metric"]["stream"].removeprefix("sensors_")
+        assert series["metric"] == {
+            "__name__": "liveview_data",
+            "stream": f"sensors_{origin}",
+            "key": series["metric"]["key"],
+            "topic": topic,
+            "job": service,
+            "instance": instance[origin],
+        }
+
+    # Published counters: exact per process; "status" is 0 (no experiment in this scenario).
+    in_parent = sum(1 for o in ORIGINS if o not in ("fork", "spawn"))
+    per_process = {instance["main"]: in_parent * COUNT, instance["fork"]: COUNT, instance["spawn"]: COUNT}
+    want = {(inst, kind): float(n) for inst, n in per_process.items() for kind in ("metric", "data", "log")}
+    want |= {(inst, "status"): 0.0 for inst in per_process}
+    published = wait_for_series(
+        prom,
+        f'liveview_published_total{{job="{service}"}}',
+        lambda r: {(s["metric"]["instance"], s["metric"]["kind"]): float(s["value"][1]) for s in r} == want,
+    )
+    assert all(set(s["metric"]) == {"__name__", "kind", "job", "instance"} for s in published)
+    assert query(prom, f'liveview_dropped_total{{job="{service}"}}') == []  # nothing dropped
+
+    # target_info: one per process, the resource attributes other than service.* as labels.
+    info = wait_for_series(prom, f'target_info{{job="{service}"}}', lambda r: len(r) == 3)
+    pids = {seen[o]["instance"]: str(seen[o]["pid"]) for o in ("main", "fork", "spawn")}
+    for series in info:
+        labels = series["metric"]
+        assert set(labels) == {"__name__", "job", "instance", *TARGET_INFO_LABELS}, labels
+        assert labels["process_pid"] == pids[labels["instance"]]
+        assert labels["liveview_topic"] == topic
+        assert labels["telemetry_sdk_language"] == "python"
+        assert series["value"][1] == "1"
+    assert {s["metric"]["instance"] for s in info} == set(pids)
+
+    # Every name this job has in Prometheus, and nothing of the resource or scope as a label.
+    every = query(prom, f'{{job="{service}"}}')
+    assert {s["metric"]["__name__"] for s in every} == {
+        *SERIES,
+        "liveview_data",
+        "liveview_published_total",
+        "target_info",
+    }
+    print(f"\n{path}: {len(every)} series, publisher ran {run.seconds:.1f} s")
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_events_and_logs_reach_the_loki_side_once_each(stack: Stack, runs: dict[str, Run], path: str) -> None:
+    run = runs[path]
+
+    def rows() -> list[Any]:
+        return [row for row in stack.loki.log_rows() if row.resource.get("service.name") == run.service]
+
+    # Per origin and step: a liveview.metric event, a liveview.data event and a log record.
+    total = 3 * COUNT * len(ORIGINS)
+    wait_until(lambda: len(rows()) >= total, timeout=60, what=f"{total} records at the Loki stand-in")
+    got = rows()
+    assert len(got) == total
+    assert Counter(row.event_name for row in got) == {
+        "liveview.metric": COUNT * len(ORIGINS),
+        "liveview.data": COUNT * len(ORIGINS),
+        "": COUNT * len(ORIGINS),
+    }
+    assert {row.resource["service.instance.id"] for row in got} == {
+        run.seen[o]["instance"] for o in ("main", "fork", "spawn")
+    }
+    assert all(row.resource.get("liveview.topic") == run.topic for row in got)
+    assert set(stack.loki.attempts) == {"/otlp/v1/logs"}  # Loki's OTLP path
+
+
+def normalised(result: list[dict[str, Any]], run: Run) -> dict[tuple[tuple[str, str], ...], str]:
+    """Series keyed by their labels, with job, instance and process_pid replaced by what they stand
+    for (the run's service, the origin's process), so two runs compare."""
+    process = {run.seen[o]["instance"]: o for o in ("main", "fork", "spawn")}
+    pids = {str(run.seen[o]["pid"]): o for o in ("main", "fork", "spawn")}
+    out = {}
+    for series in result:
+        labels = dict(series["metric"])
+        labels["job"] = "<service>" if labels["job"] == run.service else labels["job"]
+        labels["instance"] = process.get(labels["instance"], labels["instance"])
+        if "process_pid" in labels:
+            labels["process_pid"] = pids.get(labels["process_pid"], labels["process_pid"])
+        if labels.get("topic") == run.topic:
+            labels["topic"] = "<topic>"
+        if labels.get("liveview_topic") == run.topic:
+            labels["liveview_topic"] = "<topic>"
+        out[tuple(sorted(labels.items()))] = series["value"][1]
+    return out
+
+
+def test_prometheus_otlp_receiver_and_collector_give_the_same_series(
+    stack: Stack, runs: dict[str, Run]
+) -> None:
+    """With the shipped configs (Collector: disable_scope_info; Prometheus: the otlp block), the two
+    ways into Prometheus 3.14 give the same series, names, labels and values. The one difference
+    expected is none; had the Collector kept its default, every series of its path would carry
+    otel_scope_name="otel_liveview" and otel_scope_version (the library's version) on top."""
+    direct, through = runs["prometheus-otlp"], runs["collector-http"]
+    last = {o: value_of(o, COUNT - 1) for o in ORIGINS}
+    for run in (direct, through):
+        wait_for_series(
+            stack.prometheus, f'liveview_metric{{job="{run.service}"}}', lambda r: by_origin(r) == last
+        )
+    a = normalised(
+        wait_for_series(stack.prometheus, f'{{job="{direct.service}"}}', lambda r: len(r) == EXPECTED_SERIES),
+        direct,
+    )
+    b = normalised(
+        wait_for_series(
+            stack.prometheus, f'{{job="{through.service}"}}', lambda r: len(r) == EXPECTED_SERIES
+        ),
+        through,
+    )
+    only_direct, only_collector = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+    print(f"\nOTLP receiver vs Collector: {len(a)} series each; only in one: {only_direct} {only_collector}")
+    assert only_direct == only_collector == []
+    assert a == b  # and the same values
+
+
+def test_the_collector_logged_no_warning_or_error(stack: Stack, runs: dict[str, Run]) -> None:
+    """After every run above: no deprecated alias or setting, no failed export, nothing dropped."""
+    assert runs
+    assert stack.collector.log_lines() == []
+    assert "Everything is ready. Begin running and processing data." in stack.collector.log_path.read_text()
+    failed = {
+        name: stack.collector.telemetry(name)
+        for name in (
+            "otelcol_exporter_send_failed_log_records_total",
+            "otelcol_exporter_send_failed_metric_points_total",
+            "otelcol_exporter_enqueue_failed_log_records_total",
+            "otelcol_receiver_refused_log_records_total",
+            "otelcol_receiver_refused_metric_points_total",
+        )
+    }
+    assert set(failed.values()) == {0.0}, failed
+
+
+def test_without_disable_scope_info_the_collector_adds_exactly_the_scope_labels(
+    stack: Stack, collector_factory: Any
+) -> None:
+    """Why the shipped config sets disable_scope_info: with the exporter's default (false), the same
+    publisher through the Collector gets otel_scope_name and otel_scope_version on every series
+    but target_info, and differs from Prometheus' OTLP receiver in exactly those two labels."""
+    collector = collector_factory(
+        remote_write_url=stack.prometheus.url + "/api/v1/write",
+        loki_url=stack.loki.endpoint + "/otlp",
+        extra_args=["--set=exporters::prometheus_remote_write::disable_scope_info=false"],
+    )
+    suffix = uuid.uuid4().hex[:8]
+    service = f"otelcol-scope-{suffix}"
+    env = publisher_env(stack, "collector-http", service)
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = collector.otlp_http_endpoint
+    result = subprocess.run(
+        [*PUBLISHER, "origins", f"topic-{suffix}", str(COUNT)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    series = wait_for_series(stack.prometheus, f'{{job="{service}"}}', lambda r: len(r) == EXPECTED_SERIES)
+    for item in series:
+        extra = {k: v for k, v in item["metric"].items() if k.startswith("otel_scope_")}
+        if item["metric"]["__name__"] == "target_info":
+            assert extra == {}
+        else:
+            assert extra == {"otel_scope_name": "otel_liveview", "otel_scope_version": __version__}
