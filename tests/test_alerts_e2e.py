@@ -1,5 +1,7 @@
 """The alerting loop with real servers: library -> vmagent -> Prometheus (shipped rules) ->
-Alertmanager (shipped routing, receiver pointed at the test's webhook) -> webhook."""
+Alertmanager (shipped routing, receiver pointed at the test's webhook) -> webhook; with Debian's
+Prometheus 2.53 and Alertmanager 0.28, and with the 3.14 and 0.34 builds docker-compose.yml pins
+(the same loop through the real Collector is in test_prometheus3.py)."""
 
 from __future__ import annotations
 
@@ -40,7 +42,14 @@ for line in sys.stdin:
 """
 
 
+@pytest.mark.parametrize(
+    ("prometheus_binary", "alertmanager_binary"),
+    [("prometheus", "alertmanager"), ("prometheus-3.14", "alertmanager-0.34")],
+    ids=["debian-2.53-0.28", "pinned-3.14-0.34"],
+)
 def test_crossing_a_threshold_pages_and_recovering_resolves(
+    prometheus_binary: str,
+    alertmanager_binary: str,
     tmp_path: Path,
     prometheus_factory: Callable[..., Server],
     vmagent_factory: Callable[..., Server],
@@ -60,8 +69,9 @@ def test_crossing_a_threshold_pages_and_recovering_resolves(
             hook["url"] = webhook_receiver.url
     for route in [config["route"], *config["route"].get("routes", [])]:
         route["group_wait"], route["group_interval"] = "0s", "1s"
-    alertmanager = alertmanager_factory(config)
+    alertmanager = alertmanager_factory(config, binary=alertmanager_binary)
     prometheus = prometheus_factory(
+        binary=prometheus_binary,
         rule_files=[tmp_path / "deploy" / alerts.THRESHOLD_RULES, SHIPPED_BUILTIN],
         evaluation_interval="500ms",
         alertmanager_url=alertmanager.url,
@@ -119,7 +129,7 @@ def test_crossing_a_threshold_pages_and_recovering_resolves(
         resolved = webhook_receiver.wait_for(alert("resolved"), timeout=60)
         assert resolved[0]["labels"] == labels
         print(
-            f"\nthreshold crossed -> firing webhook: {paged - crossed:.2f} s; "
+            f"\n{prometheus_binary}, {alertmanager_binary}: threshold crossed -> firing webhook: {paged - crossed:.2f} s; "
             f"recovered -> resolved webhook: {time.time() - recovered:.2f} s "
             "(export 250 ms, vmagent ~1 s, evaluation 500 ms, group_wait 0 s)"
         )
