@@ -1,5 +1,10 @@
 """`otel-liveview demo`: a realistic experiment publishing from a loop, an asyncio task, a thread and
-a second process, so every LiveView panel has something to show."""
+a second process, so every LiveView panel has something to show.
+
+With `--view` it needs no collector: the terminal view (view.py) listens first, the library is
+pointed at it through the standard OTEL_EXPORTER_OTLP_* variables (which the spawned worker
+inherits), and the view draws while the experiment runs.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,15 @@ import multiprocessing
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 import time
 
-from otel_liveview import ExperimentBroadcaster, LiveViewExperiment
+import otel_liveview
+from otel_liveview import ExperimentBroadcaster, LiveViewExperiment, view
+from otel_liveview.receiver import ListenError
 
 STEPS_PER_EPOCH = 50
 
@@ -30,10 +38,36 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--name", default="demo-mnist", help="experiment name (default: %(default)s)")
     parser.add_argument("--step-seconds", type=float, default=0.2, help="time per training step")
+    parser.add_argument(
+        "--view",
+        action="store_true",
+        help="show it in this terminal through an embedded view instead of sending it to a collector",
+    )
+    view.add_view_arguments(parser.add_argument_group("with --view"))
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    session = None
+    if getattr(args, "view", False):
+        try:
+            session = view.start(args.grpc, args.http, plain=args.plain, refresh=args.refresh)
+        except ListenError as error:
+            return view.listen_failed(error, args)
+        view.point_library_at(session)  # before the first publish: the pipeline reads it once
+    try:
+        outcome = run_experiment(args, progress=session is None)
+    finally:
+        if session is not None:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the clean-up
+            otel_liveview.shutdown()  # ship the rest while the view still listens, not at exit
+            session.stop()
+    print(f"\n{outcome}", flush=True)
+    return 0
+
+
+def run_experiment(args: argparse.Namespace, progress: bool = True) -> str:
+    """The experiment itself; "done" or "interrupted". `progress` prints a status line per step."""
     deadline = math.inf if args.duration is None else time.monotonic() + args.duration
     stop = threading.Event()
     evaluator = multiprocessing.get_context("spawn").Process(
@@ -48,18 +82,21 @@ def run(args: argparse.Namespace) -> int:
             )
             sensors.start()
             evaluator.start()
-            train(broadcaster, deadline, args.step_seconds, stop)
+            train(broadcaster, deadline, args.step_seconds, stop, progress)
     except KeyboardInterrupt:
-        print("\ninterrupted", flush=True)
+        return "interrupted"
     finally:
         stop.set()
         evaluator.join(timeout=5)
-    print("\ndone", flush=True)
-    return 0
+    return "done"
 
 
 def train(
-    broadcaster: ExperimentBroadcaster, deadline: float, step_seconds: float, stop: threading.Event
+    broadcaster: ExperimentBroadcaster,
+    deadline: float,
+    step_seconds: float,
+    stop: threading.Event,
+    progress: bool = True,
 ) -> None:
     """A training loop: noisy falling loss, rising accuracy, a cosine learning-rate schedule."""
     broadcaster.publish_log_sync("info", "training started", steps_per_epoch=STEPS_PER_EPOCH)
@@ -82,11 +119,12 @@ def train(
             )
         if random.random() < 0.005:
             broadcaster.publish_log_sync("error", "data loader retried a corrupt batch", step=step)
-        print(
-            f"\rstep {step:6d}  epoch {epoch:3d}  loss {loss:.4f}  accuracy {accuracy:.3f}  lr {lr:.2e}",
-            end="",
-            flush=True,
-        )
+        if progress:  # not under the view: it owns the terminal
+            print(
+                f"\rstep {step:6d}  epoch {epoch:3d}  loss {loss:.4f}  accuracy {accuracy:.3f}  lr {lr:.2e}",
+                end="",
+                flush=True,
+            )
         step += 1
         stop.wait(step_seconds)
 
