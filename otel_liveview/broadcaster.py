@@ -40,7 +40,10 @@ class ExperimentBroadcaster:
             raise ValueError("base_topic must be a non-empty string")
         self.base_topic = mapping.label_value(base_topic)
         self._keys: dict[Any, Key] = {}  # (name, *kwargs) -> sorted label pairs
-        _pipeline.ensure(self.base_topic)
+        if _pipeline.ensure(self.base_topic).settings.disabled:
+            # OTEL_SDK_DISABLED: every publish call returns at once, arguments unchecked.
+            for method in _PUBLISHERS:
+                setattr(self, method, _ignore)
 
     # -- metrics ---------------------------------------------------------------------------------
 
@@ -53,8 +56,9 @@ class ExperimentBroadcaster:
         keyword argument goes into the `liveview.metric` event. Raises TypeError for a value that is
         not a number.
         """
-        if _pipeline._pipeline is None:
-            _pipeline.ensure(self.base_topic)
+        pipeline = _pipeline._pipeline or _pipeline.ensure(
+            self.base_topic
+        )  # read once: shutdown may clear it
         number = value if type(value) is float else mapping.metric_value(name, value)
         if step is not None:
             step = mapping.metric_value("step", step)
@@ -78,7 +82,7 @@ class ExperimentBroadcaster:
         if epoch is not None:
             _epoch_table.set(key, epoch)
         _published_metrics.add()
-        if _pipeline._pipeline.settings.metric_events and not _queue.put(
+        if pipeline.settings.metric_events and not _queue.put(
             ("metric", _now(), self.base_topic, name, number, step, epoch, attributes)
         ):
             TABLES.count_dropped("metric", "queue_full")
@@ -180,6 +184,19 @@ class ExperimentBroadcaster:
     def shutdown(self, timeout: float | None = None) -> bool:
         """Export what is left and stop this process's pipeline (a later publish starts a new one)."""
         return _pipeline.shutdown(timeout)
+
+
+_PUBLISHERS = (
+    "publish_metric_sync",
+    "publish_data_sync",
+    "publish_log_sync",
+    "emit_log_record",
+    "publish_status",
+)
+
+
+def _ignore(*args: Any, **kwargs: Any) -> None:
+    return None
 
 
 _SEVERITY_CACHE: dict[Any, tuple[int, str]] = {}

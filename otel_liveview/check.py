@@ -7,7 +7,7 @@ import os
 import socket
 from urllib.parse import urlsplit
 
-from otel_liveview import config
+from otel_liveview import config, otlp
 
 SIGNALS = ("metrics", "logs")
 _REDACT = ("HEADERS", "KEY", "TOKEN", "PASSWORD")
@@ -17,19 +17,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("check", help="show the resolved configuration and probe the OTLP endpoints")
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds per connection attempt")
     parser.set_defaults(run=run)
-
-
-def endpoint_for(settings: config.Settings, signal: str) -> str:
-    """The endpoint the exporter of `signal` will use, following the OTel spec's precedence."""
-    protocol = config.protocol_for(settings, signal)
-    specific = os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
-    if settings.endpoint:
-        base = settings.endpoint.rstrip("/")
-        return base + f"/v1/{signal}" if protocol == "http/protobuf" else base
-    if specific:
-        return specific
-    base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", config.DEFAULT_ENDPOINTS[protocol]).rstrip("/")
-    return base + f"/v1/{signal}" if protocol == "http/protobuf" else base
 
 
 def reachable(url: str, timeout: float) -> str | None:
@@ -46,7 +33,7 @@ def reachable(url: str, timeout: float) -> str | None:
 def run(args: argparse.Namespace) -> int:
     try:
         settings = config.load()
-        protocols = {signal: config.protocol_for(settings, signal) for signal in SIGNALS}
+        endpoints = {signal: otlp.resolve(settings, signal) for signal in SIGNALS}
     except ValueError as error:
         print(f"configuration error: {error}")
         return 2
@@ -60,11 +47,20 @@ def run(args: argparse.Namespace) -> int:
     print(f"event queue: {settings.max_queue_size} records; exit timeout: {settings.exit_timeout:g} s")
     if settings.prometheus_port is not None:
         print(f"pull mode: http://{settings.prometheus_addr}:{settings.prometheus_port}/metrics")
+    if settings.disabled:
+        print("OTEL_SDK_DISABLED: publishing does nothing, no connection is made")
+        return 0
     failures = 0
+    exporters = {"metrics": settings.metrics_exporter, "logs": settings.logs_exporter}
     for signal in SIGNALS:
-        url = endpoint_for(settings, signal)
-        problem = reachable(url, args.timeout)
+        others = [name for name in exporters[signal] if name != "otlp"]
+        if "otlp" not in exporters[signal]:
+            print(f"{signal}: {', '.join(others) or 'none'} (no OTLP export)")
+            continue
+        endpoint = endpoints[signal]
+        problem = reachable(endpoint.url, args.timeout)
         state = "reachable" if problem is None else f"NOT reachable ({problem})"
-        print(f"{signal}: {protocols[signal]} -> {url}: {state}")
+        also = f" (and {', '.join(others)})" if others else ""
+        print(f"{signal}: {endpoint.protocol} -> {endpoint.url}: {state}{also}")
         failures += problem is not None
     return 1 if failures else 0

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 PROTOCOLS = ("grpc", "http/protobuf")
+EXPORTERS = ("otlp", "console", "none")
 DEFAULT_ENDPOINTS = {"grpc": "http://localhost:4317", "http/protobuf": "http://localhost:4318"}
 
 
@@ -20,7 +21,7 @@ class Settings:
         None  # None: OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES, else "otel-liveview"
     )
     topic: str | None = None  # resource attribute liveview.topic; defaults to the first broadcaster's topic
-    endpoint: str | None = None  # None: the exporters read OTEL_EXPORTER_OTLP_*ENDPOINT themselves
+    endpoint: str | None = None  # base URL; None: OTEL_EXPORTER_OTLP_[SIGNAL_]ENDPOINT, then localhost
     protocol: str | None = (
         None  # None: OTEL_EXPORTER_OTLP_{METRICS,LOGS}_PROTOCOL, then ..._PROTOCOL, then grpc
     )
@@ -39,6 +40,9 @@ class Settings:
     prometheus_port: int | None = None  # pull mode; OTEL_LIVEVIEW_PROMETHEUS_PORT
     prometheus_addr: str = "127.0.0.1"  # OTEL_LIVEVIEW_PROMETHEUS_ADDR
     resource_attributes: dict[str, Any] = field(default_factory=dict)
+    metrics_exporter: tuple[str, ...] = ("otlp",)  # OTEL_METRICS_EXPORTER: otlp, console, none
+    logs_exporter: tuple[str, ...] = ("otlp",)  # OTEL_LOGS_EXPORTER (events and logs)
+    disabled: bool = False  # OTEL_SDK_DISABLED: publishing does nothing at all
 
 
 _ENV_MS = {
@@ -53,7 +57,8 @@ _ENV_INT = {
     "prometheus_port": "OTEL_LIVEVIEW_PROMETHEUS_PORT",
 }
 _ENV_SECONDS = {"exit_timeout": "OTEL_LIVEVIEW_EXIT_TIMEOUT"}
-_ENV_BOOL = {"metric_events": "OTEL_LIVEVIEW_METRIC_EVENTS"}
+_ENV_BOOL = {"metric_events": "OTEL_LIVEVIEW_METRIC_EVENTS", "disabled": "OTEL_SDK_DISABLED"}
+_ENV_EXPORTERS = {"metrics_exporter": "OTEL_METRICS_EXPORTER", "logs_exporter": "OTEL_LOGS_EXPORTER"}
 _ENV_STR = {"topic": "OTEL_LIVEVIEW_TOPIC", "prometheus_addr": "OTEL_LIVEVIEW_PROMETHEUS_ADDR"}
 
 
@@ -74,10 +79,28 @@ def load(**overrides: Any) -> Settings:
         values[name] = _env_bool(var) if var in os.environ else None
     for name, var in _ENV_STR.items():
         values[name] = os.environ.get(var) or None
+    for name, var in _ENV_EXPORTERS.items():
+        values[name] = exporter_list(os.environ[var], var) if os.environ.get(var, "").strip() else None
+    for name in _ENV_EXPORTERS:
+        if isinstance(overrides.get(name), str):
+            overrides[name] = exporter_list(overrides[name], name)
+        elif overrides.get(name) is not None:
+            overrides[name] = exporter_list(",".join(overrides[name]), name)
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = Settings(**{k: v for k, v in values.items() if v is not None})
     _validate(settings)
     return settings
+
+
+def exporter_list(raw: str, source: str) -> tuple[str, ...]:
+    """A comma-separated exporter list as OTEL_{METRICS,LOGS}_EXPORTER take it; `none` alone means none."""
+    names = tuple(dict.fromkeys(name.strip().lower() for name in raw.split(",") if name.strip()))
+    unknown = [name for name in names if name not in EXPORTERS]
+    if unknown:
+        raise ValueError(f"{source}: unknown exporter(s) {', '.join(unknown)}; use {', '.join(EXPORTERS)}")
+    if "none" in names and len(names) > 1:
+        raise ValueError(f"{source}: 'none' cannot be combined with other exporters")
+    return () if names in ((), ("none",)) else names
 
 
 def protocol_for(settings: Settings, signal: str) -> str:

@@ -2,7 +2,7 @@
 
 Callers put small tuples on a bounded `RecordQueue` (never blocks: a full queue drops and counts).
 One `ExportWorker` thread per process turns them into OpenTelemetry log records and hands them to
-a logger. With the library's own pipeline that logger's only processor is `BatchExporter`, which
+a logger. With the library's own pipeline that logger's only processor is `LogRecordBatcher`, which
 the worker flushes after each batch, so the exporter's back-pressure lands on the queue (where
 drops are counted) and never on the caller.
 """
@@ -14,15 +14,45 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
-from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.metrics import (
+    Counter,
+    Histogram,
+    ObservableCounter,
+    ObservableGauge,
+    ObservableUpDownCounter,
+    UpDownCounter,
+)
+from opentelemetry.sdk.metrics import _Gauge as SyncGauge
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+)
 
+from otel_liveview.otlp import OtlpSender
 from otel_liveview.series import Tables
 
 _log = logging.getLogger("otel_liveview")
+
+CUMULATIVE = dict.fromkeys(
+    (
+        Counter,
+        UpDownCounter,
+        Histogram,
+        SyncGauge,
+        ObservableCounter,
+        ObservableUpDownCounter,
+        ObservableGauge,
+    ),
+    AggregationTemporality.CUMULATIVE,
+)
 
 EVENT_KINDS = {"liveview.metric": "metric", "liveview.data": "data", "liveview.status": "status"}
 
@@ -70,11 +100,53 @@ class RecordQueue:
         self.wake = threading.Event()
 
 
-class BatchExporter(LogRecordProcessor):
-    """Collects the records the worker emits and exports them when the worker says so."""
+class LogSink(Protocol):
+    """Where batches of log records go: `export` returns True once the batch is delivered."""
 
-    def __init__(self, exporter: LogRecordExporter, tables: Tables) -> None:
-        self._exporter = exporter
+    def export(self, batch: Sequence[ReadableLogRecord], deadline: float | None) -> bool: ...
+
+    def shutdown(self) -> None: ...
+
+
+class OtlpLogSink:
+    """Log records -> one OTLP ExportLogsServiceRequest per batch.
+
+    The export thread retries a batch the collector could not take (OTLP backoff, within
+    OTEL_EXPORTER_OTLP_TIMEOUT) while the queue holds what arrives meanwhile; a flush or the exit
+    makes one attempt, so a collector that is down costs them nothing.
+    """
+
+    def __init__(self, sender: OtlpSender) -> None:
+        self.sender = sender
+
+    def export(self, batch: Sequence[ReadableLogRecord], deadline: float | None) -> bool:
+        request = encode_logs(batch)
+        if deadline is None:  # the export thread's own pace: retry within the export timeout
+            return self.sender.send(request, time.monotonic() + self.sender.endpoint.timeout, retry=True).ok
+        return self.sender.send(request, deadline).ok  # a flush or the exit: one attempt, never a wait
+
+    def shutdown(self) -> None:
+        self.sender.close()
+
+
+class ConsoleLogSink:
+    """OTEL_LOGS_EXPORTER=console: each record as JSON on standard output (the SDK's format)."""
+
+    def __init__(self) -> None:
+        self._exporter = ConsoleLogRecordExporter()
+
+    def export(self, batch: Sequence[ReadableLogRecord], deadline: float | None) -> bool:
+        return self._exporter.export(batch) is LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()
+
+
+class LogRecordBatcher(LogRecordProcessor):
+    """Collects the records the worker emits; exports them to every sink when the worker says so."""
+
+    def __init__(self, sinks: Sequence[LogSink], tables: Tables) -> None:
+        self._sinks = tuple(sinks)
         self._tables = tables
         self._pending: list[ReadableLogRecord] = []
         self._lock = threading.Lock()
@@ -89,20 +161,25 @@ class BatchExporter(LogRecordProcessor):
         with self._lock:
             self._pending.append(readable)
 
-    emit = on_emit
+    def export_pending(self, deadline: float | None = None) -> bool:
+        """Export what was emitted since the last call; True if every sink took it.
 
-    def export_pending(self) -> None:
+        `deadline` (time.monotonic()) bounds the retries; None: each sink's own export timeout.
+        """
         with self._lock:
             batch, self._pending = self._pending, []
         if not batch:
-            return
-        try:
-            result = self._exporter.export(batch)
-        except Exception:
-            _log.exception("exporting %d records failed", len(batch))
-            result = LogRecordExportResult.FAILURE
-        if result is not LogRecordExportResult.SUCCESS:
+            return True
+        delivered = True
+        for sink in self._sinks:
+            try:
+                delivered = sink.export(batch, deadline) and delivered
+            except Exception:
+                _log.exception("exporting %d records failed", len(batch))
+                delivered = False
+        if not delivered:
             self._count_failed(batch)
+        return delivered
 
     def _count_failed(self, batch: Sequence[ReadableLogRecord]) -> None:
         counts: dict[str, int] = {}
@@ -113,10 +190,11 @@ class BatchExporter(LogRecordProcessor):
             self._tables.count_dropped(kind, "export_failed", amount)
 
     def shutdown(self) -> None:
-        self._exporter.shutdown()
+        for sink in self._sinks:
+            sink.shutdown()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        self.export_pending()
+        self.export_pending(time.monotonic() + timeout_millis / 1000)
         return True
 
 
@@ -129,7 +207,7 @@ class ExportWorker:
         emit: Callable[[tuple[Any, ...]], None],
         batch_size: int,
         delay: float,
-        after_batch: Callable[[], None] | None,
+        after_batch: Callable[[float | None], bool] | None,
         tables: Tables,
     ) -> None:
         self._queue = queue
@@ -173,10 +251,17 @@ class ExportWorker:
                     except Exception:  # a record that cannot be built must not stop the others
                         _log.exception("building a %s record failed", item[0])
                         self._tables.count_dropped(item[0], "invalid")
-                if self._after_batch is not None:
-                    self._after_batch()
+                if self._after_batch is not None and not self._after_batch(deadline) and self._stopping:
+                    # Exiting and the collector is away: count the rest, don't wait for it.
+                    self._discard()
+                    return False
             finally:
                 self._drain_lock.release()
+
+    def _discard(self) -> None:
+        while batch := self._queue.take(self._batch_size):
+            for item in batch:
+                self._tables.count_dropped(item[0], "export_failed")
 
     def pause(self, timeout: float) -> bool:
         """Wait (up to `timeout`) for the batch in flight, and hold further ones until `resume()`.
@@ -198,6 +283,29 @@ class ExportWorker:
         finisher.start()
         finisher.join(timeout)
         return not finisher.is_alive() and not len(self._queue)
+
+
+class OtlpMetricExporter(MetricExporter):
+    """Metrics -> one OTLP ExportMetricsServiceRequest per collection. Always cumulative, as
+    Prometheus needs; one attempt per collection, since the next one carries the current values."""
+
+    def __init__(self, sender: OtlpSender) -> None:
+        super().__init__(preferred_temporality=CUMULATIVE)
+        self.sender = sender
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        deadline = time.monotonic() + timeout_millis / 1000
+        if self.sender.send(encode_metrics(metrics_data), deadline).ok:
+            return MetricExportResult.SUCCESS
+        return MetricExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self.sender.close()
 
 
 class CountingMetricExporter(MetricExporter):

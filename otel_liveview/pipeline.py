@@ -8,6 +8,7 @@ global ones alone. A forked child starts over: fresh `service.instance.id`, empt
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import netrc  # noqa: F401  requests imports it lazily on the first export; a fork during that import would leave its lock held in the child
 import os
@@ -20,26 +21,34 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-import requests
 from opentelemetry import _logs, metrics
 from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk.metrics import (
-    Counter,
-    Histogram,
-    MeterProvider,
-    ObservableCounter,
-    ObservableGauge,
-    ObservableUpDownCounter,
-    UpDownCounter,
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
 )
-from opentelemetry.sdk.metrics import _Gauge as SyncGauge
-from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 
-from otel_liveview import config, events
+from otel_liveview import config, events, otlp
 from otel_liveview.config import Settings
-from otel_liveview.export import BatchExporter, CountingMetricExporter, ExportWorker, RecordQueue
+from otel_liveview.export import (
+    CUMULATIVE,
+    ConsoleLogSink,
+    CountingMetricExporter,
+    ExportWorker,
+    LogRecordBatcher,
+    LogSink,
+    OtlpLogSink,
+    OtlpMetricExporter,
+    RecordQueue,
+)
+from otel_liveview.otlp import OtlpSender, Outage
 from otel_liveview.series import TABLES
 
 _log = logging.getLogger("otel_liveview")
@@ -48,19 +57,6 @@ try:
     VERSION = metadata.version("otel-liveview")
 except metadata.PackageNotFoundError:  # running from a checkout
     VERSION = "0.0.0"
-
-CUMULATIVE = dict.fromkeys(
-    (
-        Counter,
-        UpDownCounter,
-        Histogram,
-        SyncGauge,
-        ObservableCounter,
-        ObservableUpDownCounter,
-        ObservableGauge,
-    ),
-    AggregationTemporality.CUMULATIVE,
-)
 
 # Callers put events and logs here; the export worker drains it. Process-wide, reset after fork.
 QUEUE = RecordQueue(capacity=32_768, wake_at=512)
@@ -72,9 +68,10 @@ class Pipeline:
     resource: Resource
     meter_provider: Any
     logger_provider: Any
-    worker: ExportWorker
+    worker: ExportWorker | None  # None when OTEL_SDK_DISABLED
     owns_meter_provider: bool
     owns_logger_provider: bool
+    senders: tuple[OtlpSender, ...] = ()  # the OTLP connections this pipeline opened
 
     @property
     def instance_id(self) -> str:
@@ -87,6 +84,7 @@ _settings: Settings | None = None  # from configure(), kept for lazy start and f
 _exit_hooks_pid: int | None = None
 _stale: list[Pipeline] = []  # inherited over fork; stopped when the child starts its own
 _extensions: list[Callable[[Pipeline], None]] = []
+_OUTAGE = Outage()  # one warning per collector outage for the whole process, whatever the pipeline
 
 
 def active() -> Pipeline | None:
@@ -127,41 +125,61 @@ def _start(settings: Settings, topic: str | None) -> Pipeline:
     for stale in _stale:  # the parent's providers, carried over by fork: stop their threads
         threading.Thread(target=_quietly_shutdown, args=(stale,), daemon=True).start()
     _stale.clear()
+    resource = make_resource(settings, topic)
+    if settings.disabled:  # OTEL_SDK_DISABLED: broadcasters become no-ops, nothing is started
+        _pipeline = Pipeline(settings, resource, None, None, None, False, False)
+        return _pipeline
     TABLES.resize(settings.max_series, settings.max_stream_keys)
     QUEUE.capacity = settings.max_queue_size
     # Wake the export thread for a full batch, or before a small queue fills up.
     QUEUE.wake_at = min(settings.max_export_batch_size, max(1, settings.max_queue_size // 2))
-    resource = make_resource(settings, topic)
+    senders: list[OtlpSender] = []
 
     meter_provider = metrics.get_meter_provider()
     owns_meter_provider = not isinstance(meter_provider, MeterProvider)
     if owns_meter_provider:
-        reader = PeriodicExportingMetricReader(
-            CountingMetricExporter(metric_exporter(settings), TABLES),
-            export_interval_millis=settings.metric_export_interval * 1000,
-        )
-        meter_provider = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
+        readers: list[MetricReader] = [
+            PeriodicExportingMetricReader(
+                CountingMetricExporter(exporter, TABLES),
+                export_interval_millis=settings.metric_export_interval * 1000,
+            )
+            for exporter in metric_exporters(settings, senders)
+        ]
+        meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
     register_instruments(meter_provider.get_meter("otel_liveview", VERSION))
 
     logger_provider = _logs.get_logger_provider()
     owns_logger_provider = not isinstance(logger_provider, LoggerProvider)
     after_batch = None
     if owns_logger_provider:
-        batcher = BatchExporter(log_exporter(settings), TABLES)
+        batcher = LogRecordBatcher(log_sinks(settings, senders), TABLES)
         logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
         logger_provider.add_log_record_processor(batcher)
         after_batch = batcher.export_pending
     logger = logger_provider.get_logger("otel_liveview", VERSION)
 
-    def emit(item: tuple[Any, ...]) -> None:
-        logger.emit(**events.build(item, TABLES))
+    if owns_logger_provider and not settings.logs_exporter:
+        # OTEL_LOGS_EXPORTER=none: no records, but data streams still feed the liveview.data gauge.
+        def emit(item: tuple[Any, ...]) -> None:
+            events.build(item, TABLES)
+    else:
+
+        def emit(item: tuple[Any, ...]) -> None:
+            logger.emit(**events.build(item, TABLES))
 
     worker = ExportWorker(
         QUEUE, emit, settings.max_export_batch_size, settings.schedule_delay, after_batch, TABLES
     )
     worker.start()
     _pipeline = Pipeline(
-        settings, resource, meter_provider, logger_provider, worker, owns_meter_provider, owns_logger_provider
+        settings,
+        resource,
+        meter_provider,
+        logger_provider,
+        worker,
+        owns_meter_provider,
+        owns_logger_provider,
+        tuple(senders),
     )
     _install_exit_hooks()
     for extension in _extensions:
@@ -195,53 +213,30 @@ def _service_name_from_env() -> bool:
     return any(pair.split("=", 1)[0].strip() == SERVICE_NAME for pair in pairs)
 
 
-def metric_exporter(settings: Settings) -> Any:
-    kwargs = _exporter_kwargs(settings, "metrics")
-    if config.protocol_for(settings, "metrics") == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    return OTLPMetricExporter(preferred_temporality=CUMULATIVE, **kwargs)
+def metric_exporters(settings: Settings, senders: list[OtlpSender]) -> list[MetricExporter]:
+    """The exporters OTEL_METRICS_EXPORTER names (an empty list for `none`)."""
+    exporters: list[MetricExporter] = []
+    for name in settings.metrics_exporter:
+        if name == "otlp":
+            sender = OtlpSender(otlp.resolve(settings, "metrics"), ExportMetricsServiceResponse, _OUTAGE)
+            senders.append(sender)
+            exporters.append(OtlpMetricExporter(sender))
+        else:
+            exporters.append(ConsoleMetricExporter(preferred_temporality=CUMULATIVE))
+    return exporters
 
 
-def log_exporter(settings: Settings) -> Any:
-    kwargs = _exporter_kwargs(settings, "logs")
-    if config.protocol_for(settings, "logs") == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-    return OTLPLogExporter(**kwargs)
-
-
-class _CertificateFirstSession(requests.Session):
-    """requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace the session's CA file; the CA file the
-    OTLP exporter set from OTEL_EXPORTER_OTLP_CERTIFICATE must win, as the OTel spec means it to."""
-
-    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
-        merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        if verify is None and isinstance(self.verify, str):
-            merged["verify"] = self.verify
-        return merged
-
-
-def _exporter_kwargs(settings: Settings, signal: str) -> dict[str, Any]:
-    """Only what configure() set explicitly; everything else the exporters read from OTEL_* themselves."""
-    kwargs: dict[str, Any] = {}
-    if config.protocol_for(settings, signal) == "http/protobuf":
-        kwargs["session"] = _CertificateFirstSession()
-    if settings.endpoint:
-        endpoint = settings.endpoint.rstrip("/")
-        if config.protocol_for(settings, signal) == "http/protobuf":
-            endpoint += f"/v1/{signal}"  # an explicit HTTP endpoint is used as is, so add the path
-        kwargs["endpoint"] = endpoint
-    if settings.headers:
-        kwargs["headers"] = dict(settings.headers)
-    if settings.insecure is not None and config.protocol_for(settings, signal) == "grpc":
-        kwargs["insecure"] = settings.insecure
-    timeout = config.export_timeout(signal)
-    if timeout is not None:
-        kwargs["timeout"] = timeout
-    return kwargs
+def log_sinks(settings: Settings, senders: list[OtlpSender]) -> list[LogSink]:
+    """The sinks OTEL_LOGS_EXPORTER names, for events and logs (an empty list for `none`)."""
+    sinks: list[LogSink] = []
+    for name in settings.logs_exporter:
+        if name == "otlp":
+            sender = OtlpSender(otlp.resolve(settings, "logs"), ExportLogsServiceResponse, _OUTAGE)
+            senders.append(sender)
+            sinks.append(OtlpLogSink(sender))
+        else:
+            sinks.append(ConsoleLogSink())
+    return sinks
 
 
 def register_instruments(meter: Any) -> None:
@@ -274,58 +269,65 @@ def flush(timeout: float = 10.0) -> bool:
     Bounded: a dead or slow collector costs the caller at most `timeout` seconds, never an error.
     """
     pipeline = _pipeline
-    if pipeline is None:
+    if pipeline is None or pipeline.worker is None:
         return True
     deadline = time.monotonic() + timeout
-    drained = pipeline.worker.drain(deadline)
-    return _within(deadline, _flush_providers, pipeline) and drained
+    with contextlib.ExitStack() as hurry:
+        for sender in pipeline.senders:
+            hurry.enter_context(sender.hurried())
+        drained = pipeline.worker.drain(deadline)
+        return _within(deadline, _flush_providers, pipeline) and drained
 
 
-def _flush_providers(pipeline: Pipeline) -> None:
+def _flush_providers(pipeline: Pipeline, deadline: float) -> None:
+    millis = max(0.0, deadline - time.monotonic()) * 1000
     if not pipeline.owns_logger_provider:
-        pipeline.logger_provider.force_flush()
-    if not pipeline.meter_provider.force_flush():
+        pipeline.logger_provider.force_flush(millis)
+    if not pipeline.meter_provider.force_flush(millis):
         raise RuntimeError("metric flush failed")
 
 
 def shutdown(timeout: float | None = None) -> bool:
-    """Export what is left (within `timeout` seconds) and stop this process's pipeline."""
+    """Export what is left (within `timeout` seconds) and stop this process's pipeline.
+
+    One attempt per request: what a dead collector cannot take is counted, not waited for.
+    """
     global _pipeline
     with _lock:
         pipeline, _pipeline = _pipeline, None
-    if pipeline is None:
+    if pipeline is None or pipeline.worker is None:
         return True
     timeout = pipeline.settings.exit_timeout if timeout is None else timeout
     deadline = time.monotonic() + timeout
+    for sender in pipeline.senders:
+        sender.abort()
     drained = pipeline.worker.stop(timeout)
     finished = _within(deadline, _close_providers, pipeline)
     return drained and finished
 
 
-def _close_providers(pipeline: Pipeline) -> None:
+def _close_providers(pipeline: Pipeline, deadline: float) -> None:
     if pipeline.owns_logger_provider:
         pipeline.logger_provider.shutdown()
     if pipeline.owns_meter_provider:
-        pipeline.meter_provider.shutdown()
+        pipeline.meter_provider.shutdown(max(0.0, deadline - time.monotonic()) * 1000)
     else:
-        _flush_providers(pipeline)
+        _flush_providers(pipeline, deadline)
 
 
-def _within(deadline: float, work: Callable[[Pipeline], None], pipeline: Pipeline) -> bool:
-    """Run `work` on a daemon thread and wait for it until `deadline` (a dead collector can't hold us).
-
-    True if it finished in time without an error.
-    """
+def _within(deadline: float, work: Callable[[Pipeline, float], None], pipeline: Pipeline) -> bool:
+    """Run `work(pipeline, deadline)` on a daemon thread and wait for it until `deadline` (a dead
+    collector can't hold us). True if it finished in time without an error."""
     outcome: list[bool] = []
-    thread = threading.Thread(target=lambda: outcome.append(_quietly(work, pipeline)), daemon=True)
+    thread = threading.Thread(target=lambda: outcome.append(_quietly(work, pipeline, deadline)), daemon=True)
     thread.start()
     thread.join(max(0.0, deadline - time.monotonic()))
     return bool(outcome and outcome[0])
 
 
-def _quietly(work: Callable[[Pipeline], None], pipeline: Pipeline) -> bool:
+def _quietly(work: Callable[[Pipeline, float], None], pipeline: Pipeline, deadline: float) -> bool:
     try:
-        work(pipeline)
+        work(pipeline, deadline)
         return True
     except Exception:
         _log.debug("flushing or shutting down the pipeline failed", exc_info=True)
@@ -334,7 +336,7 @@ def _quietly(work: Callable[[Pipeline], None], pipeline: Pipeline) -> bool:
 
 def _quietly_shutdown(pipeline: Pipeline) -> None:
     if pipeline.owns_meter_provider:
-        _quietly(lambda p: p.meter_provider.shutdown(timeout_millis=1000), pipeline)
+        _quietly(lambda p, _: p.meter_provider.shutdown(timeout_millis=1000), pipeline, 0.0)
 
 
 def _install_exit_hooks() -> None:
@@ -363,7 +365,7 @@ FORK_WAIT = 2.0  # seconds a fork() waits for the export in flight
 def _before_fork() -> None:
     global _paused
     pipeline = _pipeline
-    if pipeline is not None and pipeline.worker.pause(FORK_WAIT):
+    if pipeline is not None and pipeline.worker is not None and pipeline.worker.pause(FORK_WAIT):
         _paused = pipeline.worker
 
 

@@ -155,7 +155,9 @@ class Tables:
     def count_dropped(self, kind: str, reason: str, amount: int = 1) -> None:
         key = (("kind", kind), ("reason", reason))
         self.dropped.get(key).add(amount)
-        if key not in self._warned:  # say it once per kind and reason; the counter tells the rest
+        # Say it once per kind and reason (an export failure has its own outage line); the counter
+        # tells the rest.
+        if key not in self._warned and reason != "export_failed":
             self._warned.add(key)
             _log.warning("otel-liveview dropped %s telemetry (%s); see liveview_dropped_total", kind, reason)
 

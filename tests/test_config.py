@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from otel_liveview import config, pipeline
+from otel_liveview import config, otlp
 
 
 def test_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,11 +48,59 @@ def test_export_timeout_is_read_in_milliseconds_as_the_spec_says(monkeypatch: py
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "500")
     assert config.export_timeout("logs") == 2.5
     assert config.export_timeout("metrics") == 0.5
-    exporter = pipeline.log_exporter(config.load(protocol="http/protobuf"))
-    assert exporter._client._timeout == 2.5  # seconds, as opentelemetry-python's exporters take it
+    assert otlp.resolve(config.load(), "logs").timeout == 2.5
+    assert otlp.resolve(config.load(), "metrics").timeout == 0.5
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TIMEOUT")
+    assert otlp.resolve(config.load(), "logs").timeout == 10.0  # the spec's default, 10,000 ms
 
 
 def test_explicit_http_endpoint_gets_the_signal_path() -> None:
     settings = config.load(endpoint="http://collector:4318/", protocol="http/protobuf")
-    assert pipeline.log_exporter(settings)._endpoint == "http://collector:4318/v1/logs"
-    assert pipeline.metric_exporter(settings)._endpoint == "http://collector:4318/v1/metrics"
+    assert otlp.resolve(settings, "logs").url == "http://collector:4318/v1/logs"
+    assert otlp.resolve(settings, "metrics").url == "http://collector:4318/v1/metrics"
+
+
+def test_endpoint_variables_follow_the_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "https://gateway.example:4318/")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "https://logs.example/custom/path")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20abc,X-Tenant=lab")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "x-only=metrics")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+    settings = config.load()
+    logs, metrics = otlp.resolve(settings, "logs"), otlp.resolve(settings, "metrics")
+    assert logs.url == "https://logs.example/custom/path"  # a signal's own endpoint is used as given
+    assert metrics.url == "https://gateway.example:4318/v1/metrics"  # the base one gets the path
+    assert logs.headers == {"authorization": "Bearer abc", "x-tenant": "lab"}
+    assert metrics.headers == {"x-only": "metrics"}  # the signal's variable replaces the general one
+    assert (logs.compression, metrics.insecure) == ("gzip", False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+    grpc = otlp.resolve(config.load(), "metrics")
+    assert (grpc.url, grpc.insecure) == ("collector:4317", True)
+    assert otlp.resolve(config.load(endpoint="http://c:4317"), "metrics").insecure is True
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli")
+    with pytest.raises(ValueError, match="unsupported OTLP compression 'brotli'"):
+        otlp.resolve(config.load(), "logs")
+
+
+def test_exporter_switches(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (config.load().metrics_exporter, config.load().logs_exporter) == (("otlp",), ("otlp",))
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    monkeypatch.setenv("OTEL_LOGS_EXPORTER", " console , otlp,console")
+    settings = config.load()
+    assert settings.metrics_exporter == ()
+    assert settings.logs_exporter == ("console", "otlp")  # a comma list, duplicates once
+    assert config.load(metrics_exporter="console").metrics_exporter == ("console",)  # arguments win
+    assert config.load(logs_exporter=["none"]).logs_exporter == ()
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "zipkin")
+    with pytest.raises(ValueError, match=r"OTEL_METRICS_EXPORTER: unknown exporter\(s\) zipkin"):
+        config.load()
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none,otlp")
+    with pytest.raises(ValueError, match="'none' cannot be combined"):
+        config.load()
+    monkeypatch.delenv("OTEL_METRICS_EXPORTER")
+    assert config.load().disabled is False
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    assert config.load().disabled is True

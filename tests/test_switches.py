@@ -1,0 +1,116 @@
+"""OpenTelemetry's switches: OTEL_METRICS_EXPORTER / OTEL_LOGS_EXPORTER (otlp, console, none) and
+OTEL_SDK_DISABLED, in a process of their own as a user would set them."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from tests.processes import otlp_http, run_python
+from tests.receiver import Receiver
+
+SCRIPT = """
+import json, otel_liveview
+from otel_liveview import ExperimentBroadcaster
+b = ExperimentBroadcaster("switches")
+b.publish_metric_sync("loss", 0.25, step=3)
+b.publish_data_sync("sensors", {"temperature": 21.5})
+b.publish_log_sync("warning", "disk almost full")
+print("flushed", otel_liveview.flush(5.0))
+print("stats", json.dumps(otel_liveview.stats()))
+"""
+
+
+@pytest.fixture
+def listener() -> Iterator[list[socket.socket]]:
+    """A TCP port that records every connection made to it."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.05)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    accepted.append(server)  # the first element is the listener itself
+    yield accepted
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+
+
+def _port(listener: list[socket.socket]) -> int:
+    return int(listener[0].getsockname()[1])
+
+
+def _stats(stdout: str) -> dict[str, dict[str, int]]:
+    line = next(line for line in stdout.splitlines() if line.startswith("stats "))
+    return json.loads(line.removeprefix("stats "))
+
+
+def test_none_opens_no_connection_and_prints_nothing(listener: list[socket.socket]) -> None:
+    env = otlp_http(
+        f"http://127.0.0.1:{_port(listener)}", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none"
+    )
+    stdout = run_python(SCRIPT, env)
+    assert stdout.splitlines()[0] == "flushed True"
+    assert len(listener) == 1, "a connection was made although every exporter is off"
+    stats = _stats(stdout)
+    assert stats["published"] == {"metric": 1, "data": 1, "log": 1, "status": 0}  # still counted
+    assert stats["dropped"] == {}
+
+
+def test_console_prints_records_and_metrics_as_json(listener: list[socket.socket]) -> None:
+    env = otlp_http(
+        f"http://127.0.0.1:{_port(listener)}", OTEL_METRICS_EXPORTER="console", OTEL_LOGS_EXPORTER="console"
+    )
+    stdout = run_python(SCRIPT, env)
+    assert len(listener) == 1
+    assert '"body": "disk almost full"' in stdout
+    assert '"severity_text": "WARN"' in stdout
+    assert '"event_name": "liveview.data"' in stdout
+    assert '"name": "liveview.metric"' in stdout
+    assert '"metric": "loss"' in stdout
+
+
+def test_one_signal_off_the_other_on(http_receiver: Receiver) -> None:
+    env = otlp_http(http_receiver.endpoint, OTEL_METRICS_EXPORTER="none")
+    stdout = run_python(SCRIPT, env)
+    assert stdout.splitlines()[0] == "flushed True"
+    assert http_receiver.metrics == []
+    bodies = [row.body for row in http_receiver.log_rows()]
+    assert "disk almost full" in bodies
+    env = otlp_http(http_receiver.endpoint, OTEL_LOGS_EXPORTER="none")
+    http_receiver.clear()
+    run_python(SCRIPT, env)
+    assert http_receiver.logs == []
+    assert {point.name for point in http_receiver.point_rows()} >= {"liveview.metric", "liveview.data"}
+
+
+def test_sdk_disabled_makes_publishing_a_no_op(listener: list[socket.socket]) -> None:
+    script = SCRIPT.replace(
+        'b.publish_log_sync("warning"',
+        'b.publish_metric_sync("bad", "not a number")\nb.publish_log_sync("warning"',
+    )
+    env = otlp_http(f"http://127.0.0.1:{_port(listener)}", OTEL_SDK_DISABLED="true")
+    stdout = run_python(script, env)
+    assert stdout.splitlines()[0] == "flushed True"
+    assert len(listener) == 1
+    assert set(_stats(stdout)["published"].values()) == {0}  # nothing was even counted
+
+
+def test_an_unknown_exporter_is_a_clear_error() -> None:
+    env = otlp_http("http://127.0.0.1:9", OTEL_LOGS_EXPORTER="jaeger")
+    with pytest.raises(AssertionError, match=r"OTEL_LOGS_EXPORTER: unknown exporter\(s\) jaeger"):
+        run_python(SCRIPT, env)
