@@ -652,6 +652,8 @@ class Board:
             return
         self._experiments.move_to_end(key)
         if time_ns < row.time_ns:
+            if from_event and status == row.status:
+                row.error = error  # the gauge got here first, but only the event has the error text
             return
         if from_event or status != row.status:
             row.error = error  # the gauge carries no error text: keep the event's while the status holds
