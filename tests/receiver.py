@@ -12,6 +12,7 @@ import collections
 import contextlib
 import gzip
 import json
+import socket
 import ssl
 import sys
 import threading
@@ -29,7 +30,16 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-__all__ = ["Receiver", "decode_any", "grpc_receiver", "http_receiver", "serving_http", "wait_until"]
+__all__ = [
+    "Receiver",
+    "decode_any",
+    "grpc_receiver",
+    "http_receiver",
+    "serving_http",
+    "start_http",
+    "stop_http",
+    "wait_until",
+]
 
 
 def wait_until(
@@ -222,9 +232,37 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Server(ThreadingHTTPServer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], ConnectionError):  # exporters that gave up waiting
             super().handle_error(request, client_address)
+
+
+def stop_http(server: ThreadingHTTPServer) -> None:
+    """Stop a server from start_http the way a dead process stops: no more connections accepted, and
+    the open (keep-alive) ones cut, so a client cannot go on sending over them."""
+    server.shutdown()
+    server.server_close()
+    if isinstance(server, _Server):
+        with server._connections_lock:
+            connections = list(server.connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 def start_http(receiver: Receiver, port: int = 0, tls: ssl.SSLContext | None = None) -> ThreadingHTTPServer:
