@@ -64,9 +64,21 @@ def test_a_missing_binary_skips_locally_and_fails_under_ci(
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="fetch-servers"):
         server_binary("vmagent")
+    with pytest.raises(pytest.fail.Exception, match="build-servers"):
+        server_binary("otelcol")
     assert {"prometheus", "promtool", "promtool3", "alertmanager", "vmagent", "docker-compose"} <= set(
         BINARIES
     )
+    assert {"otelcol", "prometheus-3.14", "promtool-3.14", "alertmanager-0.34"} <= set(BINARIES)
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("name", ["prometheus-3.14", "promtool-3.14", "alertmanager-0.34"])
+def test_each_built_binary_runs(name: str) -> None:
+    """The builds carry no version string (the build does not stamp one); they start and answer."""
+    result = subprocess.run([server_binary(name), "--version"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert name.split("-")[0] + ", version" in result.stdout + result.stderr
 
 
 @pytest.mark.servers
