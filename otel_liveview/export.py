@@ -231,30 +231,32 @@ class ExportWorker:
             self.drain()
 
     def drain(self, deadline: float | None = None) -> bool:
-        """Ship what is queued; False if the deadline passed first.
+        """Ship what is queued; False if a batch was not delivered or the deadline passed first.
 
         The lock is taken per batch, so a flush or a fork can get in between batches.
         """
+        delivered = True
         while True:
             wait = -1 if deadline is None else deadline - time.monotonic()
             if deadline is not None and wait <= 0:
-                return not len(self._queue)
+                return delivered and not len(self._queue)
             if not self._drain_lock.acquire(timeout=wait):  # stuck behind a slow export
                 return False
             try:
                 batch = self._queue.take(self._batch_size)
                 if not batch:
-                    return True
+                    return delivered
                 for item in batch:
                     try:
                         self._emit(item)
                     except Exception:  # a record that cannot be built must not stop the others
                         _log.exception("building a %s record failed", item[0])
                         self._tables.count_dropped(item[0], "invalid")
-                if self._after_batch is not None and not self._after_batch(deadline) and self._stopping:
-                    # Exiting and the collector is away: count the rest, don't wait for it.
-                    self._discard()
-                    return False
+                if self._after_batch is not None and not self._after_batch(deadline):
+                    delivered = False
+                    if self._stopping:  # exiting and the collector is away: count the rest, don't wait
+                        self._discard()
+                        return False
             finally:
                 self._drain_lock.release()
 
@@ -318,6 +320,7 @@ class CountingMetricExporter(MetricExporter):
         )
         self._inner = inner
         self._tables = tables
+        self.last_ok = True  # whether the latest export was delivered (flush() reports it)
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
@@ -327,14 +330,15 @@ class CountingMetricExporter(MetricExporter):
         except Exception:
             _log.exception("exporting metrics failed")
             result = MetricExportResult.FAILURE
-        if result is not MetricExportResult.SUCCESS:
+        self.last_ok = result is MetricExportResult.SUCCESS
+        if not self.last_ok:
             points = sum(
                 len(metric.data.data_points)
                 for resource_metrics in metrics_data.resource_metrics
                 for scope_metrics in resource_metrics.scope_metrics
                 for metric in scope_metrics.metrics
             )
-            self._tables.count_dropped("metric", "export_failed", points)
+            self._tables.count_dropped("points", "export_failed", points)
         return result
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:

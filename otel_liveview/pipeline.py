@@ -72,6 +72,7 @@ class Pipeline:
     owns_meter_provider: bool
     owns_logger_provider: bool
     senders: tuple[OtlpSender, ...] = ()  # the OTLP connections this pipeline opened
+    metric_exporters: tuple[CountingMetricExporter, ...] = ()
 
     @property
     def instance_id(self) -> str:
@@ -137,13 +138,16 @@ def _start(settings: Settings, topic: str | None) -> Pipeline:
 
     meter_provider = metrics.get_meter_provider()
     owns_meter_provider = not isinstance(meter_provider, MeterProvider)
+    counting: list[CountingMetricExporter] = []
     if owns_meter_provider:
+        counting = [
+            CountingMetricExporter(exporter, TABLES) for exporter in metric_exporters(settings, senders)
+        ]
         readers: list[MetricReader] = [
             PeriodicExportingMetricReader(
-                CountingMetricExporter(exporter, TABLES),
-                export_interval_millis=settings.metric_export_interval * 1000,
+                exporter, export_interval_millis=settings.metric_export_interval * 1000
             )
-            for exporter in metric_exporters(settings, senders)
+            for exporter in counting
         ]
         meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
     register_instruments(meter_provider.get_meter("otel_liveview", VERSION))
@@ -180,6 +184,7 @@ def _start(settings: Settings, topic: str | None) -> Pipeline:
         owns_meter_provider,
         owns_logger_provider,
         tuple(senders),
+        tuple(counting),
     )
     _install_exit_hooks()
     for extension in _extensions:
@@ -285,6 +290,8 @@ def _flush_providers(pipeline: Pipeline, deadline: float) -> None:
         pipeline.logger_provider.force_flush(millis)
     if not pipeline.meter_provider.force_flush(millis):
         raise RuntimeError("metric flush failed")
+    if not all(exporter.last_ok for exporter in pipeline.metric_exporters):
+        raise RuntimeError("the metric export was not delivered")
 
 
 def shutdown(timeout: float | None = None) -> bool:
