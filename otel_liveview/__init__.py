@@ -18,7 +18,12 @@ from otel_liveview.series import TABLES
 
 
 def stats() -> dict[str, dict[str, int]]:
-    """This process's self-telemetry: published by kind, dropped by "kind/reason"."""
+    """This process's self-telemetry, as `liveview_published_total` / `liveview_dropped_total` export it.
+
+    `published[kind]` counts publish calls (kind metric, data, log, status). `dropped["kind/reason"]`
+    counts publish calls for queue_full and metric cardinality, numeric keys for data cardinality,
+    records for export_failed, and data points for "points/export_failed" (a failed metric export).
+    """
     return {
         "published": {dict(key)["kind"]: value for key, value in TABLES.published.items()},
         "dropped": {"{kind}/{reason}".format(**dict(key)): value for key, value in TABLES.dropped.items()},

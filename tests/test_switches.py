@@ -65,6 +65,7 @@ def test_none_opens_no_connection_and_prints_nothing(listener: list[socket.socke
     )
     stdout = run_python(SCRIPT, env)
     assert stdout.splitlines()[0] == "flushed True"
+    assert len(stdout.splitlines()) == 2  # the script's own two lines, nothing printed besides
     assert len(listener) == 1, "a connection was made although every exporter is off"
     stats = _stats(stdout)
     assert stats["published"] == {"metric": 1, "data": 1, "log": 1, "status": 0}  # still counted
