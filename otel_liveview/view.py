@@ -285,9 +285,12 @@ class _Renderer:
 
     def _live_frame(self) -> RenderableType:
         try:
-            width, height = shutil.get_terminal_size()
-            if self._live is not None:
-                width, height = self._live.console.size
+            console = self._live.console if self._live is not None else Console(file=self.out)
+            with contextlib.suppress(OSError, ValueError):
+                # The terminal itself, not COLUMNS/LINES: shells export those and they go stale.
+                size = os.get_terminal_size(self.out.fileno())
+                console.size = (size.columns, size.lines)
+            width, height = console.size
             return render_screen(self.board.snapshot(), self.endpoints, width, height)
         except Exception as error:  # a drawing bug must not freeze the screen: say it instead
             return Text(f"otel-liveview view: cannot draw this frame: {type(error).__name__}: {error}")
@@ -439,9 +442,8 @@ def streams_table(rows: Sequence[StreamRow], plain: bool, limit: int) -> Table:
 
 
 def publishers_table(rows: Sequence[PublisherRow], plain: bool, limit: int) -> Table:
-    table = _table(
-        plain, "service", "pid", "state", "published", "dropped", "topic", "host", wide="published"
-    )
+    columns = ["service", "pid", "state", "published", "dropped", "topic"] + (["host"] if plain else [])
+    table = _table(plain, *columns, wide="published")
     for column in (1, 2, 4):  # never squeezed to an ellipsis
         table.columns[column].min_width = 7
     for row in _fit(rows, limit, table):
@@ -456,7 +458,9 @@ def publishers_table(rows: Sequence[PublisherRow], plain: bool, limit: int) -> T
             if dropped_total
             else Text("0")
         )
-        table.add_row(row.service, fmt(row.pid), state, published, dropped, row.topic, row.host)
+        table.add_row(
+            row.service, fmt(row.pid), state, published, dropped, row.topic, *([row.host] if plain else [])
+        )
     return table
 
 
@@ -522,7 +526,7 @@ def render_screen(
     layout["side"].split_column(
         Layout(name="experiments", size=experiments_height), Layout(name="streams", size=streams_height)
     )
-    layout["lower"].split_row(Layout(name="logs", ratio=3), Layout(name="publishers", ratio=2))
+    layout["lower"].split_row(Layout(name="logs", ratio=11), Layout(name="publishers", ratio=9))
     layout["metrics"].update(
         panel(
             metrics_table(snapshot.metrics, False, upper_height - 4, spark),
