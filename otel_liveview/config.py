@@ -43,6 +43,9 @@ class Settings:
     metrics_exporter: tuple[str, ...] = ("otlp",)  # OTEL_METRICS_EXPORTER: otlp, console, none
     logs_exporter: tuple[str, ...] = ("otlp",)  # OTEL_LOGS_EXPORTER (events and logs)
     disabled: bool = False  # OTEL_SDK_DISABLED: publishing does nothing at all
+    max_attributes: int = (
+        128  # per event/log record; OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT, OTEL_ATTRIBUTE_COUNT_LIMIT
+    )
 
 
 _ENV_MS = {
@@ -79,6 +82,12 @@ def load(**overrides: Any) -> Settings:
         values[name] = _env_bool(var) if var in os.environ else None
     for name, var in _ENV_STR.items():
         values[name] = os.environ.get(var) or None
+    for var in (
+        "OTEL_ATTRIBUTE_COUNT_LIMIT",
+        "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT",
+    ):  # the specific one wins
+        if os.environ.get(var, "").strip():
+            values["max_attributes"] = _env_number(var, int)
     for name, var in _ENV_EXPORTERS.items():
         values[name] = exporter_list(os.environ[var], var) if os.environ.get(var, "").strip() else None
     for name in _ENV_EXPORTERS:
@@ -134,7 +143,13 @@ def _validate(settings: Settings) -> None:
     for name in ("metric_export_interval", "schedule_delay", "exit_timeout"):
         if getattr(settings, name) < 0:
             raise ValueError(f"{name} must not be negative")
-    for name in ("max_queue_size", "max_export_batch_size", "max_series", "max_stream_keys"):
+    for name in (
+        "max_queue_size",
+        "max_export_batch_size",
+        "max_series",
+        "max_stream_keys",
+        "max_attributes",
+    ):
         if getattr(settings, name) < 1:
             raise ValueError(f"{name} must be at least 1")
 

@@ -2,9 +2,9 @@
 
 Callers put small tuples on a bounded `RecordQueue` (never blocks: a full queue drops and counts).
 One `ExportWorker` thread per process turns them into OpenTelemetry log records and hands them to
-a logger. With the library's own pipeline that logger's only processor is `LogRecordBatcher`, which
-the worker flushes after each batch, so the exporter's back-pressure lands on the queue (where
-drops are counted) and never on the caller.
+OTLP records in place (`LogShipper`) and ships each batch (or, when the application installed its own
+LoggerProvider, hands them to its logger). The export thread waits for the network, so back-pressure
+lands on the queue (where drops are counted) and never on the caller.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
-from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
-from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter, LogRecordExportResult
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.sdk.metrics import (
     Counter,
     Histogram,
@@ -36,6 +36,8 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
 )
 
+from otel_liveview import events
+from otel_liveview.encoding import LogBatch
 from otel_liveview.otlp import OtlpSender
 from otel_liveview.series import Tables
 
@@ -53,12 +55,6 @@ CUMULATIVE = dict.fromkeys(
     ),
     AggregationTemporality.CUMULATIVE,
 )
-
-EVENT_KINDS = {"liveview.metric": "metric", "liveview.data": "data", "liveview.status": "status"}
-
-
-def record_kind(record: ReadableLogRecord) -> str:
-    return EVENT_KINDS.get(record.log_record.event_name or "", "log")
 
 
 class RecordQueue:
@@ -101,15 +97,15 @@ class RecordQueue:
 
 
 class LogSink(Protocol):
-    """Where batches of log records go: `export` returns True once the batch is delivered."""
+    """Where batches of records go: `export` returns True once the batch is delivered."""
 
-    def export(self, batch: Sequence[ReadableLogRecord], deadline: float | None) -> bool: ...
+    def export(self, batch: LogBatch, deadline: float | None) -> bool: ...
 
     def shutdown(self) -> None: ...
 
 
 class OtlpLogSink:
-    """Log records -> one OTLP ExportLogsServiceRequest per batch.
+    """A batch -> one OTLP ExportLogsServiceRequest.
 
     The export thread retries a batch the collector could not take (OTLP backoff, within
     OTEL_EXPORTER_OTLP_TIMEOUT) while the queue holds what arrives meanwhile; a flush or the exit
@@ -119,57 +115,59 @@ class OtlpLogSink:
     def __init__(self, sender: OtlpSender) -> None:
         self.sender = sender
 
-    def export(self, batch: Sequence[ReadableLogRecord], deadline: float | None) -> bool:
-        request = encode_logs(batch)
+    def export(self, batch: LogBatch, deadline: float | None) -> bool:
         if deadline is None:  # the export thread's own pace: retry within the export timeout
-            return self.sender.send(request, time.monotonic() + self.sender.endpoint.timeout, retry=True).ok
-        return self.sender.send(request, deadline).ok  # a flush or the exit: one attempt, never a wait
+            deadline = time.monotonic() + self.sender.endpoint.timeout
+            return self.sender.send(batch.request, deadline, retry=True).ok
+        return self.sender.send(batch.request, deadline).ok  # a flush or the exit: one attempt
 
     def shutdown(self) -> None:
         self.sender.close()
 
 
 class ConsoleLogSink:
-    """OTEL_LOGS_EXPORTER=console: each record as JSON on standard output (the SDK's format)."""
+    """OTEL_LOGS_EXPORTER=console: each record as one line of OTLP/JSON on standard output."""
 
-    def __init__(self) -> None:
-        self._exporter = ConsoleLogRecordExporter()
-
-    def export(self, batch: Sequence[ReadableLogRecord], deadline: float | None) -> bool:
-        return self._exporter.export(batch) is LogRecordExportResult.SUCCESS
+    def export(self, batch: LogBatch, deadline: float | None) -> bool:
+        lines = [json_format.MessageToJson(record, indent=None) for record in batch.records()]
+        print("\n".join(lines), flush=True)
+        return True
 
     def shutdown(self) -> None:
-        self._exporter.shutdown()
+        pass
 
 
-class LogRecordBatcher(LogRecordProcessor):
-    """Collects the records the worker emits; exports them to every sink when the worker says so."""
+class LogShipper:
+    """Turns queued items into records in a `LogBatch`, and ships the batch to every sink when the
+    worker has emitted one (`ship`). Used only from the export worker, under its lock."""
 
-    def __init__(self, sinks: Sequence[LogSink], tables: Tables) -> None:
+    def __init__(
+        self,
+        sinks: Sequence[LogSink],
+        resource: Resource,
+        scope: InstrumentationScope,
+        attribute_limit: int,
+        tables: Tables,
+    ) -> None:
         self._sinks = tuple(sinks)
+        self._new_batch = lambda: LogBatch(resource, scope, attribute_limit)
+        self._batch = self._new_batch()
         self._tables = tables
-        self._pending: list[ReadableLogRecord] = []
-        self._lock = threading.Lock()
 
-    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
-        readable = ReadableLogRecord(
-            log_record=log_record.log_record,
-            resource=log_record.resource,
-            instrumentation_scope=log_record.instrumentation_scope,
-            limits=log_record.limits,
-        )
-        with self._lock:
-            self._pending.append(readable)
+    def emit(self, item: tuple[Any, ...]) -> None:
+        record = events.build(item, self._tables)  # also feeds the liveview.data gauge
+        if self._sinks:
+            self._batch.add(record, item[0], time.time_ns())
 
-    def export_pending(self, deadline: float | None = None) -> bool:
-        """Export what was emitted since the last call; True if every sink took it.
+    def ship(self, deadline: float | None = None) -> bool:
+        """Export the records emitted since the last call; True if every sink took them.
 
-        `deadline` (time.monotonic()) bounds the retries; None: each sink's own export timeout.
+        `deadline` (time.monotonic()) bounds the attempt; None: each sink's own export timeout.
         """
-        with self._lock:
-            batch, self._pending = self._pending, []
-        if not batch:
+        batch = self._batch
+        if not len(batch):
             return True
+        self._batch = self._new_batch()
         delivered = True
         for sink in self._sinks:
             try:
@@ -178,24 +176,13 @@ class LogRecordBatcher(LogRecordProcessor):
                 _log.exception("exporting %d records failed", len(batch))
                 delivered = False
         if not delivered:
-            self._count_failed(batch)
+            for kind, amount in batch.kinds.items():
+                self._tables.count_dropped(kind, "export_failed", amount)
         return delivered
-
-    def _count_failed(self, batch: Sequence[ReadableLogRecord]) -> None:
-        counts: dict[str, int] = {}
-        for record in batch:
-            kind = record_kind(record)
-            counts[kind] = counts.get(kind, 0) + 1
-        for kind, amount in counts.items():
-            self._tables.count_dropped(kind, "export_failed", amount)
 
     def shutdown(self) -> None:
         for sink in self._sinks:
             sink.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        self.export_pending(time.monotonic() + timeout_millis / 1000)
-        return True
 
 
 class ExportWorker:
@@ -224,14 +211,23 @@ class ExportWorker:
         self._thread.start()
 
     def _run(self) -> None:
+        """Export full batches as soon as they are queued, and what is left once the schedule delay
+        has passed since the last export (OTEL_BLRP_SCHEDULE_DELAY): steady traffic goes out in
+        full requests, not in whatever trickled in during the previous export."""
         wake = self._queue.wake
+        due = time.monotonic() + self._delay
         while not self._stopping:
-            wake.wait(self._delay)
+            wake.wait(max(0.0, due - time.monotonic()))
             wake.clear()
-            self.drain()
+            if time.monotonic() >= due:
+                self.drain()
+                due = time.monotonic() + self._delay
+            else:
+                self.drain(full_only=True)
 
-    def drain(self, deadline: float | None = None) -> bool:
-        """Ship what is queued; False if a batch was not delivered or the deadline passed first.
+    def drain(self, deadline: float | None = None, full_only: bool = False) -> bool:
+        """Ship what is queued (with `full_only`, only full batches); False if a batch was not
+        delivered or the deadline passed first.
 
         The lock is taken per batch, so a flush or a fork can get in between batches.
         """
@@ -240,6 +236,8 @@ class ExportWorker:
             wait = -1 if deadline is None else deadline - time.monotonic()
             if deadline is not None and wait <= 0:
                 return delivered and not len(self._queue)
+            if full_only and len(self._queue) < self._queue.wake_at:  # a full batch, or queue pressure
+                return delivered
             if not self._drain_lock.acquire(timeout=wait):  # stuck behind a slow export
                 return False
             try:

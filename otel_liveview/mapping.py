@@ -141,9 +141,11 @@ def attribute_value(value: Any) -> Any:
 
 
 def _homogeneous_primitives(values: list[Any] | tuple[Any, ...]) -> bool:
-    """OTel attribute arrays hold one primitive type."""
+    """OTel attribute arrays hold one primitive type, ints within int64 (else the array is text)."""
     kinds = {type(v) for v in values}
-    return len(kinds) == 1 and kinds <= {str, bool, int, float}
+    if kinds == {int}:
+        return all(INT64_MIN <= v <= INT64_MAX for v in values)
+    return len(kinds) == 1 and kinds <= {str, bool, float}
 
 
 def attributes(values: Mapping[Any, Any]) -> dict[str, Any]:

@@ -35,14 +35,14 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 
-from otel_liveview import config, events, otlp
+from otel_liveview import config, encoding, events, otlp
 from otel_liveview.config import Settings
 from otel_liveview.export import (
     CUMULATIVE,
     ConsoleLogSink,
     CountingMetricExporter,
     ExportWorker,
-    LogRecordBatcher,
+    LogShipper,
     LogSink,
     OtlpLogSink,
     OtlpMetricExporter,
@@ -66,11 +66,11 @@ QUEUE = RecordQueue(capacity=32_768, wake_at=512)
 class Pipeline:
     settings: Settings
     resource: Resource
-    meter_provider: Any
-    logger_provider: Any
-    worker: ExportWorker | None  # None when OTEL_SDK_DISABLED
+    meter_provider: Any  # ours, or the application's global one
     owns_meter_provider: bool
-    owns_logger_provider: bool
+    shipper: LogShipper | None  # ours: events and logs straight to OTLP
+    logger_provider: Any  # the application's global LoggerProvider when it installed one, else None
+    worker: ExportWorker | None  # None when OTEL_SDK_DISABLED
     senders: tuple[OtlpSender, ...] = ()  # the OTLP connections this pipeline opened
     metric_exporters: tuple[CountingMetricExporter, ...] = ()
 
@@ -128,7 +128,7 @@ def _start(settings: Settings, topic: str | None) -> Pipeline:
     _stale.clear()
     resource = make_resource(settings, topic)
     if settings.disabled:  # OTEL_SDK_DISABLED: broadcasters become no-ops, nothing is started
-        _pipeline = Pipeline(settings, resource, None, None, None, False, False)
+        _pipeline = Pipeline(settings, resource, None, False, None, None, None)
         return _pipeline
     TABLES.resize(settings.max_series, settings.max_stream_keys)
     QUEUE.capacity = settings.max_queue_size
@@ -153,23 +153,24 @@ def _start(settings: Settings, topic: str | None) -> Pipeline:
     register_instruments(meter_provider.get_meter("otel_liveview", VERSION))
 
     logger_provider = _logs.get_logger_provider()
-    owns_logger_provider = not isinstance(logger_provider, LoggerProvider)
-    after_batch = None
-    if owns_logger_provider:
-        batcher = LogRecordBatcher(log_sinks(settings, senders), TABLES)
-        logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-        logger_provider.add_log_record_processor(batcher)
-        after_batch = batcher.export_pending
-    logger = logger_provider.get_logger("otel_liveview", VERSION)
-
-    if owns_logger_provider and not settings.logs_exporter:
-        # OTEL_LOGS_EXPORTER=none: no records, but data streams still feed the liveview.data gauge.
-        def emit(item: tuple[Any, ...]) -> None:
-            events.build(item, TABLES)
-    else:
+    shipper = None
+    if isinstance(logger_provider, LoggerProvider):  # the application's, with its own exporters
+        logger = logger_provider.get_logger("otel_liveview", VERSION)
 
         def emit(item: tuple[Any, ...]) -> None:
             logger.emit(**events.build(item, TABLES))
+
+        after_batch = None
+    else:  # records go straight into OTLP requests: no SDK logger needed
+        logger_provider = None
+        shipper = LogShipper(
+            log_sinks(settings, senders),
+            encoding.resource(resource.attributes),
+            encoding.scope("otel_liveview", VERSION),
+            settings.max_attributes,
+            TABLES,
+        )
+        emit, after_batch = shipper.emit, shipper.ship
 
     worker = ExportWorker(
         QUEUE, emit, settings.max_export_batch_size, settings.schedule_delay, after_batch, TABLES
@@ -179,10 +180,10 @@ def _start(settings: Settings, topic: str | None) -> Pipeline:
         settings,
         resource,
         meter_provider,
+        owns_meter_provider,
+        shipper,
         logger_provider,
         worker,
-        owns_meter_provider,
-        owns_logger_provider,
         tuple(senders),
         tuple(counting),
     )
@@ -286,7 +287,7 @@ def flush(timeout: float = 10.0) -> bool:
 
 def _flush_providers(pipeline: Pipeline, deadline: float) -> None:
     millis = max(0.0, deadline - time.monotonic()) * 1000
-    if not pipeline.owns_logger_provider:
+    if pipeline.logger_provider is not None:
         pipeline.logger_provider.force_flush(millis)
     if not pipeline.meter_provider.force_flush(millis):
         raise RuntimeError("metric flush failed")
@@ -314,8 +315,8 @@ def shutdown(timeout: float | None = None) -> bool:
 
 
 def _close_providers(pipeline: Pipeline, deadline: float) -> None:
-    if pipeline.owns_logger_provider:
-        pipeline.logger_provider.shutdown()
+    if pipeline.shipper is not None:
+        pipeline.shipper.shutdown()
     if pipeline.owns_meter_provider:
         pipeline.meter_provider.shutdown(max(0.0, deadline - time.monotonic()) * 1000)
     else:

@@ -63,7 +63,7 @@ def records(topic: str) -> list[Any]:
 def test_reuses_the_installed_sdk_providers() -> None:
     active = pipeline.active()
     assert active is not None
-    assert not active.owns_meter_provider and not active.owns_logger_provider
+    assert not active.owns_meter_provider and active.logger_provider is not None and active.shipper is None
     assert active.meter_provider is metrics.get_meter_provider()
 
 

@@ -78,9 +78,14 @@ def test_console_prints_records_and_metrics_as_json(listener: list[socket.socket
     )
     stdout = run_python(SCRIPT, env)
     assert len(listener) == 1
-    assert '"body": "disk almost full"' in stdout
-    assert '"severity_text": "WARN"' in stdout
-    assert '"event_name": "liveview.data"' in stdout
+    # Events and logs: one OTLP/JSON log record per line.
+    records = [json.loads(line) for line in stdout.splitlines() if line.startswith('{"timeUnixNano"')]
+    log = next(r for r in records if "eventName" not in r)
+    assert (log["severityText"], log["body"]) == ("WARN", {"stringValue": "disk almost full"})
+    data = next(r for r in records if r.get("eventName") == "liveview.data")
+    assert data["body"]["kvlistValue"]["values"] == [{"key": "temperature", "value": {"doubleValue": 21.5}}]
+    assert len(records) == 3  # the metric's event, the data event, the log
+    # Metrics: the SDK's console exporter (JSON documents).
     assert '"name": "liveview.metric"' in stdout
     assert '"metric": "loss"' in stdout
 

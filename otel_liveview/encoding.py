@@ -1,0 +1,111 @@
+"""Records -> OTLP protobuf messages, built in place.
+
+The export thread turns each queued publish call into a record (`events.build`) and writes it
+straight into the `ExportLogsServiceRequest` it is filling, skipping the SDK's per-record
+`LogRecord`, `BoundedAttributes` and its encoder's copies. What lands on the wire is what the SDK's
+encoder writes for the same record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+DEFAULT_ATTRIBUTE_LIMIT = 128  # OTEL_ATTRIBUTE_COUNT_LIMIT's default, as the SDK applies it
+
+
+def fill(target: AnyValue, value: Any) -> None:
+    """Write `value` (what `mapping.to_body` / `mapping.attributes` produce) into `target`."""
+    kind = type(value)
+    if kind is str:
+        target.string_value = value
+    elif kind is float:
+        target.double_value = value
+    elif kind is bool:
+        target.bool_value = value
+    elif kind is int:
+        target.int_value = value
+    elif isinstance(value, Mapping):
+        entries = target.kvlist_value.values
+        target.kvlist_value.SetInParent()  # an empty map is still a map
+        for key, item in value.items():
+            entry = entries.add()
+            entry.key = str(key)
+            fill(entry.value, item)
+    elif kind is list or kind is tuple:
+        values = target.array_value.values
+        target.array_value.SetInParent()
+        for item in value:
+            fill(values.add(), item)
+    elif kind is bytes:
+        target.bytes_value = value
+    elif value is None:
+        target.SetInParent()  # present and empty, as the SDK encodes None
+    else:
+        raise TypeError(f"cannot encode {kind.__name__} as an OTLP value")
+
+
+def resource(attributes: Mapping[str, Any]) -> Resource:
+    message = Resource()
+    entries = message.attributes
+    for key, value in attributes.items():
+        entry = entries.add()
+        entry.key = key
+        fill(entry.value, value)
+    return message
+
+
+def scope(name: str, version: str) -> InstrumentationScope:
+    return InstrumentationScope(name=name, version=version)
+
+
+class LogBatch:
+    """One ExportLogsServiceRequest being filled, and how many records of each kind it holds."""
+
+    __slots__ = ("_records", "attribute_limit", "kinds", "request")
+
+    def __init__(self, resource: Resource, scope: InstrumentationScope, attribute_limit: int) -> None:
+        self.request = ExportLogsServiceRequest()
+        scope_logs = self.request.resource_logs.add(resource=resource).scope_logs.add(scope=scope)
+        self._records = scope_logs.log_records
+        self.attribute_limit = attribute_limit
+        self.kinds: dict[str, int] = {}
+
+    def add(self, record: Mapping[str, Any], kind: str, observed: int) -> None:
+        """Append one record (the keyword arguments `Logger.emit` would take)."""
+        message = self._records.add()
+        message.time_unix_nano = record["timestamp"]
+        message.observed_time_unix_nano = observed
+        severity = record.get("severity_number")
+        if severity is not None:
+            message.severity_number = severity.value  # the SDK's SeverityNumber, as Logger.emit takes it
+        text = record.get("severity_text")
+        if text:
+            message.severity_text = text
+        name = record.get("event_name")
+        if name:
+            message.event_name = name
+        fill(message.body, record.get("body"))
+        attributes = record.get("attributes")
+        if attributes:
+            pairs = attributes.items()
+            if len(attributes) > self.attribute_limit:
+                # Keep the last ones, as the SDK does: the library's own (topic, event_name) come last.
+                message.dropped_attributes_count = len(attributes) - self.attribute_limit
+                pairs = list(pairs)[-self.attribute_limit :]
+            entries = message.attributes
+            for key, value in pairs:
+                entry = entries.add()
+                entry.key = key
+                fill(entry.value, value)
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def records(self) -> Any:
+        return self._records
