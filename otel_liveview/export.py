@@ -329,6 +329,7 @@ class CountingMetricExporter(MetricExporter):
             _log.exception("exporting metrics failed")
             result = MetricExportResult.FAILURE
         self.last_ok = result is MetricExportResult.SUCCESS
+        self._count_overflow(metrics_data)
         if not self.last_ok:
             points = sum(
                 len(metric.data.data_points)
@@ -338,6 +339,16 @@ class CountingMetricExporter(MetricExporter):
             )
             self._tables.count_dropped("points", "export_failed", points)
         return result
+
+    def _count_overflow(self, metrics_data: MetricsData) -> None:
+        """Series the SDK folded into its `otel.metric.overflow` point (a cardinality limit below the
+        tables', e.g. a View of the application's) are lost: count them, and warn once."""
+        for resource_metrics in metrics_data.resource_metrics:
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    for point in metric.data.data_points:
+                        if point.attributes and point.attributes.get("otel.metric.overflow"):
+                            self._tables.count_dropped("points", "cardinality")
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return self._inner.force_flush(timeout_millis)

@@ -26,7 +26,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import MeterProvider, ObservableCounter, ObservableGauge
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
     MetricExporter,
@@ -143,9 +143,14 @@ def _start(settings: Settings, topic: str | None) -> Pipeline:
         counting = [
             CountingMetricExporter(exporter, TABLES) for exporter in metric_exporters(settings, senders)
         ]
+        # The SDK caps each instrument at 2,000 series and folds the rest into one overflow point;
+        # the tables already cap at OTEL_LIVEVIEW_MAX_SERIES (and count), so the SDK must not cap lower.
+        limits = {ObservableGauge: settings.max_series, ObservableCounter: settings.max_series}
         readers: list[MetricReader] = [
             PeriodicExportingMetricReader(
-                exporter, export_interval_millis=settings.metric_export_interval * 1000
+                exporter,
+                export_interval_millis=settings.metric_export_interval * 1000,
+                cardinality_limits=limits,
             )
             for exporter in counting
         ]
