@@ -34,8 +34,12 @@ A service without a binary is "unavailable": `up` says so and why, runs the rest
 without Loki: its log exporter reports failed exports and retries). `up` exits non-zero if a service it
 starts fails (exits, or its healthcheck gives up) or the deadline passes; with --all also when a
 service is unavailable. State, pid files and logs: .stack/ next to docker-compose.yml
-(LIVEVIEW_STACK_DIR overrides), logs in .stack/logs/SERVICE.log. Needs root (mount namespaces, chroot),
-util-linux (unshare, nsenter, mount), Python >= 3.10 with PyYAML.
+(LIVEVIEW_STACK_DIR overrides), logs in .stack/logs/SERVICE.log. docs/deploy.md says more.
+
+Needs: Linux, root (mount namespaces, chroot), util-linux (unshare, nsenter, mount), overlayfs, and
+Python >= 3.10 with PyYAML: scripts/stack runs this file with .venv/bin/python when scripts/test (or
+`python3 -m venv .venv && .venv/bin/pip install -e .`) made it – the demo service needs that .venv –
+else with python3.
 """
 
 from __future__ import annotations
@@ -660,7 +664,9 @@ def launch_spec(service: Service, runnable: Runnable, services: dict[str, Servic
     }
 
 
-def start_service(service: Service, runnable: Runnable, services: dict[str, Service]) -> dict[str, Any]:
+def start_service(
+    service: Service, runnable: Runnable, services: dict[str, Service]
+) -> tuple[dict[str, Any], subprocess.Popen[bytes]]:
     state = state_dir()
     spec = launch_spec(service, runnable, services)
     for folder in ("run", "logs", "roots"):
@@ -704,7 +710,7 @@ def start_service(service: Service, runnable: Runnable, services: dict[str, Serv
             break
         time.sleep(0.005)
     pid_path(service.name).write_text(json.dumps(record))
-    return record
+    return record, process
 
 
 def _resolve_in(root: Path, path: str) -> Path:
@@ -853,13 +859,20 @@ class Monitor(threading.Thread):
     then every `interval`; healthy at the first success, unhealthy after `retries` failures in a row
     (failures within start_period do not count)."""
 
-    def __init__(self, service: Service, record: dict[str, Any], already_running: bool) -> None:
+    def __init__(
+        self,
+        service: Service,
+        record: dict[str, Any],
+        already_running: bool,
+        process: subprocess.Popen[bytes] | None = None,
+    ) -> None:
         super().__init__(name=f"health-{service.name}", daemon=True)
         self.service, self.record = service, record
         self.state = "starting"
         self.detail = ""
         self.changed = threading.Event()
         self.immediate = already_running
+        self.process = process  # started by this `up`: its exit code can be told
         self.started_at = time.monotonic()
         self._halt = threading.Event()
 
@@ -868,7 +881,7 @@ class Monitor(threading.Thread):
         if check is None:  # running once it has stayed up a few seconds (a crash at start shows)
             while not self._halt.wait(0.2):
                 if not alive(self.record):
-                    self._set("exited", "the process ended")
+                    self._set("exited", self._ended())
                     return
                 if self.state == "starting" and time.monotonic() - self.started_at >= RUNNING_AFTER:
                     self._set("running", f"no healthcheck in compose; up for {RUNNING_AFTER:g}s")
@@ -877,7 +890,7 @@ class Monitor(threading.Thread):
         next_probe = self.started_at + (0 if self.immediate else check.interval)
         while not self._halt.is_set():
             if not alive(self.record):
-                self._set("exited", "the process ended")
+                self._set("exited", self._ended())
                 return
             if time.monotonic() < next_probe:
                 self._halt.wait(min(0.2, next_probe - time.monotonic()))
@@ -894,6 +907,16 @@ class Monitor(threading.Thread):
                 self._set("unhealthy", self.detail)
                 return
             next_probe = began + check.interval
+
+    def _ended(self) -> str:
+        code = self.process.poll() if self.process else None
+        if code is None:
+            return "the process ended"
+        return (
+            f"the process exited with code {code}"
+            if code >= 0
+            else f"the process was killed by signal {-code}"
+        )
 
     def _set(self, state: str, detail: str) -> None:
         self.detail = detail
@@ -916,6 +939,8 @@ def _tail(path: Path, lines: int = 15) -> str:
         text = path.read_text(errors="replace").splitlines()[-lines:]
     except OSError:
         return "    (no log)"
+    if not text:
+        return "    (the log is empty)"
     return "\n".join("    | " + line for line in text)
 
 
@@ -1031,13 +1056,13 @@ def up(args: argparse.Namespace) -> int:
                 continue
             pending.remove(name)
             try:
-                record = start_service(services[name], runnables[name], services)
+                record, process = start_service(services[name], runnables[name], services)
             except (StackError, OSError) as error:
                 failed[name] = f"could not start: {error}"
                 continue
             ports = ", ".join(record["ports"]) or "no ports"
             say(f"{name}: started (pid {record['pid']}; {ports}; log {_rel(log_path(name))})")
-            monitors[name] = Monitor(services[name], record, already_running=False)
+            monitors[name] = Monitor(services[name], record, already_running=False, process=process)
             monitors[name].start()
         if not pending and all(m.state != "starting" for m in monitors.values()):
             break
@@ -1116,7 +1141,10 @@ def down(args: argparse.Namespace) -> int:
             continue
         pid = int(record["pid"])
         if not alive(record):
-            leftovers = session_members(pid) if record.get("start") else []
+            # Processes still in the session of a leader that is gone are the service's (the kernel
+            # keeps a pid from reuse while a session or group holds it); a reused pid is not touched.
+            reused = _proc_stat(pid) is not None and _proc_stat(pid)[2] != "Z"
+            leftovers = session_members(pid) if record.get("start") and not reused else []
             for member in leftovers:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(member, signal.SIGKILL)
