@@ -106,12 +106,13 @@ def run(args: argparse.Namespace) -> int:
     except ListenError as error:
         return listen_failed(error, args)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Handled, not left to KeyboardInterrupt: that would not come if the shell that started us
+    # ignored SIGINT (a background job), and could land anywhere in the clean-up.
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stop.set())
     try:
         while not stop.wait(0.5) and not session.failed.is_set():
             pass
-    except KeyboardInterrupt:
-        pass
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the clean-up
         session.stop()
