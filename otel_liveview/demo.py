@@ -23,7 +23,6 @@ import time
 
 import otel_liveview
 from otel_liveview import ExperimentBroadcaster, LiveViewExperiment, view
-from otel_liveview.receiver import ListenError
 
 STEPS_PER_EPOCH = 50
 
@@ -50,10 +49,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     session = None
     if getattr(args, "view", False):
-        try:
-            session = view.start(args.grpc, args.http, plain=args.plain, refresh=args.refresh)
-        except ListenError as error:
-            return view.listen_failed(error, args)
+        opened = view.open_session(args)
+        if isinstance(opened, int):
+            return opened
+        session = opened
         view.point_library_at(session)  # before the first publish: the pipeline reads it once
     try:
         outcome = run_experiment(args, progress=session is None)

@@ -52,8 +52,9 @@ class Sink(Protocol):
 class ListenError(Exception):
     """A listening address could not be bound; the message is fit for a user."""
 
-    def __init__(self, address: str, reason: str) -> None:
+    def __init__(self, server: str, address: str, reason: str) -> None:
         super().__init__(f"cannot listen on {address} ({reason})")
+        self.server = server  # "grpc" or "http"
         self.address = address
         self.reason = reason
 
@@ -345,7 +346,7 @@ class OtlpReceiver:
                 try:
                     self._grpc, bound = _grpc_server(host, port, self.sink, self.grpc_workers)
                 except OSError as error:
-                    raise ListenError(format_address(host, port), _reason(error)) from None
+                    raise ListenError("grpc", format_address(host, port), _reason(error)) from None
                 self._grpc.start()
                 self.grpc_bound = format_address(host, bound)
             if self.http_address is not None:
@@ -353,7 +354,7 @@ class OtlpReceiver:
                 try:
                     self._http = _http_server(host, port, self.sink)
                 except OSError as error:
-                    raise ListenError(format_address(host, port), _reason(error)) from None
+                    raise ListenError("http", format_address(host, port), _reason(error)) from None
                 self.http_bound = format_address(host, self._http.server_address[1])
                 self._http_thread = threading.Thread(
                     target=self._http.serve_forever,

@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -80,36 +80,62 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def add_view_arguments(parser: argparse.ArgumentParser) -> None:
+def add_view_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """The flags `view` and `demo --view` share."""
     parser.add_argument(
-        "--grpc", default=DEFAULT_GRPC, metavar="ADDR", help="OTLP/gRPC address (default: %(default)s)"
+        "--grpc",
+        default=DEFAULT_GRPC,
+        type=_address,
+        metavar="ADDR",
+        help="OTLP/gRPC address, or 'off' (default: %(default)s)",
     )
     parser.add_argument(
-        "--http", default=DEFAULT_HTTP, metavar="ADDR", help="OTLP/HTTP address (default: %(default)s)"
+        "--http",
+        default=DEFAULT_HTTP,
+        type=_address,
+        metavar="ADDR",
+        help="OTLP/HTTP address, or 'off' (default: %(default)s)",
     )
     parser.add_argument(
         "--plain", action="store_true", help="print plain-text frames instead of a live screen"
     )
     parser.add_argument(
         "--refresh",
-        type=float,
+        type=_seconds,
         default=None,
         metavar="SECONDS",
         help=f"seconds between redraws (default: {LIVE_REFRESH} live, {PLAIN_REFRESH} plain)",
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def _address(text: str) -> str | None:
+    if text.strip().lower() == "off":
+        return None
     try:
-        session = start(args.grpc, args.http, plain=args.plain, refresh=args.refresh)
-    except ListenError as error:
-        return listen_failed(error, args)
+        return format_address(*parse_address(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     # Handled, not left to KeyboardInterrupt: that would not come if the shell that started us
     # ignored SIGINT (a background job), and could land anywhere in the clean-up.
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, lambda *_: stop.set())
+    session = open_session(args)
+    if isinstance(session, int):
+        return session
     try:
         while not stop.wait(0.5) and not session.failed.is_set():
             pass
@@ -119,17 +145,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def listen_failed(error: ListenError, args: argparse.Namespace) -> int:
-    flag = "--grpc" if error.address in _addresses(args.grpc) else "--http"
+def open_session(args: argparse.Namespace) -> ViewSession | int:
+    """A started view for the parsed flags, or the exit code after a one-line error on stderr."""
     command = "demo" if getattr(args, "command", "") == "demo" else "view"
-    print(f"otel-liveview {command}: {error}; pass {flag} ADDR", file=sys.stderr)
-    return 2
-
-
-def _addresses(text: str) -> set[str]:
-    with contextlib.suppress(ValueError):
-        return {format_address(*parse_address(text)), text}
-    return {text}
+    if args.grpc is None and args.http is None:
+        print(
+            f"otel-liveview {command}: --grpc and --http are both off: nothing could arrive", file=sys.stderr
+        )
+        return 2
+    try:
+        return start(args.grpc, args.http, plain=args.plain, refresh=args.refresh)
+    except ListenError as error:
+        print(f"otel-liveview {command}: {error}; pass --{error.server} ADDR", file=sys.stderr)
+        return 2
 
 
 # -- a running view -------------------------------------------------------------------------------------------
@@ -176,7 +204,7 @@ def start(
     board = Board()
     receiver = OtlpReceiver(board, grpc, http).start()
     out = out or sys.stdout
-    plain = plain or not _is_tty(out)
+    plain = plain or not _is_tty(out) or os.environ.get("TERM", "") in ("dumb", "unknown")
     period = refresh if refresh is not None and refresh > 0 else (PLAIN_REFRESH if plain else LIVE_REFRESH)
     failed = threading.Event()
     endpoints = {"grpc": receiver.grpc_bound, "http": receiver.http_bound}
@@ -189,7 +217,7 @@ def start(
     return ViewSession(board, receiver, renderer, failed)
 
 
-def point_library_at(session: ViewSession, environ: Any = None) -> None:
+def point_library_at(session: ViewSession, environ: MutableMapping[str, str] | None = None) -> None:
     """Send this process's telemetry (and its children's, who inherit the environment) to the view.
 
     Per-signal variables would win over the general ones, so they go; gRPC keeps it to one port.
@@ -281,8 +309,13 @@ class _Renderer:
                 self.out.flush()
         except (BrokenPipeError, ValueError):  # the reader went away, or stdout was closed
             self.failed.set()
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, ValueError):  # no "Exception ignored" at exit either
                 os.dup2(os.open(os.devnull, os.O_WRONLY), self.out.fileno())
+        except Exception as error:  # a drawing bug: say it and keep drawing
+            with contextlib.suppress(Exception):
+                self.out.write(
+                    f"otel-liveview view: cannot draw this frame: {type(error).__name__}: {error}\n"
+                )
 
     def _live_frame(self) -> RenderableType:
         try:
