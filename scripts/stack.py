@@ -32,9 +32,11 @@ home, with conf/defaults.ini, is the folder above bin/ or LIVEVIEW_STACK_GRAFANA
 A service without a binary is "unavailable": `up` says so and why, runs the rest, and treats it as if
 `--without NAME` had been given: a `depends_on` on it is waived with a notice (the Collector then runs
 without Loki: its log exporter reports failed exports and retries). `up` exits non-zero if a service it
-starts fails (exits, or its healthcheck gives up) or the deadline passes; with --all also when a
-service is unavailable. State, pid files and logs: .stack/ next to docker-compose.yml
-(LIVEVIEW_STACK_DIR overrides), logs in .stack/logs/SERVICE.log. docs/deploy.md says more.
+starts fails (exits, or its healthcheck gives up), the deadline passes, or a required service (one
+built here: the Collector, Prometheus, Alertmanager; and the demo, from .venv) has no binary and was
+not left out with --without; Loki and Grafana are optional unless --all is given. State, pid files
+and logs: .stack/ next to docker-compose.yml (LIVEVIEW_STACK_DIR overrides), logs in
+.stack/logs/SERVICE.log. docs/deploy.md says more.
 
 Needs: Linux, root (mount namespaces, chroot), util-linux (unshare, nsenter, mount), overlayfs, and
 Python >= 3.10 with PyYAML: scripts/stack runs this file with .venv/bin/python when scripts/test (or
@@ -527,6 +529,12 @@ def find_runnable(service: Service) -> Runnable:
     return runnable
 
 
+def required(service: Service) -> bool:
+    """A service this machine can make a binary for (.ci/build-servers, or the demo's .venv): its
+    absence is an error. Loki and Grafana are not built here: without a given binary they are optional."""
+    return service.build is not None or bool(IMAGES.get(service.image_name, Image("", ())).build)
+
+
 def _demo_runnable(service: Service) -> Runnable:
     dockerfile = ROOT / service.build.get("context", ".") / service.build.get("dockerfile", "Dockerfile")
     command = service.command or _dockerfile_cmd(dockerfile)
@@ -968,16 +976,21 @@ def up(args: argparse.Namespace) -> int:
     # What runs, what cannot, and why.
     not_run: dict[str, str] = {}
     runnables: dict[str, Runnable] = {}
+    missing: list[str] = []  # required services without a binary
     for name in order:
         if name not in wanted:
             continue
         if name in args.without:
-            not_run[name] = "left out (--without)"
+            not_run[name] = "left out with --without"
             continue
         runnable = find_runnable(services[name])
         if runnable.binary is None:
             not_run[name] = f"unavailable – {runnable.reason}"
-            say(f"{name}: unavailable – {runnable.reason}")
+            if required(services[name]):
+                missing.append(name)
+                say(f"{name}: unavailable (required: this machine builds it) – {runnable.reason}")
+            else:
+                say(f"{name}: unavailable – {runnable.reason}")
             continue
         if runnable.warning:
             say(f"{name}: warning – {runnable.warning}")
@@ -1088,8 +1101,15 @@ def up(args: argparse.Namespace) -> int:
         summary += f"; not run: {', '.join(not_run)}"
     if failed:
         summary += f"; FAILED: {', '.join(failed)}"
+    if missing:
+        summary += f"; MISSING (required): {', '.join(missing)}"
     say(summary)
-    if failed:
+    if failed or missing:
+        if missing:
+            say(
+                "build them with .ci/build-servers, or leave them out: "
+                + " ".join("--without " + name for name in missing)
+            )
         say("the services that started are left running: `scripts/stack status`, `scripts/stack down`")
         return 1
     if args.foreground:
