@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         session = opened
         view.point_library_at(session)  # before the first publish: the pipeline reads it once
     try:
-        outcome = run_experiment(args, progress=session is None)
+        outcome = run_experiment(args, show_steps=session is None)
     finally:
         if session is not None:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the clean-up
@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_experiment(args: argparse.Namespace, progress: bool = True) -> str:
-    """The experiment itself; "done" or "interrupted". `progress` prints a status line per step."""
+def run_experiment(args: argparse.Namespace, show_steps: bool = True) -> str:
+    """The experiment itself; "done" or "interrupted". `show_steps` prints a status line per step."""
     deadline = math.inf if args.duration is None else time.monotonic() + args.duration
     stop = threading.Event()
     evaluator = multiprocessing.get_context("spawn").Process(
@@ -81,7 +81,7 @@ def run_experiment(args: argparse.Namespace, progress: bool = True) -> str:
             )
             sensors.start()
             evaluator.start()
-            train(broadcaster, deadline, args.step_seconds, stop, progress)
+            train(broadcaster, deadline, args.step_seconds, stop, show_steps)
     except KeyboardInterrupt:
         return "interrupted"
     finally:
@@ -95,7 +95,7 @@ def train(
     deadline: float,
     step_seconds: float,
     stop: threading.Event,
-    progress: bool = True,
+    show_steps: bool = True,
 ) -> None:
     """A training loop: noisy falling loss, rising accuracy, a cosine learning-rate schedule."""
     broadcaster.publish_log_sync("info", "training started", steps_per_epoch=STEPS_PER_EPOCH)
@@ -118,7 +118,7 @@ def train(
             )
         if random.random() < 0.005:
             broadcaster.publish_log_sync("error", "data loader retried a corrupt batch", step=step)
-        if progress:  # not under the view: it owns the terminal
+        if show_steps:  # not under the view: it owns the terminal
             print(
                 f"\rstep {step:6d}  epoch {epoch:3d}  loss {loss:.4f}  accuracy {accuracy:.3f}  lr {lr:.2e}",
                 end="",

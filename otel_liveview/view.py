@@ -12,7 +12,6 @@ import contextlib
 import io
 import math
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -47,6 +46,7 @@ DEFAULT_HTTP = "127.0.0.1:4318"
 LIVE_REFRESH = 0.25  # seconds between redraws on a terminal
 PLAIN_REFRESH = 1.0  # seconds between plain frames: a frame is dozens of lines
 HEADER = "=== otel-liveview view"  # how every plain frame starts
+PLAIN_WIDTH = 400  # plain frames to a pipe or file: tables take what they need, up to this
 
 _BLOCKS = "▁▂▃▄▅▆▇█"
 _STATUS_STYLE = {
@@ -305,7 +305,8 @@ class _Renderer:
                 self._live.refresh()
             else:
                 self._frames += 1
-                self.out.write(render_plain(self.board.snapshot(), self.endpoints, frame=self._frames))
+                frame = render_plain(self.board.snapshot(), self.endpoints, self._frames, self._plain_width())
+                self.out.write(frame)
                 self.out.flush()
         except (BrokenPipeError, ValueError):  # the reader went away, or stdout was closed
             self.failed.set()
@@ -316,6 +317,13 @@ class _Renderer:
                 self.out.write(
                     f"otel-liveview view: cannot draw this frame: {type(error).__name__}: {error}\n"
                 )
+
+    def _plain_width(self) -> int:
+        """The terminal's width with --plain on one; else wide enough that nothing is cut."""
+        try:
+            return max(60, os.get_terminal_size(self.out.fileno()).columns)
+        except (OSError, ValueError, AttributeError):
+            return PLAIN_WIDTH
 
     def _live_frame(self) -> RenderableType:
         try:
@@ -593,7 +601,7 @@ def render_plain(
     snapshot: Snapshot, endpoints: dict[str, str | None], frame: int = 0, width: int | None = None
 ) -> str:
     """One plain-text frame: a header line, then each panel under a title line. No escape sequences."""
-    width = width or max(100, shutil.get_terminal_size((160, 40)).columns)
+    width = width or PLAIN_WIDTH
     buffer = io.StringIO()
     console = Console(
         file=buffer,

@@ -360,3 +360,21 @@ def test_demo_view_runs_the_demo_into_an_embedded_view_and_ends_by_itself(
     code, screen = term.exit_code(timeout=60)
     assert code == 0 and "Traceback" not in screen and "done" in screen, screen
     assert port_is_free(grpc_port) and port_is_free(http_port)
+
+
+def test_demo_view_plain_ends_with_the_completed_experiment_and_nothing_else_on_stdout() -> None:
+    grpc_port, http_port = free_port(), free_port()
+    listen = ["--grpc", f"127.0.0.1:{grpc_port}", "--http", f"127.0.0.1:{http_port}"]
+    demo = ["demo", "--view", "--plain", "--duration", "4", "--step-seconds", "0.05", "--name", "plain-demo"]
+    result = subprocess.run([CLI, *demo, *listen], capture_output=True, timeout=90, cwd=ROOT)
+    stdout, stderr = result.stdout.decode(), result.stderr.decode()
+    assert result.returncode == 0 and "Traceback" not in stderr, stderr
+    assert "\x1b" not in stdout, stdout[:300]
+    assert not re.search(r"step\s+\d+\s+epoch\s+\d+\s+loss", stdout)  # the demo's step line stays off
+    frames = stdout.split("=== otel-liveview view frame ")
+    assert len(frames) >= 3 and frames[0] == "", stdout[:300]
+    last = frames[-1]
+    assert re.search(r"plain-demo\s+completed\s", last), last
+    assert re.search(r"loss\s+phase=train\s+\d", last) and re.search(r"sensors\s+arm\.x\s", last), last
+    assert re.search(r"accuracy\s+phase=eval\s", last), last  # the spawned evaluation worker
+    assert last.rstrip().endswith("done"), last[-300:]
