@@ -721,7 +721,7 @@ class Board:
         text = body if isinstance(body, str) else ("" if body is None else _short(body))
         if name:  # an event of another SDK: a log line that says what it is
             text = f"[{name}] {text}"
-        shown = tuple(
+        extra = tuple(
             (k, _short(v)) for k, v in attributes.items() if k not in ("event_name", "event.name", "topic")
         )
         line = LogLine(
@@ -731,7 +731,7 @@ class Board:
             _short(text),
             publisher.service,
             publisher.pid,
-            shown[:8],
+            extra[:8],
         )
         self._arrivals += 1
         bisect.insort(self._logs, (time_ns, self._arrivals, line), key=lambda entry: entry[:2])

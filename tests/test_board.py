@@ -16,6 +16,7 @@ import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     Gauge,
@@ -295,7 +296,15 @@ def test_severity_from_number_when_the_text_is_missing() -> None:
     board = Board()
     records = [
         LogRecord(time_unix_nano=i + 1, severity_number=n, body=AnyValue(string_value=str(n)))
-        for i, n in enumerate((5, 9, 13, 17, 21))
+        for i, n in enumerate(
+            (
+                logs_pb2.SEVERITY_NUMBER_DEBUG,
+                logs_pb2.SEVERITY_NUMBER_INFO,
+                logs_pb2.SEVERITY_NUMBER_WARN,
+                logs_pb2.SEVERITY_NUMBER_ERROR,
+                logs_pb2.SEVERITY_NUMBER_FATAL,
+            )
+        )
     ]
     board.add_logs(logs_request("a", records))
     assert [line.severity for line in board.snapshot().logs] == ["DEBUG", "INFO", "WARN", "ERROR", "FATAL"]

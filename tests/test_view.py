@@ -326,7 +326,7 @@ def test_plain_frames_have_no_escape_sequences_on_a_terminal_or_a_pipe(
     )
     try:
         assert process.stdout is not None
-        headers = []
+        headers: list[bytes] = []
         deadline = time.monotonic() + DEADLINE
         while len(headers) < 2 and time.monotonic() < deadline:
             line = process.stdout.readline()
