@@ -13,6 +13,7 @@ What each service gets, read from docker-compose.yml:
     files and folders compose mounts, unmodified, at their targets (read-only where compose says :ro),
     named volumes as folders under the state folder, and an /etc/hosts that maps every service name
     to 127.0.0.1. Nothing is written to the host's / or /etc;
+  - the image's USER (nobody, 10001, 472), who also owns a new volume folder, as with Docker;
   - the host's network: a published port must equal its container port (127.0.0.1:9090:9090), and a
     service listens where its own configuration says (0.0.0.0:4317 for the Collector: ALL interfaces
     of the host, where compose publishes on 127.0.0.1 only).
@@ -93,20 +94,30 @@ class Image:
     build: str | None = None  # .ci/build-servers' output, relative to build/, {tag} filled in
     version_flag: str = "--version"
     env: tuple[tuple[str, str], ...] = ()
+    user: tuple[int, int] = (0, 0)  # the image's USER (uid, gid)
+    dirs: tuple[str, ...] = ()  # folders the image has, owned by its user
 
 
 GRAFANA_HOME = "/usr/share/grafana"
 IMAGES: dict[str, Image] = {
     "otel/opentelemetry-collector-contrib": Image(
-        "/otelcol-contrib", ("/otelcol-contrib",), build="otelcol-{tag}/otelcol-liveview"
+        "/otelcol-contrib", ("/otelcol-contrib",), build="otelcol-{tag}/otelcol-liveview", user=(10001, 10001)
     ),
     "prom/prometheus": Image(
-        "/bin/prometheus", ("/bin/prometheus",), "/prometheus", build="prometheus-{tag}/prometheus"
+        "/bin/prometheus",
+        ("/bin/prometheus",),
+        "/prometheus",
+        build="prometheus-{tag}/prometheus",
+        user=(65534, 65534),
     ),
     "prom/alertmanager": Image(
-        "/bin/alertmanager", ("/bin/alertmanager",), "/alertmanager", build="alertmanager-{tag}/alertmanager"
+        "/bin/alertmanager",
+        ("/bin/alertmanager",),
+        "/alertmanager",
+        build="alertmanager-{tag}/alertmanager",
+        user=(65534, 65534),
     ),
-    "grafana/loki": Image("/usr/bin/loki", ("/usr/bin/loki",), version_flag="-version"),
+    "grafana/loki": Image("/usr/bin/loki", ("/usr/bin/loki",), version_flag="-version", user=(10001, 10001)),
     # The image's /run.sh, which ends in this command line.
     "grafana/grafana": Image(
         f"{GRAFANA_HOME}/bin/grafana",
@@ -126,6 +137,8 @@ IMAGES: dict[str, Image] = {
             ("GF_PATHS_PLUGINS", "/var/lib/grafana/plugins"),
             ("GF_PATHS_PROVISIONING", "/etc/grafana/provisioning"),
         ),
+        user=(472, 0),
+        dirs=("/var/log/grafana",),
     ),
 }
 GRAFANA_TRAILING_ARGS = (
@@ -654,6 +667,8 @@ def launch_spec(service: Service, runnable: Runnable, services: dict[str, Servic
         if mount.volume:
             volume = state / "volumes" / mount.source
             volume.mkdir(parents=True, exist_ok=True)
+            if not any(volume.iterdir()):  # Docker gives a new volume the ownership of the image's folder
+                os.chown(volume, *image.user)
             source = str(volume)
         elif not Path(source).exists():
             raise StackError(f"{service.name}: {source} (mounted at {mount.target}) does not exist")
@@ -668,6 +683,8 @@ def launch_spec(service: Service, runnable: Runnable, services: dict[str, Servic
         "binds": binds,
         "argv": argv,
         "cwd": image.workdir,
+        "user": list(image.user),
+        "dirs": list(image.dirs),
         "env": env,
     }
 
@@ -801,10 +818,18 @@ def enter(spec_file: str) -> None:
             if not target.exists():
                 target.touch()
         _mount("-o", "bind,ro" if bind["ro"] else "bind", str(source), str(target))
+    uid, gid = spec["user"]
+    for folder in spec["dirs"]:
+        target = _resolve_in(root, folder)
+        target.mkdir(parents=True, exist_ok=True)
+        os.chown(target, uid, gid)
     os.chroot(root)
     workdir = Path(spec["cwd"])
     workdir.mkdir(parents=True, exist_ok=True)
     os.chdir(workdir)
+    os.setgroups([])  # the image's USER, as Docker runs it
+    os.setgid(gid)
+    os.setuid(uid)
     os.execve(spec["argv"][0], spec["argv"], spec["env"])
 
 
@@ -844,8 +869,19 @@ def probe(service: Service, record: dict[str, Any]) -> tuple[bool, str]:
                 return 200 <= response.status < 300, f"GET {url}: {response.status}"
         except (OSError, urllib.error.URLError) as error:
             return False, f"GET {url}: {error}"
-    if service.build is None:
-        command = ["nsenter", f"--target={pid}", "--mount", "--root", "--wd", "--", *argv]
+    if service.build is None:  # in the service's root, as its user (docker exec runs the test so)
+        uid, gid = IMAGES[service.image_name].user
+        command = [
+            "nsenter",
+            f"--target={pid}",
+            "--mount",
+            "--root",
+            "--wd",
+            f"--setuid={uid}",
+            f"--setgid={gid}",
+            "--",
+            *argv,
+        ]
     else:
         command = ["nsenter", f"--target={pid}", "--mount", "--", *argv]
     try:
