@@ -171,6 +171,7 @@ class _Handler(BaseHTTPRequestHandler):
     sink: Sink
     protocol_version = "HTTP/1.1"
     server_version = "otel-liveview"
+    timeout = 30  # seconds a connection may stall (or idle between requests) before it is closed
 
     def do_POST(self) -> None:
         is_json = self.headers.get("Content-Type", "").split(";")[0].strip().lower() == "application/json"

@@ -165,6 +165,7 @@ def test_view_shows_every_panel_from_every_origin_and_stops_on_ctrl_c(
         "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
         "OTEL_EXPORTER_OTLP_INSECURE": "true",
         "OTEL_SERVICE_NAME": "view-test",
+        "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",  # gzip bodies over HTTP, gRPC's own compression
     }
     run_python(
         PUBLISHER.replace("sys.argv[1], int(sys.argv[2]), sys.argv[3]", f"'view:test', {count}, {name!r}"),
