@@ -308,6 +308,7 @@ def run_child(sink: Sink, **spec: Any) -> dict[str, Any]:
         env=sink.env(),
         capture_output=True,
         text=True,
+        timeout=600,  # a child that hangs fails the run instead of holding it forever
     )
     if result.returncode:
         raise RuntimeError(f"{spec} failed:\n{result.stderr[-3000:]}")
