@@ -109,6 +109,10 @@ def test_collector_pipelines_use_only_defined_components() -> None:
     remote_write = COLLECTOR["exporters"]["prometheus_remote_write"]
     assert remote_write["resource_to_telemetry_conversion"]["enabled"] is False
     assert remote_write["disable_scope_info"] is True  # the same series as Prometheus' OTLP receiver
+    # The whole send, retries included, may take as long as retry_on_failure allows (default 5m).
+    assert remote_write["timeout"] == "5m" and "max_elapsed_time" not in remote_write.get(
+        "retry_on_failure", {}
+    )
 
 
 def test_collector_endpoints_match_compose_services_and_ports() -> None:
