@@ -33,9 +33,13 @@ def fill(target: AnyValue, value: Any) -> None:
         entries = target.kvlist_value.values
         target.kvlist_value.SetInParent()  # an empty map is still a map
         for key, item in value.items():
-            entry = entries.add()
-            entry.key = str(key)
-            fill(entry.value, item)
+            entry = entries.add(key=str(key))
+            if type(item) is float:  # the common leaves inline: a call per value costs as much
+                entry.value.double_value = item
+            elif type(item) is str:
+                entry.value.string_value = item
+            else:
+                fill(entry.value, item)
     elif kind is list or kind is tuple:
         values = target.array_value.values
         target.array_value.SetInParent()
@@ -99,9 +103,11 @@ class LogBatch:
                 pairs = list(pairs)[-self.attribute_limit :]
             entries = message.attributes
             for key, value in pairs:
-                entry = entries.add()
-                entry.key = key
-                fill(entry.value, value)
+                entry = entries.add(key=key)
+                if type(value) is str:
+                    entry.value.string_value = value
+                else:
+                    fill(entry.value, value)
         self.kinds[kind] = self.kinds.get(kind, 0) + 1
 
     def __len__(self) -> int:

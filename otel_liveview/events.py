@@ -41,17 +41,13 @@ def metric_event(item: tuple[Any, ...], tables: Tables) -> dict[str, Any]:
 
 def data_event(item: tuple[Any, ...], tables: Tables) -> dict[str, Any]:
     _, timestamp, topic, stream, data = item
+    body = mapping.to_body(data)
     gauge = tables.data
-    for key, value in mapping.numeric_leaves(data):
-        if not (
-            tables.admit_stream_key(topic, stream, key) and gauge.set(_data_key(topic, stream, key), value)
-        ):
+    for key, value in mapping.body_leaves(body):
+        series = tables.stream_series(topic, stream, key)
+        if series is None or not gauge.set(series, value):
             tables.count_dropped("data", "cardinality")
-    return _event("liveview.data", timestamp, mapping.to_body(data), {"stream": stream, "topic": topic})
-
-
-def _data_key(topic: str, stream: str, key: str) -> tuple[tuple[str, str], ...]:
-    return (("key", key), ("stream", stream), ("topic", topic))
+    return _event("liveview.data", timestamp, body, {"stream": stream, "topic": topic})
 
 
 def log_record(item: tuple[Any, ...], tables: Tables) -> dict[str, Any]:

@@ -105,9 +105,19 @@ def stream_name(name: Any) -> str:
 
 def attribute_key(key: Any) -> str:
     """Attribute keys are sanitized, never rejected: any key becomes a non-empty string."""
+    if type(key) is str:
+        known = _KEYS.get(key)
+        if known is not None:  # the same few keys come back in every sample
+            return known
     text = key if isinstance(key, str) else str(key)
-    text = text.strip()[:MAX_LABEL_LENGTH]
-    return text or "_"
+    text = text.strip()[:MAX_LABEL_LENGTH] or "_"
+    if type(key) is str and len(_KEYS) < _MAX_CACHED_KEYS:
+        _KEYS[key] = text
+    return text
+
+
+_KEYS: dict[str, str] = {}
+_MAX_CACHED_KEYS = 10_000
 
 
 def label_value(value: str | bool) -> str:
@@ -198,6 +208,14 @@ class _BodyConverter:
             return self.convert(int(value) if isinstance(value, int) else float(value), depth)
         return self.convert(str(value), depth)
 
+    def _convert_leaf(self, value: Any, depth: int) -> Any:
+        """`convert`, with the common leaves (finite floats, short strings) done inline."""
+        kind = type(value)
+        if (kind is float and value - value == 0.0) or (kind is str and len(value) <= MAX_STRING_LENGTH):
+            self.nodes += 1
+            return value if self.nodes <= MAX_BODY_NODES else TRUNCATED
+        return self.convert(value, depth)
+
     def _container(self, value: Any, depth: int) -> Any:
         if depth >= MAX_BODY_DEPTH:
             return "<too deep>"
@@ -206,38 +224,28 @@ class _BodyConverter:
             return "<cycle>"
         self.stack.add(marker)
         try:
+            convert = self._convert_leaf
             if isinstance(value, Mapping):
-                return {attribute_key(k): self.convert(v, depth + 1) for k, v in value.items()}
-            return [self.convert(v, depth + 1) for v in value]
+                return {attribute_key(k): convert(v, depth + 1) for k, v in value.items()}
+            return [convert(v, depth + 1) for v in value]
         finally:
             self.stack.discard(marker)
 
 
-def numeric_leaves(data: Mapping[Any, Any], prefix: str = "", depth: int = 0) -> Iterator[tuple[str, float]]:
-    """(dotted key, value) for every finite numeric leaf reachable through nested dicts.
-
-    Lists are not walked (an activation vector would explode the series count); they stay in the
-    event. Non-finite leaves are skipped: the OTel SDK drops them anyway. Nesting is followed to
-    MAX_BODY_DEPTH levels, which also ends cycles.
-    """
-    if depth >= MAX_BODY_DEPTH:
-        return
-    for raw_key, value in data.items():
-        key = prefix + attribute_key(raw_key)
-        if isinstance(value, Mapping):
-            if value is not data:
-                yield from numeric_leaves(value, key + ".", depth + 1)
-            continue
+def body_leaves(body: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
+    """`numeric_leaves` of a body `to_body` already converted: keys are clean, numbers are numbers,
+    cycles and depth are cut, so the walk needs no checks of its own."""
+    for key, value in body.items():
         kind = type(value)
-        if kind is float or kind is int or kind is bool:
-            number = _int_to_float(value) if kind is int else float(value)
-        else:
-            try:
-                number = metric_value(key, value)
-            except TypeError:
-                continue
-        if math.isfinite(number):
-            yield key, number
+        if kind is float:
+            if value - value == 0.0:  # finite (NaN and ±Inf are text in a converted body anyway)
+                yield prefix + key, value
+        elif kind is int:
+            yield prefix + key, float(value)
+        elif kind is bool:
+            yield prefix + key, 1.0 if value else 0.0
+        elif kind is dict:
+            yield from body_leaves(value, prefix + key + ".")
 
 
 def _short_repr(value: Any) -> str:

@@ -108,7 +108,7 @@ class Tables:
 
     def __init__(self, max_series: int = 2_000, max_stream_keys: int = 64) -> None:
         self.max_stream_keys = max_stream_keys
-        self.stream_keys: dict[tuple[str, str], set[str]] = {}
+        self.stream_keys: dict[tuple[str, str], dict[str, Key]] = {}  # (topic, stream) -> key -> series
         self.metric = GaugeTable(max_series)
         self.step = GaugeTable(max_series)
         self.epoch = GaugeTable(max_series)
@@ -136,15 +136,16 @@ class Tables:
             table.limit = max_series
         self.max_stream_keys = max_stream_keys
 
-    def admit_stream_key(self, topic: str, stream: str, key: str) -> bool:
-        """Whether `key` may be a liveview.data series: the first max_stream_keys keys of a stream are."""
-        keys = self.stream_keys.setdefault((topic, stream), set())
-        if key in keys:
-            return True
-        if len(keys) < self.max_stream_keys:
-            keys.add(key)
-            return True
-        return False
+    def stream_series(self, topic: str, stream: str, key: str) -> Key | None:
+        """The liveview.data series of a stream's numeric `key`, or None beyond the stream's first
+        max_stream_keys keys."""
+        keys = self.stream_keys.get((topic, stream))
+        if keys is None:
+            keys = self.stream_keys.setdefault((topic, stream), {})
+        series = keys.get(key)
+        if series is None and len(keys) < self.max_stream_keys:
+            series = keys[key] = (("key", key), ("stream", stream), ("topic", topic))
+        return series
 
     def published_counter(self, kind: str) -> Counter:
         return self.published.get((("kind", kind),))
