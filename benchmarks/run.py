@@ -229,7 +229,7 @@ class Receiver:
         self.process.wait()
 
 
-# (ours, baseline, target ratio or None, figure): the targets of SPEC section 6, plus the CPU
+# (ours, baseline, target ratio or None, figure): the publish-cost targets, plus the CPU
 # figures of the event paths for information.
 CASES = [
     ("publish_metric_sync, events off", "raw Gauge.set", 0.5, "median"),

@@ -1,4 +1,4 @@
-"""The translation rules of SPEC section 3, free of OpenTelemetry objects.
+"""The translation rules of docs/naming.md, free of OpenTelemetry objects.
 
 Everything here is a pure function of its arguments: metric values, severities, label values,
 data bodies and the numeric leaves of a data stream.

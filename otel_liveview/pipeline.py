@@ -199,7 +199,7 @@ def _start(settings: Settings, topic: str | None) -> Pipeline:
 
 
 def make_resource(settings: Settings, topic: str | None) -> Resource:
-    """SPEC section 3's resource; OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME are merged by the SDK."""
+    """The resource of docs/naming.md; OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME are merged by the SDK."""
     attributes: dict[str, Any] = {
         SERVICE_INSTANCE_ID: str(uuid.uuid4()),
         "process.pid": os.getpid(),

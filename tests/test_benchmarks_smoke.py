@@ -31,6 +31,6 @@ def test_benchmark_runner_prints_every_row() -> None:
         "bytes per distinct metric series",
     ):
         assert row in out
-    assert out.count("<= ") == 6  # the six targets of SPEC section 6 have a ratio each
+    assert out.count("<= ") == 6  # the six targets in docs/benchmarks.md have a ratio each
     # Not a timing: under load every log either arrives or is counted as dropped.
     assert "arrived + dropped == sent: True" in out

@@ -2,7 +2,7 @@
 
 Each scenario runs tests/e2e_publisher.py in a fresh interpreter (the pipeline is per process) with a
 service name of its own, then queries Prometheus until the expected series appear, and asserts the
-exact names, label sets and values of SPEC section 3.
+exact names, label sets and values of docs/naming.md.
 """
 
 from __future__ import annotations
@@ -297,7 +297,7 @@ def test_publish_to_queryable_latency(push_stack: PushStack, log_sink: Receiver)
     """
     service, topic = unique("latency"), unique("topic")
     env = environment(push_stack, log_sink, service)
-    del env["OTEL_METRIC_EXPORT_INTERVAL"]  # the library's default (1 s), as SPEC section 6 measures
+    del env["OTEL_METRIC_EXPORT_INTERVAL"]  # the library's default (1 s), as docs/benchmarks.md measures
     count = 80
     process = subprocess.Popen(
         [*PUBLISHER, "probe", topic, str(count), "50"],

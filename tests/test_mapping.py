@@ -1,4 +1,4 @@
-"""The pure translation rules of SPEC section 3."""
+"""The pure translation rules of docs/naming.md."""
 
 from __future__ import annotations
 
