@@ -35,7 +35,9 @@ BLOCKED_MS = 200  # a publish call that waited on the network would take seconds
 
 
 class Publisher:
-    """tests.fault_publisher in a thread of the test, exporting OTLP/HTTP to the Collector."""
+    """tests.fault_publisher as a process of its own, exporting OTLP/HTTP to the Collector; a thread
+    of the test collects its report. Use through the `publishers` fixture, which kills it if a test
+    ends before it does."""
 
     def __init__(self, endpoint: str, rate: int, seconds: float) -> None:
         self.service = f"faults-{uuid.uuid4().hex[:8]}"
@@ -51,19 +53,30 @@ class Publisher:
             OTEL_SERVICE_NAME=self.service,
             NO_PROXY="127.0.0.1,localhost",
         )
-        command = [sys.executable, "-m", "tests.fault_publisher", str(rate), str(seconds)]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.fault_publisher", str(rate), str(seconds)],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
-        def run() -> None:
-            result = subprocess.run(
-                command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=seconds + 120
-            )
-            self.report["returncode"] = result.returncode
-            self.report["stderr"] = result.stderr[-3000:]
-            if result.returncode == 0:
-                self.report.update(json.loads(result.stdout.strip().splitlines()[-1]))
+        def collect() -> None:
+            stdout, stderr = self.process.communicate()
+            self.report["returncode"] = self.process.returncode
+            self.report["stderr"] = stderr[-3000:]
+            if self.process.returncode == 0:
+                self.report.update(json.loads(stdout.strip().splitlines()[-1]))
 
-        self.thread = threading.Thread(target=run, name="publisher")
+        self.thread = threading.Thread(target=collect, name="publisher")
         self.thread.start()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.thread.join(30)
 
     def join(self, timeout: float = 180) -> dict[str, Any]:
         self.thread.join(timeout)
@@ -98,6 +111,20 @@ def samples(prometheus: Server, service: str, seconds: int) -> list[tuple[float,
 
 
 @pytest.fixture
+def publishers() -> Iterator[Callable[..., Publisher]]:
+    """publishers(endpoint, rate, seconds) starts a Publisher; any still running at the end is killed."""
+    started: list[Publisher] = []
+
+    def start(endpoint: str, rate: int, seconds: float) -> Publisher:
+        started.append(Publisher(endpoint, rate, seconds))
+        return started[-1]
+
+    yield start
+    for publisher in started:
+        publisher.kill()
+
+
+@pytest.fixture
 def loki() -> Iterator[Receiver]:
     with serving_http() as receiver:
         yield receiver
@@ -107,13 +134,14 @@ def test_collector_killed_and_restarted_mid_run(
     prometheus_factory: Callable[..., Server],
     collector_factory: Callable[..., Collector],
     loki: Receiver,
+    publishers: Callable[..., Publisher],
 ) -> None:
     prometheus = prometheus_factory(binary="prometheus-3.14")
     collector = collector_factory(
         remote_write_url=prometheus.url + "/api/v1/write", loki_url=loki.endpoint + "/otlp"
     )
     rate, outage = 500, 3.0
-    publisher = Publisher(collector.otlp_http_endpoint, rate=rate, seconds=14)
+    publisher = publishers(collector.otlp_http_endpoint, rate=rate, seconds=14)
     wait_for_series(
         prometheus, f'liveview_metric{{job="{publisher.service}",metric="seq"}} > {rate}', timeout=60
     )
@@ -184,6 +212,7 @@ def test_prometheus_restarted_behind_the_collector(
     prometheus_factory: Callable[..., Server],
     collector_factory: Callable[..., Collector],
     loki: Receiver,
+    publishers: Callable[..., Publisher],
 ) -> None:
     prometheus = prometheus_factory(binary="prometheus-3.14")
     collector = collector_factory(
@@ -192,7 +221,7 @@ def test_prometheus_restarted_behind_the_collector(
     # Longer than the remote-write exporter's default 5 s send timeout, which bounds its retries
     # unless the config raises it (the shipped one does, to 5m).
     rate, outage = 200, 10.0
-    publisher = Publisher(collector.otlp_http_endpoint, rate=rate, seconds=outage + 12)
+    publisher = publishers(collector.otlp_http_endpoint, rate=rate, seconds=outage + 12)
     wait_for_series(
         prometheus, f'liveview_metric{{job="{publisher.service}",metric="seq"}} > {rate}', timeout=60
     )
@@ -238,6 +267,7 @@ def test_prometheus_restarted_behind_the_collector(
 def test_loki_side_down_for_30_seconds(
     prometheus_factory: Callable[..., Server],
     collector_factory: Callable[..., Collector],
+    publishers: Callable[..., Publisher],
 ) -> None:
     """The Loki exporter's sending_queue (5000 requests) and retry_on_failure (5 s doubling 1.5x to
     30 s, for 5 min) should hold 30 s of logs and deliver them when the endpoint is back."""
@@ -250,7 +280,7 @@ def test_loki_side_down_for_30_seconds(
             remote_write_url=prometheus.url + "/api/v1/write", loki_url=loki.endpoint + "/otlp"
         )
         rate, outage = 100, 30.0
-        publisher = Publisher(collector.otlp_http_endpoint, rate=rate, seconds=outage + 10)
+        publisher = publishers(collector.otlp_http_endpoint, rate=rate, seconds=outage + 10)
         wait_until(lambda: len(publisher.seqs(loki)) > rate, timeout=60, what="logs before the outage")
         stop_http(server)  # refused, and its keep-alive connections cut
         down_at = time.monotonic()
