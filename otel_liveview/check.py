@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import ssl
 from urllib.parse import urlsplit
 
 from otel_liveview import config, otlp
@@ -15,7 +16,12 @@ _REDACT = ("HEADERS", "KEY", "TOKEN", "PASSWORD")
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("check", help="show the resolved configuration and probe the OTLP endpoints")
-    parser.add_argument("--timeout", type=float, default=2.0, help="seconds per connection attempt")
+    parser.add_argument(
+        "--timeout",
+        type=config.positive_seconds,
+        default=2.0,
+        help="seconds per connection attempt (default: %(default)s)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -28,6 +34,26 @@ def reachable(url: str, timeout: float) -> str | None:
             return None
     except OSError as error:
         return str(error) or type(error).__name__
+
+
+def tls_problems(endpoint: otlp.Endpoint) -> list[str]:
+    """What is wrong with the endpoint's certificate and key files (OTEL_EXPORTER_OTLP_*CERTIFICATE,
+    *CLIENT_KEY): missing, unreadable, or not PEM."""
+    problems = []
+    if endpoint.certificate:
+        try:
+            ssl.create_default_context(cafile=endpoint.certificate)
+        except (OSError, ssl.SSLError) as error:
+            problems.append(f"CA certificate {endpoint.certificate} is not usable ({error})")
+    if endpoint.client_certificate or endpoint.client_key:
+        try:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.load_cert_chain(endpoint.client_certificate or "", endpoint.client_key)
+        except (OSError, ssl.SSLError) as error:
+            problems.append(
+                f"client certificate {endpoint.client_certificate} / key {endpoint.client_key} not usable ({error})"
+            )
+    return problems
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{signal}: {', '.join(others) or 'none'} (no OTLP export)")
             continue
         endpoint = endpoints[signal]
+        for problem in tls_problems(endpoint):
+            print(f"{signal}: {problem}")
+            failures += 1
         problem = reachable(endpoint.url, args.timeout)
         state = "reachable" if problem is None else f"NOT reachable ({problem})"
         also = f" (and {', '.join(others)})" if others else ""

@@ -6,6 +6,8 @@ library's own knobs are `OTEL_LIVEVIEW_*`.
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -152,6 +154,17 @@ def _validate(settings: Settings) -> None:
     ):
         if getattr(settings, name) < 1:
             raise ValueError(f"{name} must be at least 1")
+
+
+def positive_seconds(text: str) -> float:
+    """A command-line duration: a positive number of seconds (argparse reports the error)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def _env_number(var: str, kind: type) -> Any:

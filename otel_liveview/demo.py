@@ -22,7 +22,7 @@ import threading
 import time
 
 import otel_liveview
-from otel_liveview import ExperimentBroadcaster, LiveViewExperiment, view
+from otel_liveview import ExperimentBroadcaster, LiveViewExperiment, config, view
 
 STEPS_PER_EPOCH = 50
 
@@ -31,12 +31,22 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "demo", help="run a demo experiment that publishes to the configured collector"
     )
-    parser.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
+    parser.add_argument(
+        "--duration",
+        type=config.positive_seconds,
+        default=None,
+        help="seconds to run (default: until Ctrl-C)",
+    )
     parser.add_argument(
         "--topic", default="experiment:updates:root", help="base topic (default: %(default)s)"
     )
     parser.add_argument("--name", default="demo-mnist", help="experiment name (default: %(default)s)")
-    parser.add_argument("--step-seconds", type=float, default=0.2, help="time per training step")
+    parser.add_argument(
+        "--step-seconds",
+        type=config.positive_seconds,
+        default=0.2,
+        help="time per training step (default: %(default)s)",
+    )
     parser.add_argument(
         "--view",
         action="store_true",

@@ -28,6 +28,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from otel_liveview import config
 from otel_liveview.board import (
     Board,
     ExperimentRow,
@@ -101,7 +102,7 @@ def add_view_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup
     )
     parser.add_argument(
         "--refresh",
-        type=_seconds,
+        type=config.positive_seconds,
         default=None,
         metavar="SECONDS",
         help=f"seconds between redraws (default: {LIVE_REFRESH} live, {PLAIN_REFRESH} plain)",
@@ -115,16 +116,6 @@ def _address(text: str) -> str | None:
         return format_address(*parse_address(text))
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

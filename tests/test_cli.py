@@ -72,3 +72,31 @@ def test_check_reports_reachable_and_unreachable_endpoints(http_receiver: Receiv
 
     result = cli("check", env={"OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon"})
     assert result.returncode == 2 and "unsupported OTLP protocol" in result.stdout
+
+
+def test_version_and_usage_errors_are_plain() -> None:
+    version = cli("--version", env={})
+    assert version.returncode == 0 and version.stdout.startswith("otel-liveview ")
+    for args, message in (
+        (("check", "--timeout", "-1"), "argument --timeout: '-1' is not a positive number of seconds"),
+        (("demo", "--duration", "-1"), "argument --duration: '-1' is not a positive number of seconds"),
+        (("demo", "--step-seconds", "soon"), "argument --step-seconds: 'soon' is not a positive number"),
+        (("view", "--refresh", "0"), "argument --refresh: '0' is not a positive number of seconds"),
+    ):
+        result = cli(*args, env={})
+        assert result.returncode == 2, args
+        assert message in result.stderr and "Traceback" not in result.stderr
+        assert result.stdout == ""
+
+
+def test_check_reports_unusable_certificate_files(tmp_path: Path) -> None:
+    bogus = tmp_path / "ca.pem"
+    bogus.write_text("not a certificate")
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "https://127.0.0.1:9",
+        "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE": str(bogus),
+    }
+    result = cli("check", "--timeout", "0.5", env=env)
+    assert result.returncode == 1
+    assert f"logs: CA certificate {bogus} is not usable" in result.stdout
+    assert "metrics: CA certificate" not in result.stdout  # only the logs signal names that file
