@@ -37,6 +37,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 __all__ = [
     "PROMETHEUS_3_FLAGS",
@@ -243,7 +244,7 @@ def start_server(
     workdir.mkdir(parents=True, exist_ok=True)
     for attempt in range(3):
         port = free_port()
-        ports = {name: free_port() for name in extra_ports}
+        ports = {key: free_port() for key in extra_ports}
         argv = [os.fspath(part) for part in (command(port, ports) if extra_ports else command(port))]
         log_path = workdir / f"{name}.log"
         with log_path.open("wb") as log:
@@ -547,8 +548,6 @@ class Collector(Server):
     def telemetry(self, name: str, **labels: str) -> float:
         """Sum of the Collector's own metric `name` (as it serves it, e.g.
         "otelcol_exporter_sent_log_records_total") over the series matching `labels`; 0 if none."""
-        from prometheus_client.parser import text_string_to_metric_families
-
         with _http.open(f"http://127.0.0.1:{self.ports['telemetry']}/metrics", timeout=5) as response:
             text = response.read().decode()
         total = 0.0
