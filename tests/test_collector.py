@@ -325,9 +325,8 @@ def test_prometheus_otlp_receiver_and_collector_give_the_same_series(
     stack: Stack, runs: dict[str, Run]
 ) -> None:
     """With the shipped configs (Collector: disable_scope_info; Prometheus: the otlp block), the two
-    ways into Prometheus 3.14 give the same series, names, labels and values. The one difference
-    expected is none; had the Collector kept its default, every series of its path would carry
-    otel_scope_name="otel_liveview" and otel_scope_version (the library's version) on top."""
+    ways into Prometheus 3.14 give the same series: names, labels and values, target_info included,
+    with no difference at all. With the exporter's default the Collector adds two labels (next test)."""
     direct, through = runs["prometheus-otlp"], runs["collector-http"]
     last = {o: value_of(o, COUNT - 1) for o in ORIGINS}
     for run in (direct, through):
