@@ -8,7 +8,6 @@ broadcaster.publish_metric_sync("loss", 0.5, epoch=1, step=100, phase="train")
 
 from __future__ import annotations
 
-from otel_liveview import pull as _pull  # noqa: F401  registers pull mode with the pipeline
 from otel_liveview.broadcaster import ExperimentBroadcaster
 from otel_liveview.experiment import ExperimentState, LiveViewExperiment, StateManager
 from otel_liveview.logging_bridge import LiveViewHandler

@@ -73,6 +73,7 @@ class Pipeline:
     worker: ExportWorker | None  # None when OTEL_SDK_DISABLED
     senders: tuple[OtlpSender, ...] = ()  # the OTLP connections this pipeline opened
     metric_exporters: tuple[CountingMetricExporter, ...] = ()
+    pull: Any = None  # the pull-mode endpoint (otel_liveview.pull), when OTEL_LIVEVIEW_PROMETHEUS_PORT is set
 
     @property
     def instance_id(self) -> str:
@@ -84,7 +85,6 @@ _pipeline: Pipeline | None = None
 _settings: Settings | None = None  # from configure(), kept for lazy start and forked children
 _exit_hooks_pid: int | None = None
 _stale: list[Pipeline] = []  # inherited over fork; stopped when the child starts its own
-_extensions: list[Callable[[Pipeline], None]] = []
 _OUTAGE = Outage()  # one warning per collector outage for the whole process, whatever the pipeline
 
 
@@ -112,13 +112,6 @@ def ensure(topic: str | None = None) -> Pipeline:
         if _pipeline is not None:
             return _pipeline
         return _start(_settings or config.load(), topic)
-
-
-def on_start(extension: Callable[[Pipeline], None]) -> None:
-    """Run `extension` whenever a pipeline starts (pull mode hooks in here)."""
-    _extensions.append(extension)
-    if _pipeline is not None:
-        extension(_pipeline)
 
 
 def _start(settings: Settings, topic: str | None) -> Pipeline:
@@ -192,9 +185,11 @@ def _start(settings: Settings, topic: str | None) -> Pipeline:
         tuple(senders),
         tuple(counting),
     )
+    if settings.prometheus_port is not None:  # pull mode; imported only then (prometheus-client)
+        from otel_liveview import pull
+
+        _pipeline.pull = pull.start(settings, resource, _pipeline.instance_id)
     _install_exit_hooks()
-    for extension in _extensions:
-        extension(_pipeline)
     return _pipeline
 
 
@@ -310,6 +305,8 @@ def shutdown(timeout: float | None = None) -> bool:
         pipeline, _pipeline = _pipeline, None
     if pipeline is None or pipeline.worker is None:
         return True
+    if pipeline.pull is not None:
+        pipeline.pull.close()
     timeout = pipeline.settings.exit_timeout if timeout is None else timeout
     deadline = time.monotonic() + timeout
     for sender in pipeline.senders:

@@ -24,7 +24,6 @@ from typing import Any
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import Metric
 
-from otel_liveview import pipeline
 from otel_liveview.series import TABLES
 
 _log = logging.getLogger("otel_liveview")
@@ -126,7 +125,8 @@ class PullEndpoint:
         self.server: Any = None
         self._pid = os.getpid()
         self._stop = threading.Event()
-        threading.Thread(target=self._run, name="otel-liveview-pull", daemon=True).start()
+        self._thread = threading.Thread(target=self._run, name="otel-liveview-pull", daemon=True)
+        self._thread.start()
 
     def _run(self) -> None:
         while os.getpid() == self._pid and not self._stop.is_set():
@@ -150,7 +150,10 @@ class PullEndpoint:
         _log.info("otel-liveview serves /metrics on %s:%d", self.addr, self.port)
 
     def close(self) -> None:
+        """Stop serving and remove this process's snapshot (at shutdown and at exit)."""
         self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=1.0)  # a write in progress must not put the file back
         with contextlib.suppress(OSError):
             self.path.unlink()
         if self.server is not None:
@@ -158,16 +161,14 @@ class PullEndpoint:
             self.server.server_close()
 
 
-_endpoint: PullEndpoint | None = None
+_endpoint: PullEndpoint | None = None  # this process's, for the fork hook
 
 
-def _on_start(started: pipeline.Pipeline) -> None:
+def start(settings: Any, resource: Any, instance: str) -> PullEndpoint:
+    """Pull mode for a pipeline that starts with OTEL_LIVEVIEW_PROMETHEUS_PORT set."""
     global _endpoint
-    if started.settings.prometheus_port is None:
-        return
-    if _endpoint is not None and _endpoint._pid == os.getpid():
-        _endpoint.close()
-    _endpoint = PullEndpoint(started.settings, job_of(started.resource), started.instance_id)
+    _endpoint = PullEndpoint(settings, job_of(resource), instance)
+    return _endpoint
 
 
 def _after_fork_in_child() -> None:
@@ -177,6 +178,5 @@ def _after_fork_in_child() -> None:
         _endpoint.server = None
 
 
-pipeline.on_start(_on_start)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -3,15 +3,16 @@ series the push path (library -> vmagent -> Prometheus) gives."""
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.processes import otlp_http, start_python
+from tests.processes import otlp_http, run_python, start_python
 from tests.receiver import Receiver
-from tests.servers import PushStack, Server, query, wait_for_series
+from tests.servers import PushStack, Server, free_port, query, wait_for_series
 
 TOPIC = "pull:compare"
 # A main process and two children (fork, spawn) of one experiment; push and pull at the same time.
@@ -43,12 +44,6 @@ if __name__ == "__main__":
             process.join()
 """
 SERIES = '{__name__=~"liveview_metric|liveview_metric_step|liveview_metric_epoch|liveview_data|liveview_experiment_status",topic="%s"}'
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def label_sets(prometheus: PushStack | Server) -> set[frozenset[tuple[str, str]]]:
@@ -145,3 +140,27 @@ def test_snapshot_collector_drops_dead_processes(tmp_path: Path) -> None:
     assert 'liveview_metric{instance="a",job="j",metric="m"} 1.0' in text
     assert 'instance="b"' not in text and 'instance="c"' not in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
+def test_a_process_that_exits_normally_removes_its_snapshot(tmp_path: Path) -> None:
+    script = """
+import os, time, otel_liveview
+b = otel_liveview.ExperimentBroadcaster("pull:exit")
+b.publish_metric_sync("loss", 1.0)
+folder = os.environ["OTEL_LIVEVIEW_PROMETHEUS_DIR"]
+deadline = time.monotonic() + 20
+while not any(name.endswith(".json") for name in os.listdir(folder)) and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(sorted(os.listdir(folder)))
+"""
+    env = {
+        **os.environ,
+        "OTEL_LIVEVIEW_PROMETHEUS_PORT": str(free_port()),
+        "OTEL_LIVEVIEW_PROMETHEUS_DIR": str(tmp_path),
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        "OTEL_METRIC_EXPORT_INTERVAL": "100",
+    }
+    seen = run_python(script, env)
+    assert ".json" in seen  # it was written while the process ran
+    assert list(tmp_path.glob("*.json")) == []  # and removed when it exited
