@@ -391,6 +391,8 @@ def _after_fork_in_child() -> None:
     _paused = None
     _lock = threading.RLock()  # the parent may have held it while forking
     if _pipeline is not None:
+        if _pipeline.pull is not None:
+            _pipeline.pull.release_after_fork()
         _stale.append(_pipeline)
     _pipeline = None
     _exit_hooks_pid = None

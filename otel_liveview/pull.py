@@ -149,6 +149,12 @@ class PullEndpoint:
             return
         _log.info("otel-liveview serves /metrics on %s:%d", self.addr, self.port)
 
+    def release_after_fork(self) -> None:
+        """In a forked child: close the inherited listening socket, or the port outlives the parent."""
+        if self.server is not None:
+            self.server.socket.close()
+            self.server = None
+
     def close(self) -> None:
         """Stop serving and remove this process's snapshot (at shutdown and at exit)."""
         self._stop.set()
@@ -161,22 +167,6 @@ class PullEndpoint:
             self.server.server_close()
 
 
-_endpoint: PullEndpoint | None = None  # this process's, for the fork hook
-
-
 def start(settings: Any, resource: Any, instance: str) -> PullEndpoint:
     """Pull mode for a pipeline that starts with OTEL_LIVEVIEW_PROMETHEUS_PORT set."""
-    global _endpoint
-    _endpoint = PullEndpoint(settings, job_of(resource), instance)
-    return _endpoint
-
-
-def _after_fork_in_child() -> None:
-    """The child inherits the listening socket: close it, or the port outlives the parent."""
-    if _endpoint is not None and _endpoint.server is not None:
-        _endpoint.server.socket.close()
-        _endpoint.server = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    return PullEndpoint(settings, job_of(resource), instance)
