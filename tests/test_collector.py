@@ -58,9 +58,8 @@ TARGET_INFO_LABELS = {
     "telemetry_sdk_name",
     "telemetry_sdk_version",
 }
-# Series of one "origins" run: liveview_metric/_step/_epoch and three liveview_data keys per origin,
-# liveview_published_total by kind (4) and target_info for each of its three processes.
-EXPECTED_SERIES = 3 * len(ORIGINS) + 3 * len(ORIGINS) + 4 * 3 + 3
+# What the "origins" scenario publishes; liveview_published_total's other kinds (status, ...) stay 0.
+KINDS = ("metric", "data", "log")
 PATHS = ("collector-grpc", "collector-http", "prometheus-otlp")
 
 
@@ -163,26 +162,64 @@ def publisher_env(stack: Stack, path: str, service: str) -> dict[str, str]:
     return env
 
 
+def run_origins(stack: Stack, path: str, name: str, collector: Collector | None = None) -> Run:
+    """The "origins" scenario once along `path`, under a service name (the `job`) of its own."""
+    suffix = uuid.uuid4().hex[:8]
+    service, topic = f"otelcol-{name}-{suffix}", f"topic-{suffix}"
+    env = publisher_env(stack, path, service)
+    if collector is not None:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = collector.otlp_http_endpoint
+    started = time.monotonic()
+    result = subprocess.run(
+        [*PUBLISHER, "origins", topic, str(COUNT)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"origin"')]
+    return Run(service, topic, {row["origin"]: row for row in rows}, time.monotonic() - started)
+
+
 @pytest.fixture(scope="module")
 def runs(stack: Stack) -> dict[str, Run]:
-    """One run of the "origins" scenario per path, each with its own service name (the `job`)."""
-    done = {}
-    for path in PATHS:
-        suffix = uuid.uuid4().hex[:8]
-        service, topic = f"otelcol-{path}-{suffix}", f"topic-{suffix}"
-        started = time.monotonic()
-        result = subprocess.run(
-            [*PUBLISHER, "origins", topic, str(COUNT)],
-            cwd=ROOT,
-            env=publisher_env(stack, path, service),
-            capture_output=True,
-            text=True,
-            timeout=180,
+    """One run of the "origins" scenario per path."""
+    return {path: run_origins(stack, path, path) for path in PATHS}
+
+
+def published_counts(run: Run) -> dict[tuple[str, str], float]:
+    """(instance, kind) -> what each process of the run published, for the kinds it publishes."""
+    in_parent = sum(1 for o in ORIGINS if o not in ("fork", "spawn"))
+    instance = {origin: row["instance"] for origin, row in run.seen.items()}
+    per_process = {instance["main"]: in_parent * COUNT, instance["fork"]: COUNT, instance["spawn"]: COUNT}
+    return {(inst, kind): float(n) for inst, n in per_process.items() for kind in KINDS}
+
+
+def published_final(result: list[dict[str, Any]], run: Run) -> bool:
+    """liveview_published_total of the run holds its final counts, and 0 for every other kind."""
+    counts = {
+        (s["metric"]["instance"], s["metric"]["kind"]): float(s["value"][1])
+        for s in result
+        if s["metric"]["__name__"] == "liveview_published_total"
+    }
+    known = {key: value for key, value in counts.items() if key[1] in KINDS}
+    return known == published_counts(run) and all(v == 0 for k, v in counts.items() if k[1] not in KINDS)
+
+
+def every_series(prometheus: Server, run: Run) -> list[dict[str, Any]]:
+    """Every series of the run's job, once all its final values have arrived."""
+    last = {origin: value_of(origin, COUNT - 1) for origin in ORIGINS}
+
+    def complete(result: list[dict[str, Any]]) -> bool:
+        names = Counter(s["metric"]["__name__"] for s in result)
+        metric = [s for s in result if s["metric"]["__name__"] == "liveview_metric"]
+        return (
+            by_origin(metric) == last
+            and names["liveview_metric_step"] == names["liveview_metric_epoch"] == len(ORIGINS)
+            and names["liveview_data"] == 3 * len(ORIGINS)
+            and names["target_info"] == 3
+            and published_final(result, run)
         )
-        assert result.returncode == 0, result.stderr[-3000:]
-        rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"origin"')]
-        done[path] = Run(service, topic, {row["origin"]: row for row in rows}, time.monotonic() - started)
-    return done
+
+    return wait_for_series(prometheus, f'{{job="{run.service}"}}', complete, timeout=60)
 
 
 def by_origin(result: list[dict[str, Any]]) -> dict[str, float]:
@@ -242,15 +279,9 @@ def test_every_origin_lands_with_exact_names_labels_and_values(
             "instance": instance[origin],
         }
 
-    # Published counters: exact per process; "status" is 0 (no experiment in this scenario).
-    in_parent = sum(1 for o in ORIGINS if o not in ("fork", "spawn"))
-    per_process = {instance["main"]: in_parent * COUNT, instance["fork"]: COUNT, instance["spawn"]: COUNT}
-    want = {(inst, kind): float(n) for inst, n in per_process.items() for kind in ("metric", "data", "log")}
-    want |= {(inst, "status"): 0.0 for inst in per_process}
+    # Published counters: exact per process; other kinds ("status": no experiment here) are 0.
     published = wait_for_series(
-        prom,
-        f'liveview_published_total{{job="{service}"}}',
-        lambda r: {(s["metric"]["instance"], s["metric"]["kind"]): float(s["value"][1]) for s in r} == want,
+        prom, f'liveview_published_total{{job="{service}"}}', lambda r: published_final(r, run)
     )
     assert all(set(s["metric"]) == {"__name__", "kind", "job", "instance"} for s in published)
     assert query(prom, f'liveview_dropped_total{{job="{service}"}}') == []  # nothing dropped
@@ -329,21 +360,8 @@ def test_prometheus_otlp_receiver_and_collector_give_the_same_series(
     ways into Prometheus 3.14 give the same series: names, labels and values, target_info included,
     with no difference at all. With the exporter's default the Collector adds two labels (next test)."""
     direct, through = runs["prometheus-otlp"], runs["collector-http"]
-    last = {o: value_of(o, COUNT - 1) for o in ORIGINS}
-    for run in (direct, through):
-        wait_for_series(
-            stack.prometheus, f'liveview_metric{{job="{run.service}"}}', lambda r: by_origin(r) == last
-        )
-    a = normalised(
-        wait_for_series(stack.prometheus, f'{{job="{direct.service}"}}', lambda r: len(r) == EXPECTED_SERIES),
-        direct,
-    )
-    b = normalised(
-        wait_for_series(
-            stack.prometheus, f'{{job="{through.service}"}}', lambda r: len(r) == EXPECTED_SERIES
-        ),
-        through,
-    )
+    a = normalised(every_series(stack.prometheus, direct), direct)
+    b = normalised(every_series(stack.prometheus, through), through)
     only_direct, only_collector = sorted(set(a) - set(b)), sorted(set(b) - set(a))
     print(f"\nOTLP receiver vs Collector: {len(a)} series each; only in one: {only_direct} {only_collector}")
     assert only_direct == only_collector == []
@@ -374,7 +392,7 @@ def test_the_collector_logged_no_warning_or_error(stack: Stack, runs: dict[str, 
 
 
 def test_without_disable_scope_info_the_collector_adds_exactly_the_scope_labels(
-    stack: Stack, collector_factory: Any
+    stack: Stack, runs: dict[str, Run], collector_factory: Any
 ) -> None:
     """Why the shipped config sets disable_scope_info: with the exporter's default (false), the same
     publisher through the Collector gets otel_scope_name and otel_scope_version on every series
@@ -384,19 +402,16 @@ def test_without_disable_scope_info_the_collector_adds_exactly_the_scope_labels(
         loki_url=stack.loki.endpoint + "/otlp",
         extra_args=["--set=exporters::prometheus_remote_write::disable_scope_info=false"],
     )
-    suffix = uuid.uuid4().hex[:8]
-    service = f"otelcol-scope-{suffix}"
-    env = publisher_env(stack, "collector-http", service)
-    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = collector.otlp_http_endpoint
-    result = subprocess.run(
-        [*PUBLISHER, "origins", f"topic-{suffix}", str(COUNT)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    series = wait_for_series(stack.prometheus, f'{{job="{service}"}}', lambda r: len(r) == EXPECTED_SERIES)
+    run = run_origins(stack, "collector-http", "scope", collector)
+    series = every_series(stack.prometheus, run)
     for item in series:
         extra = {k: v for k, v in item["metric"].items() if k.startswith("otel_scope_")}
         if item["metric"]["__name__"] == "target_info":
             assert extra == {}
         else:
             assert extra == {"otel_scope_name": "otel_liveview", "otel_scope_version": __version__}
+    # Without those two labels, the same series as Prometheus' OTLP receiver made.
+    for item in series:
+        item["metric"] = {k: v for k, v in item["metric"].items() if not k.startswith("otel_scope_")}
+    direct = runs["prometheus-otlp"]
+    assert normalised(series, run) == normalised(every_series(stack.prometheus, direct), direct)
