@@ -144,10 +144,17 @@ def panels() -> list[dict[str, Any]]:
 def test_dashboard_identity_and_datasources() -> None:
     assert DASHBOARD["uid"] == "otel-liveview"
     provisioned = {source["uid"]: source["type"] for source in DATASOURCES["datasources"]}
+    # Panels name a datasource variable; provisioned, each variable opens on a bundle datasource.
+    defaults = {
+        variable["name"]: variable["current"]["value"]
+        for variable in DASHBOARD["templating"]["list"]
+        if variable["type"] == "datasource"
+    }
     for panel in panels():
         for target in panel["targets"]:
             source = target["datasource"]
-            assert provisioned.get(source["uid"]) == source["type"], (panel["title"], source)
+            uid = re.sub(r"^\$\{(\w+)\}$", lambda m: defaults[m.group(1)], source["uid"])
+            assert provisioned.get(uid) == source["type"], (panel["title"], source)
     titles = {panel["title"] for panel in panels()}
     expected = {"Experiment status", "Metrics", "Latest values", "Latest stream values", "Latest data events"}
     assert (
@@ -168,9 +175,20 @@ def test_dashboard_panels_do_not_overlap() -> None:
 
 def test_dashboard_variables_are_defined_and_used() -> None:
     defined = {variable["name"] for variable in DASHBOARD["templating"]["list"]}
-    assert defined == {"topic", "metric", "stream", "instance"}
+    assert defined == {
+        "prometheus",
+        "loki",
+        "service",
+        "service_name",
+        "service_namespace",
+        "topic",
+        "metric",
+        "stream",
+        "instance",
+    }
     queries = [t["expr"] for p in panels() for t in p["targets"]] + [
-        v["query"]["query"] for v in DASHBOARD["templating"]["list"]
+        v["query"]["query"] for v in DASHBOARD["templating"]["list"] if v["type"] == "query"
     ]
-    used = {name for query in queries for name in re.findall(r"\$(\w+)", query)}
-    assert used == defined
+    uids = [t["datasource"]["uid"] for p in panels() for t in p["targets"]]
+    used = {name for text in queries + uids for name in re.findall(r"\$\{?(\w+)", text)}
+    assert used == defined  # tests/test_dashboard.py checks the same, strictly, on both copies
