@@ -369,7 +369,7 @@ def shipped_prometheus_config(alertmanager: str) -> str:
 # -- vmagent ---------------------------------------------------------------------------------------
 
 # vmagent turns every OTLP resource attribute into a label and sets neither `job` nor `instance`.
-# Prometheus' OTLP receiver (and the Collector's prometheusremotewrite exporter) set
+# Prometheus' OTLP receiver (and the Collector's prometheus_remote_write exporter) set
 # job = service.namespace/service.name (or service.name alone) and instance = service.instance.id,
 # and keep the other resource attributes in target_info only. These rules do the same; the resource
 # labels dropped are the OpenTelemetry semantic-convention namespaces plus our liveview.topic.
