@@ -7,6 +7,9 @@ sanitized, severity fields; the OTLP `event_name` field is not mapped before Lok
 was compared by hand, record for record, with what a real Loki 3.7.6 returned for the same publisher
 (docs/deploy.md). `matches` understands exactly the LogQL the dashboard uses – a stream selector and
 `| label op "value"` filters – and fails on anything else, so a new query cannot slip past unchecked.
+Two publishers share service.name `logql`, one with service.namespace `research`: the variables
+Grafana derives from the service (`service_name`, `service_namespace`, with the dashboard's own
+regexes, tests/grafana.py) must select each one's streams and not the other's.
 """
 
 from __future__ import annotations
@@ -14,17 +17,18 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests import grafana
 from tests.processes import otlp_http, run_python
 from tests.receiver import LogRow, serving_http
 
-DASHBOARD = json.loads(
-    (Path(__file__).resolve().parent.parent / "grafana_dashboards" / "liveview.json").read_text()
-)
+DASHBOARD = grafana.load()
+# One publisher per case of Prometheus' job: service.namespace/service.name, and service.name alone.
+# Both have the same service.name, so only service_namespace tells their streams apart.
+JOBS = {"research/logql": {"OTEL_RESOURCE_ATTRIBUTES": "service.namespace=research"}, "logql": {}}
 
 # Loki's default `default_resource_attributes_as_index_labels` (those our resource can carry).
 INDEX_LABELS = {"service.name", "service.namespace", "service.instance.id", "deployment.environment"}
@@ -124,22 +128,36 @@ def matches(query: str, labels: dict[str, str], metadata: dict[str, str]) -> boo
     )
 
 
-def loki_query(title: str, **variables: str) -> str:
+def service_variables(job: str) -> dict[str, str]:
+    """The hidden variables Grafana derives from $service, with the dashboard's own regexes."""
+    values = {"service": job}
+    for name in ("service_name", "service_namespace"):
+        options = grafana.regex_options(grafana.variable(DASHBOARD, name)["regex"], [job])
+        values[name] = options[0] if options else ""  # Grafana's value for a variable without options
+    return values
+
+
+def loki_query(title: str, job: str, **variables: str) -> str:
     (panel,) = [p for p in DASHBOARD["panels"] if p["title"] == title]
     (target,) = panel["targets"]
-    assert target["datasource"]["type"] == "loki"
-    query = target["expr"]
-    for name, value in variables.items():
-        query = query.replace(f"${name}", value)
+    assert target["datasource"] == {"type": "loki", "uid": "${loki}"}
+    query = grafana.interpolate(target["expr"], {**service_variables(job), **variables})
     assert "$" not in query, query
     return query
+
+
+def job_of(row: LogRow) -> str:
+    """Prometheus' job for a record's resource, as its OTLP receiver and the Collector set it."""
+    namespace = row.resource.get("service.namespace")
+    return f"{namespace}/{row.resource['service.name']}" if namespace else str(row.resource["service.name"])
 
 
 @pytest.fixture(scope="module")
 def entries() -> Iterator[list[tuple[LogRow, dict[str, str], dict[str, str], str]]]:
     """Every record the publisher sent, with its Loki labels, metadata and line (one run per module)."""
     with serving_http() as receiver:
-        run_python(PUBLISHER, otlp_http(receiver.endpoint))  # exits normally: its exit hook ships all
+        for extra in JOBS.values():  # each exits normally: its exit hook ships all
+            run_python(PUBLISHER, otlp_http(receiver.endpoint, OTEL_SERVICE_NAME="logql", **extra))
         yield [(row, *loki_entry(row)) for row in receiver.log_rows()]
 
 
@@ -157,28 +175,42 @@ def test_every_dashboard_log_query_is_checked_here() -> None:
     assert sorted(titles) == ["Latest data events", "Recent logs"]
 
 
-def test_latest_data_events_selects_exactly_the_chosen_streams(entries: list[Any]) -> None:
-    query = loki_query("Latest data events", topic="logql:test", stream="sensors|camera")
+@pytest.mark.parametrize("job", JOBS)
+def test_latest_data_events_selects_exactly_the_chosen_streams(entries: list[Any], job: str) -> None:
+    query = loki_query("Latest data events", job, topic="logql:test", stream="sensors|camera")
     rows = selected(entries, query)
     assert sorted(row.attributes["stream"] for row in rows) == ["camera"] * 3 + ["sensors"] * 3
     assert all(row.event_name == "liveview.data" for row in rows)
+    assert {job_of(row) for row in rows} == {job}  # not the other service's records
     line = next(line for row, _, _, line in entries if row in rows and row.attributes["stream"] == "sensors")
     assert json.loads(line) == {"sensor_1": 0.8, "arm": {"x": 0}}  # `| json` works on the line
-    assert not selected(entries, loki_query("Latest data events", topic="another:topic", stream=".+"))
+    assert not selected(entries, loki_query("Latest data events", job, topic="another:topic", stream=".+"))
+    assert not selected(
+        entries, loki_query("Latest data events", "other/logql", topic="logql:test", stream=".+")
+    )
 
 
-def test_recent_logs_selects_the_plain_logs_and_nothing_else(entries: list[Any]) -> None:
-    rows = selected(entries, loki_query("Recent logs", topic="logql:test"))
+@pytest.mark.parametrize("job", JOBS)
+def test_recent_logs_selects_the_plain_logs_and_nothing_else(entries: list[Any], job: str) -> None:
+    rows = selected(entries, loki_query("Recent logs", job, topic="logql:test"))
     assert sorted(row.body for row in rows) == sorted(
         [f"a {level} line" for level in ("debug", "info", "warning", "error", "critical")]
         + ["a log that names a stream", "from the logging module"]
     )
     assert {row.severity_text for row in rows} == {"DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
+    assert {job_of(row) for row in rows} == {job}
     kinds = {row.event_name for row, *_ in entries}
-    assert kinds == {"", "liveview.metric", "liveview.data", "liveview.status"}  # the others were there
+    assert {"", "liveview.metric", "liveview.data", "liveview.status"} <= kinds  # the others were there
 
 
 def test_the_index_holds_one_stream_per_process(entries: list[Any]) -> None:
     streams = {tuple(sorted(labels.items())) for _, labels, _, _ in entries}
-    assert len(streams) == 1
-    assert {key for key, _ in next(iter(streams))} == {"service_name", "service_instance_id"}
+    assert len(streams) == 2
+    assert sorted(tuple(key for key, _ in stream) for stream in streams) == [
+        ("service_instance_id", "service_name"),
+        ("service_instance_id", "service_name", "service_namespace"),
+    ]
+    # The dashboard's stream selector, its variables filled for either job, picks exactly one stream.
+    for job in JOBS:
+        selector = loki_query("Recent logs", job, topic="t").partition("}")[0] + "}"
+        assert len({s for s in streams if matches(selector, dict(s), {})}) == 1
