@@ -124,6 +124,137 @@ def test_grafana_provisioning_has_what_grafana_requires() -> None:
     assert document["policies"][0]["receiver"] == contact["name"]
 
 
+def grafana_datasource_uids(path: Path) -> list[str]:
+    """Every datasourceUid the Grafana provisioning file names, wherever it is."""
+    found: list[str] = []
+
+    def visit(value: object) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key.lower().startswith("datasource"):
+                    found.append(str(item))
+                visit(item)
+        elif isinstance(value, list):
+            for item in value:
+                visit(item)
+
+    visit(yaml.safe_load(path.read_text()))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("in_file", "flag", "expected"),
+    [
+        (None, None, alerts.PROMETHEUS_DATASOURCE_UID),
+        ("team-prometheus", None, "team-prometheus"),
+        ("team-prometheus", "P1809F7CD0C75ACF3", "P1809F7CD0C75ACF3"),  # the flag wins
+        (None, "mimir_prod", "mimir_prod"),
+    ],
+)
+def test_grafana_rules_query_the_given_datasource_and_no_other(
+    tmp_path: Path, in_file: str | None, flag: str | None, expected: str
+) -> None:
+    thresholds = tmp_path / "thresholds.yaml"
+    text = EXAMPLE.read_text()
+    thresholds.write_text(text if in_file is None else f"datasource_uid: {in_file}\n{text}")
+    parser = argparse.ArgumentParser()
+    alerts.register(parser.add_subparsers())
+    argv = ["alerts", str(thresholds), "--out-dir", str(tmp_path / "out")]
+    args = parser.parse_args(argv + (["--datasource-uid", flag] if flag else []))
+    assert args.run(args) == 0
+    grafana = tmp_path / "out" / alerts.GRAFANA_ALERTING
+    uids = grafana_datasource_uids(grafana)
+    assert len(uids) == 2 * 3  # the query and the threshold expression of each of the three rules
+    assert set(uids) == {expected, "__expr__"}
+    provisioned = yaml.safe_load(
+        (DEPLOY / "grafana" / "provisioning" / "datasources" / "datasources.yaml").read_text()
+    )
+    others = {source["uid"] for source in provisioned["datasources"]} - {expected}
+    assert not [uid for uid in others if uid in grafana.read_text()]  # no other datasource, anywhere
+    # The Prometheus rules do not depend on it: the same files whatever the Grafana datasource.
+    for path in (alerts.THRESHOLD_RULES, alerts.BUILTIN_RULES):
+        assert (tmp_path / "out" / path).read_text() == (DEPLOY / path).read_text()
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("datasource_uid: has space\nthresholds: []\n", 1),
+        ("thresholds: []\ndatasource_uid: [a]\n", 2),
+        ("thresholds: []\ndatasource_uid: " + "x" * 41 + "\n", 2),
+        ("thresholds: []\ndatasource_uid: 12\n", 2),
+    ],
+)
+def test_a_bad_datasource_uid_names_its_line(tmp_path: Path, text: str, line: int) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(alerts.ThresholdsError, match=rf"bad\.yaml:{line}: field 'datasource_uid'"):
+        alerts.render(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_top_level_fields_are_errors(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("thresholds: []\ndatasource-uid: x\n")
+    with pytest.raises(alerts.ThresholdsError, match=r"bad\.yaml:2: field 'datasource-uid': unknown"):
+        alerts.load(path)
+
+
+def test_a_bad_datasource_uid_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    alerts.register(parser.add_subparsers())
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["alerts", str(EXAMPLE), "--datasource-uid", "no/slashes"])
+    assert exit_info.value.code == 2
+    assert "--datasource-uid" in capsys.readouterr().err
+
+
+def test_prometheus_rules_carry_nothing_of_the_bundle() -> None:
+    """Plain Prometheus rule files: one `groups` list each, no `namespace` (mimirtool then names the
+    namespace after the file), group names unique across the files, labels of the library only, and
+    no datasource, host or service of the bundle."""
+    groups: list[str] = []
+    bundle = [
+        "liveview-prometheus",
+        "liveview-loki",
+        "liveview-alertmanager",
+        "alertmanager:",
+        "prometheus:",
+        "otel-collector",
+        "9090",
+        "9093",
+    ]
+    for path in RULE_FILES:
+        text = path.read_text()
+        document = yaml.safe_load(text)
+        assert list(document) == ["groups"], path
+        for group in document["groups"]:
+            assert set(group) == {"name", "rules"}, path
+            groups.append(group["name"])
+            for rule in group["rules"]:
+                assert set(rule) == {"alert", "expr", "for", "labels", "annotations"}, rule
+                assert set(rule["labels"]) == {"severity", "liveview"}, rule
+                assert "job=" not in rule["expr"], rule  # any service's series, wherever they come from
+        assert not [word for word in bundle if word in text], path
+    assert len(groups) == len(set(groups)) == 2
+    assert len({path.stem for path in RULE_FILES}) == len(RULE_FILES)
+
+
+@pytest.mark.servers
+def test_promtool_3_14_checks_the_rendered_rules(tmp_path: Path) -> None:
+    thresholds = tmp_path / "thresholds.yaml"
+    thresholds.write_text("datasource_uid: team-prometheus\n" + EXAMPLE.read_text())
+    written = alerts.render(thresholds, tmp_path, datasource_uid="team-mimir")
+    rules = [path for path in written if path.suffix == ".yml"]
+    assert len(rules) == 2
+    result = subprocess.run(
+        [server_binary("promtool-3.14"), "check", "rules", *rules], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("SUCCESS") == 2
+    assert set(grafana_datasource_uids(tmp_path / alerts.GRAFANA_ALERTING)) == {"team-mimir", "__expr__"}
+
+
 @pytest.mark.servers
 @pytest.mark.parametrize("promtool", ["promtool", "promtool3"])
 @pytest.mark.parametrize(
