@@ -49,11 +49,17 @@ EPOCH = "liveview.metric.epoch"
 NONFINITE = "liveview.metric.nonfinite"
 DATA = "liveview.data"
 STATUS = "liveview.experiment.status"
+INFO = "liveview.experiment.info"
+START_TIME = "liveview.experiment.start_time_seconds"
+END_TIME = "liveview.experiment.end_time_seconds"
+TOTAL = "liveview.experiment.total"
 PUBLISHED = "liveview.published"
 DROPPED = "liveview.dropped"
 DATA_EVENT = "liveview.data"
 STATUS_EVENT = "liveview.status"
 METRIC_EVENT = "liveview.metric"
+INFO_EVENT = "liveview.info"
+ERROR_SEVERITY = 17  # OTLP SeverityNumber ERROR; FATAL is 21-24
 
 MAX_TEXT = 300  # characters of a log body or a data value kept for display
 
@@ -103,6 +109,9 @@ class ExperimentRow:
     error: str | None
     pid: int | None
     age: float  # seconds since the status was last confirmed
+    elapsed: float | None = None  # seconds since the start, or the run's duration once it ended
+    info: tuple[tuple[str, str], ...] = ()  # the run's configuration, as liveview.experiment.info has it
+    progress: tuple[tuple[str, str, float | None, float], ...] = ()  # (phase, unit, done, total)
 
 
 @dataclass(frozen=True)
@@ -137,6 +146,7 @@ class Snapshot:
     streams: tuple[StreamRow, ...]
     logs: tuple[LogLine, ...]  # oldest first
     publishers: tuple[PublisherRow, ...]
+    errors: tuple[LogLine, ...]  # the latest ERROR and FATAL logs, oldest first
     totals: dict[str, int]  # requests, points, records, rejected, ...
     cut: dict[str, int]  # rows dropped to stay within Limits, by table
     rejections: tuple[str, ...]  # the latest reasons a request was refused
@@ -183,6 +193,10 @@ class _Experiment:
     pid: int | None
     time_ns: int
     seen: float
+    info: dict[str, str] = field(default_factory=dict)
+    started: float | None = None  # seconds since the epoch
+    ended: float | None = None
+    totals: dict[tuple[str, str], float] = field(default_factory=dict)  # (phase, unit) -> total
 
 
 @dataclass
@@ -313,6 +327,7 @@ class Board:
         self._totals: Counter[str] = Counter()
         self._cut: Counter[str] = Counter()
         self._rejections: deque[str] = deque(maxlen=3)
+        self._errors: deque[LogLine] = deque(maxlen=10)
 
     # -- input ------------------------------------------------------------------------------------------
 
@@ -382,9 +397,23 @@ class Board:
                 ),
                 key=lambda r: (r.topic, r.stream),
             )
+            wall = self._wall_ns() / 1e9
             experiments = sorted(
                 (
-                    ExperimentRow(e.topic, e.experiment, e.status, e.error, e.pid, now - e.seen)
+                    ExperimentRow(
+                        e.topic,
+                        e.experiment,
+                        e.status,
+                        e.error,
+                        e.pid,
+                        now - e.seen,
+                        None if e.started is None else (e.ended or wall) - e.started,
+                        tuple(sorted(e.info.items())),
+                        tuple(
+                            (phase, unit, self._done(e.topic, phase, unit), total)
+                            for (phase, unit), total in sorted(e.totals.items())
+                        ),
+                    )
                     for e in self._experiments.values()
                 ),
                 key=lambda r: (r.topic, r.experiment),
@@ -413,10 +442,21 @@ class Board:
                 tuple(streams),
                 tuple(line for _, _, line in self._logs),
                 tuple(publishers),
+                tuple(self._errors),
                 dict(self._totals),
                 dict(self._cut),
                 tuple(self._rejections),
             )
+
+    def _done(self, topic: str, phase: str, unit: str) -> float | None:
+        """How far `phase` got: the highest step (or epoch) of the topic's metrics in that phase."""
+        reached = [
+            m.step if unit == "steps" else m.epoch
+            for m in self._metrics.values()
+            if m.topic == topic and ("phase", phase) in m.labels
+        ]
+        known = [value for value in reached if value is not None]
+        return max(known) if known else None
 
     # -- publishers -------------------------------------------------------------------------------------
 
@@ -659,6 +699,45 @@ class Board:
             row.error = error  # the gauge carries no error text: keep the event's while the status holds
         row.status, row.pid, row.time_ns, row.seen = status, publisher.pid, time_ns, now
 
+    def _experiment(self, point: _Point) -> _Experiment | None:
+        """The row of the experiment a liveview.experiment.* point names (made if it is new)."""
+        attrs, publisher = point.attributes, point.publisher
+        experiment = attrs.get("experiment")
+        if experiment is None:
+            return None
+        topic, name = label_text(attrs.get("topic", publisher.topic)), label_text(experiment)
+        if (topic, name) not in self._experiments:
+            self._set_status(publisher, topic, name, "unknown", None, 0, point.now, False)
+        return self._experiments.get((topic, name))
+
+    def _on_info(self, point: _Point) -> bool:
+        row = self._experiment(point)
+        if row is None:
+            return False
+        skip = ("experiment", "topic")
+        row.info = {key: label_text(value) for key, value in point.attributes.items() if key not in skip}
+        return True
+
+    def _on_start_time(self, point: _Point) -> bool:
+        row = self._experiment(point)
+        if row is not None and point.value > 0:
+            row.started = point.value
+        return row is not None
+
+    def _on_end_time(self, point: _Point) -> bool:
+        row = self._experiment(point)
+        if row is not None and point.value > 0:
+            row.ended = point.value
+        return row is not None
+
+    def _on_total(self, point: _Point) -> bool:
+        row = self._experiment(point)
+        phase, unit = point.attributes.get("phase"), point.attributes.get("unit")
+        if row is None or phase is None or unit is None:
+            return False
+        row.totals[(label_text(phase), label_text(unit))] = point.value
+        return True
+
     def _on_published(self, point: _Point) -> bool:
         kind = point.attributes.get("kind")
         if kind is None:
@@ -712,9 +791,9 @@ class Board:
                     True,
                 )
             return
-        if name == METRIC_EVENT:
+        if name in (METRIC_EVENT, INFO_EVENT):
             # The gauges carry the same values; counted so the header shows they arrived.
-            self._totals["metric events"] += 1
+            self._totals["metric events" if name == METRIC_EVENT else "info events"] += 1
             return
         self._totals["log records" if not name else "other events"] += 1
         body = decode_any(record.body)
@@ -737,6 +816,8 @@ class Board:
         bisect.insort(self._logs, (time_ns, self._arrivals, line), key=lambda entry: entry[:2])
         if len(self._logs) > self.limits.logs:
             del self._logs[: len(self._logs) - self.limits.logs]
+        if record.severity_number >= ERROR_SEVERITY:  # kept longer than the last 20 lines
+            self._errors.append(line)
 
 
 _Handler = Callable[[Board, _Point], bool]
@@ -750,6 +831,10 @@ _LIBRARY_METRICS: dict[str, _Handler] = {
     NONFINITE: Board._on_nonfinite,
     DATA: Board._on_data,
     STATUS: Board._on_status,
+    INFO: Board._on_info,
+    START_TIME: Board._on_start_time,
+    END_TIME: Board._on_end_time,
+    TOTAL: Board._on_total,
     PUBLISHED: Board._on_published,
     DROPPED: Board._on_dropped,
 }

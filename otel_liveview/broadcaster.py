@@ -9,6 +9,8 @@ the item and counts it in `liveview.dropped`.
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -20,6 +22,8 @@ from otel_liveview.series import TABLES, Key
 _MAX_CACHED_KEYS = 10_000
 _NONFINITE = ("nan", "inf", "-inf")
 _STATUSES = ("initializing", "running", "completed", "failed", "aborted")
+_FINISHED = ("completed", "failed", "aborted")
+_HOST = socket.gethostname()
 
 _now = time.time_ns
 _queue = _pipeline.QUEUE
@@ -171,9 +175,55 @@ class ExperimentBroadcaster:
         topic = ("topic", self.base_topic)
         for state in _STATUSES:
             TABLES.status.set((name, ("status", state), topic), 1.0 if state == status else 0.0)
+        if status == "running":  # the start, as process_start_time_seconds has it: seconds since the epoch
+            TABLES.start_time.set((name, topic), time.time())
+        elif status in _FINISHED:
+            TABLES.end_time.set((name, topic), time.time())
         _published_status.add()
         if not _queue.put(("status", _now(), self.base_topic, experiment, status, error)):
             TABLES.count_dropped("status", "queue_full")
+
+    def publish_info_sync(self, experiment: str, info: Mapping[Any, Any]) -> None:
+        """Publish an experiment's configuration: gauge liveview.experiment.info {experiment, topic,
+        host, pid, key=value...} = 1 (nested dicts flattened to dotted keys, values as text, the first
+        64 keys) and event liveview.info with the whole dict."""
+        if not isinstance(info, Mapping):
+            raise TypeError(f"info for experiment {experiment!r} must be a dict, not {type(info).__name__}")
+        if _pipeline._pipeline is None:
+            _pipeline.ensure(self.base_topic)
+        labels = {"host": _HOST, "pid": str(os.getpid())}
+        labels.update(mapping.info_labels(info))
+        labels["experiment"] = mapping.label_value(str(experiment))
+        labels["topic"] = self.base_topic
+        TABLES.info.set(tuple(sorted(labels.items())), 1.0)
+        TABLES.published_counter("info").add()  # created on first use: most processes publish none
+        if not _queue.put(("info", _now(), self.base_topic, experiment, dict(info))):
+            TABLES.count_dropped("info", "queue_full")
+
+    async def publish_info(self, experiment: str, info: Mapping[Any, Any]) -> None:
+        self.publish_info_sync(experiment, info)
+
+    def publish_total_sync(self, experiment: str, phase: str, steps: Any = None, epochs: Any = None) -> None:
+        """Declare how far a phase of an experiment goes: gauge liveview.experiment.total
+        {experiment, phase, unit="steps"|"epochs", topic}. Progress is the phase's step (or epoch) of
+        publish_metric against it."""
+        if type(phase) is not str or not phase:
+            raise ValueError("phase must be a non-empty string, e.g. 'train' or 'eval'")
+        if steps is None and epochs is None:
+            raise ValueError(f"declare steps or epochs (or both) for phase {phase!r}")
+        if _pipeline._pipeline is None:
+            _pipeline.ensure(self.base_topic)
+        base = {"experiment": mapping.label_value(str(experiment)), "phase": mapping.label_value(phase)}
+        base["topic"] = self.base_topic
+        for unit, total in (("steps", steps), ("epochs", epochs)):
+            if total is not None:
+                value = mapping.metric_value(f"total {unit}", total)
+                if not value > 0:
+                    raise ValueError(f"total {unit} for phase {phase!r} must be positive, not {total!r}")
+                TABLES.total.set(tuple(sorted({**base, "unit": unit}.items())), value)
+
+    async def publish_total(self, experiment: str, phase: str, steps: Any = None, epochs: Any = None) -> None:
+        self.publish_total_sync(experiment, phase, steps, epochs)
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -192,6 +242,8 @@ _PUBLISHERS = (
     "publish_log_sync",
     "emit_log_record",
     "publish_status",
+    "publish_info_sync",
+    "publish_total_sync",
 )
 
 

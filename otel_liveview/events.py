@@ -74,7 +74,19 @@ def status_event(item: tuple[Any, ...], tables: Tables) -> dict[str, Any]:
     return event
 
 
-BUILDERS = {"metric": metric_event, "data": data_event, "log": log_record, "status": status_event}
+def info_event(item: tuple[Any, ...], tables: Tables) -> dict[str, Any]:
+    _, timestamp, topic, experiment, info = item
+    body = {"experiment": experiment, "info": mapping.to_body(info)}
+    return _event("liveview.info", timestamp, body, {"topic": topic, "experiment": experiment})
+
+
+BUILDERS = {
+    "metric": metric_event,
+    "data": data_event,
+    "log": log_record,
+    "status": status_event,
+    "info": info_event,
+}
 
 
 def build(item: tuple[Any, ...], tables: Tables) -> dict[str, Any]:

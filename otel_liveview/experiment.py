@@ -6,6 +6,7 @@ Each change is published as gauge `liveview.experiment.status` and event `livevi
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -46,7 +47,9 @@ class LiveViewExperiment:
     """A context manager around one experiment run (sync or async ``with``).
 
     Leaving normally marks it completed, an exception marks it failed (KeyboardInterrupt: aborted);
-    either way what was published is flushed within `flush_timeout` seconds.
+    either way what was published is flushed within `flush_timeout` seconds. The `info` keywords (the
+    run's configuration) are published as liveview.experiment.info; `totals` declares how far each
+    phase goes, e.g. ``totals={"train": {"steps": 5000, "epochs": 10}, "eval": {"steps": 200}}``.
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class LiveViewExperiment:
         base_topic: str = "experiment:updates:root",
         broadcaster: ExperimentBroadcaster | None = None,
         flush_timeout: float = 5.0,
+        totals: Mapping[str, Mapping[str, Any]] | None = None,
         **info: Any,
     ) -> None:
         self.name = name
@@ -62,6 +66,16 @@ class LiveViewExperiment:
         self.state_manager = StateManager(name, self.broadcaster)
         self.state_manager.experiment_state.info.update(info)
         self.flush_timeout = flush_timeout
+        self.broadcaster.publish_info_sync(name, info)
+        for phase, total in (totals or {}).items():
+            self.publish_total_sync(phase, **total)
+
+    def publish_total_sync(self, phase: str, steps: Any = None, epochs: Any = None) -> None:
+        """Declare (or change) how many steps and/or epochs `phase` runs, for the progress panel."""
+        self.broadcaster.publish_total_sync(self.name, phase, steps, epochs)
+
+    async def publish_total(self, phase: str, steps: Any = None, epochs: Any = None) -> None:
+        self.publish_total_sync(phase, steps, epochs)
 
     def __enter__(self) -> LiveViewExperiment:
         self.state_manager.set_status("running")

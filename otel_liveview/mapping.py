@@ -6,10 +6,12 @@ data bodies and the numeric leaves of a data stream.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import decimal
 import enum
 import fractions
+import json
 import math
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -246,6 +248,52 @@ def body_leaves(body: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str
             yield prefix + key, 1.0 if value else 0.0
         elif kind is dict:
             yield from body_leaves(value, prefix + key + ".")
+
+
+MAX_INFO_KEYS = 64
+RESERVED_INFO_KEYS = frozenset(("experiment", "topic", "job", "instance"))  # the info series' own labels
+
+
+def info_labels(info: Mapping[Any, Any]) -> dict[str, str]:
+    """An experiment's info keywords as label values: nested dicts (and dataclasses) flattened to
+    dotted keys, every value as text, the first MAX_INFO_KEYS keys. A key that is one of the info
+    series' own labels gets an `info_` prefix."""
+    labels: dict[str, str] = {}
+    for key, value in _flat(to_body(_plain(info)), ""):
+        if len(labels) == MAX_INFO_KEYS:
+            break
+        key = f"info_{key}" if key in RESERVED_INFO_KEYS else key
+        labels[key] = _text(value)[:MAX_LABEL_LENGTH]
+    return labels
+
+
+def _plain(value: Any) -> Any:
+    """A dataclass instance as its fields (to_body would make it a string)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: _plain(getattr(value, field.name)) for field in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def _flat(body: Mapping[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:
+    for key, value in body.items():
+        if isinstance(value, dict) and value:
+            yield from _flat(value, prefix + key + ".")
+        else:
+            yield prefix + key, value
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"), default=str)
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
 
 
 def _short_repr(value: Any) -> str:

@@ -115,6 +115,10 @@ class Tables:
         self.nonfinite = GaugeTable(max_series)
         self.data = GaugeTable(max_series)
         self.status = GaugeTable(max_series)
+        self.info = GaugeTable(max_series)
+        self.start_time = GaugeTable(max_series)
+        self.end_time = GaugeTable(max_series)
+        self.total = GaugeTable(max_series)
         self.nonfinite_seen: set[Key] = set()  # metric keys that were ever non-finite
         self.published = CounterFamily()
         self.dropped = CounterFamily()
@@ -129,6 +133,10 @@ class Tables:
             "liveview.metric.nonfinite": self.nonfinite,
             "liveview.data": self.data,
             "liveview.experiment.status": self.status,
+            "liveview.experiment.info": self.info,
+            "liveview.experiment.start_time_seconds": self.start_time,
+            "liveview.experiment.end_time_seconds": self.end_time,
+            "liveview.experiment.total": self.total,
         }
 
     def resize(self, max_series: int, max_stream_keys: int) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from rich import box
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.layout import Layout
 from rich.live import Live
 from rich.panel import Panel
@@ -418,7 +418,9 @@ def _table(plain: bool, *columns: str, wide: str = "") -> Table:
 
 
 def experiments_table(rows: Sequence[ExperimentRow], plain: bool, limit: int) -> Table:
-    table = _table(plain, "experiment", "status", "topic", "pid", "updated", "error", wide="error")
+    table = _table(
+        plain, "experiment", "status", "topic", "pid", "updated", "elapsed", "progress", "error", wide="error"
+    )
     for row in _fit(rows, limit, table):
         style = _STATUS_STYLE.get(row.status, "")
         table.add_row(
@@ -427,9 +429,59 @@ def experiments_table(rows: Sequence[ExperimentRow], plain: bool, limit: int) ->
             row.topic,
             fmt(row.pid),
             f"{_age(row.age)} ago",
+            "-" if row.elapsed is None else _duration(row.elapsed),
+            progress_text(row.progress),
             Text(row.error or "", style="red"),
         )
     return table
+
+
+def progress_text(progress: Sequence[tuple[str, str, float | None, float]]) -> str:
+    """`train 120/500 steps 24%, eval 3/10 epochs 30%`; a phase that has not started shows `-`."""
+    parts = []
+    for phase, unit, done, total in progress:
+        if done is None:
+            parts.append(f"{phase} -/{fmt(total)} {unit}")
+        else:
+            parts.append(f"{phase} {fmt(done)}/{fmt(total)} {unit} {min(100.0, 100 * done / total):.0f}%")
+    return ", ".join(parts)
+
+
+def info_table(rows: Sequence[ExperimentRow], plain: bool, limit: int) -> Table:
+    """The runs' configuration (liveview.experiment.info), one key per line."""
+    table = _table(plain, "experiment", "key", "value", wide="value")
+    pairs = [(row.experiment, key, value) for row in rows for key, value in row.info]
+    for experiment, key, value in _fit(pairs, limit, table):
+        table.add_row(experiment, key, value)
+    return table
+
+
+def errors_table(snapshot: Snapshot, plain: bool, limit: int) -> Table:
+    """Failed and aborted runs with their error, ERROR and FATAL logs, non-finite metrics; newest first."""
+    table = _table(plain, "what", "where", "detail", wide="detail")
+    entries: list[tuple[str, str, str]] = [
+        (row.status, row.experiment, row.error or "") for row in snapshot.experiments if row.status in _FAILED
+    ]
+    entries += [
+        (line.severity, f"{line.service}/{fmt(line.pid)}", line.body) for line in reversed(snapshot.errors)
+    ]
+    entries += [
+        (metric.nonfinite or "", metric.name, _labels(metric.labels))
+        for metric in snapshot.metrics
+        if metric.nonfinite
+    ]
+    for what, where, detail in _fit(entries, limit, table):
+        table.add_row(Text(what, style="bold red"), where, detail)
+    return table
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+_FAILED = ("failed", "aborted")
 
 
 def metrics_table(rows: Sequence[MetricRow], plain: bool, limit: int, spark_width: int = 40) -> Table:
@@ -542,7 +594,10 @@ def render_screen(
     wanted = max(len(snapshot.logs), len(snapshot.publishers), 1) + 4
     lower_height = min(wanted, max(8, int(height * 0.42)))
     upper_height = max(6, height - 1 - lower_height)
-    experiments_height = min(max(1, len(snapshot.experiments)), 8) + 4
+    info_height = min(sum(len(row.info) for row in snapshot.experiments), 8)
+    experiments_height = (
+        min(max(1, len(snapshot.experiments)), 8) + 4 + (info_height + 2 if info_height else 0)
+    )
     streams_height = max(5, upper_height - experiments_height)
     spark = max(10, min(40, width // 8))
 
@@ -559,7 +614,14 @@ def render_screen(
     layout["side"].split_column(
         Layout(name="experiments", size=experiments_height), Layout(name="streams", size=streams_height)
     )
-    layout["lower"].split_row(Layout(name="logs", ratio=11), Layout(name="publishers", ratio=9))
+    errors = errors_table(snapshot, False, lower_height - 4)
+    if errors.row_count:  # the errors panel takes room only when there is something in it
+        layout["lower"].split_row(
+            Layout(name="logs", ratio=9), Layout(name="errors", ratio=5), Layout(name="publishers", ratio=7)
+        )
+        layout["errors"].update(panel(errors, "Errors"))
+    else:
+        layout["lower"].split_row(Layout(name="logs", ratio=1), Layout(name="publishers", ratio=1))
     layout["metrics"].update(
         panel(
             metrics_table(snapshot.metrics, False, upper_height - 4, spark),
@@ -567,7 +629,13 @@ def render_screen(
         )
     )
     layout["experiments"].update(
-        panel(experiments_table(snapshot.experiments, False, experiments_height - 4), "Experiments")
+        panel(
+            Group(
+                experiments_table(snapshot.experiments, False, experiments_height - 4),
+                info_table(snapshot.experiments, False, info_height),
+            ),
+            "Experiments",
+        )
     )
     layout["streams"].update(
         panel(
@@ -609,6 +677,8 @@ def render_plain(
     alive = sum(p.alive for p in snapshot.publishers)
     sections: list[tuple[str, Table]] = [
         (f"experiments ({len(snapshot.experiments)})", experiments_table(snapshot.experiments, True, 50)),
+        ("experiment info", info_table(snapshot.experiments, True, 100)),
+        ("errors", errors_table(snapshot, True, 30)),
         (f"metrics ({len(snapshot.metrics)} series)", metrics_table(snapshot.metrics, True, 100)),
         (f"data streams ({len(snapshot.streams)})", streams_table(snapshot.streams, True, 100)),
         (f"logs (last {len(snapshot.logs)})", logs_table(snapshot.logs, True, len(snapshot.logs))),

@@ -189,7 +189,7 @@ def test_view_shows_every_panel_from_every_origin_and_stops_on_ctrl_c(
         r"Publishers \(\d alive of 3\)",
         r"publishers \d alive of 3 \| 11 series",
     )
-    published = re.findall(r"data (\d+) log (\d+) metric (\d+)", screen)
+    published = re.findall(r"data (\d+) (?:info 1 )?log (\d+) metric (\d+)", screen)  # info: the experiment's
     assert sorted(published) == sorted([("180", "181", "180"), ("20", "20", "20"), ("20", "20", "20")]), (
         screen
     )
