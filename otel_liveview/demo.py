@@ -25,6 +25,8 @@ import otel_liveview
 from otel_liveview import ExperimentBroadcaster, LiveViewExperiment, config, view
 
 STEPS_PER_EPOCH = 50
+TRAIN_STEPS = 20 * STEPS_PER_EPOCH
+EVAL_ROUNDS = 40
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -83,9 +85,22 @@ def run_experiment(args: argparse.Namespace, show_steps: bool = True) -> str:
         target=evaluation_worker, args=(args.topic, args.duration), daemon=True
     )
     try:
-        with LiveViewExperiment(name=args.name, base_topic=args.topic) as experiment:
+        with LiveViewExperiment(
+            name=args.name,
+            base_topic=args.topic,
+            totals={
+                "train": {"steps": TRAIN_STEPS, "epochs": TRAIN_STEPS // STEPS_PER_EPOCH},
+                "eval": {"steps": EVAL_ROUNDS},
+            },
+            dataset="mnist",
+            model={"arch": "mlp", "hidden": [256, 128], "dropout": 0.1},
+            optimizer={"name": "adam", "lr": 1e-3},
+            batch_size=64,
+            seed=1234,
+        ) as experiment:
             broadcaster = experiment.broadcaster
             threading.Thread(target=system_metrics, args=(broadcaster, stop), daemon=True).start()
+            threading.Thread(target=diverging_sweep, args=(args.topic, stop), daemon=True).start()
             sensors = threading.Thread(
                 target=lambda: asyncio.run(sensor_stream(broadcaster, stop)), daemon=True
             )
@@ -110,7 +125,7 @@ def train(
     """A training loop: noisy falling loss, rising accuracy, a cosine learning-rate schedule."""
     broadcaster.publish_log_sync("info", "training started", steps_per_epoch=STEPS_PER_EPOCH)
     step = 0
-    while time.monotonic() < deadline and not stop.is_set():
+    while step < TRAIN_STEPS and time.monotonic() < deadline and not stop.is_set():
         epoch = step // STEPS_PER_EPOCH
         progress = step / (STEPS_PER_EPOCH * 20)
         loss = 2.5 * math.exp(-3 * progress) + 0.05 + random.gauss(0, 0.04)
@@ -207,13 +222,32 @@ def _gpu_utilisation() -> list[float]:
         return []
 
 
+def diverging_sweep(topic: str, stop: threading.Event) -> None:
+    """A second, short experiment whose learning rate is too high: its loss turns NaN and it fails,
+    so the error panels have something to show."""
+    if stop.wait(2.0):
+        return
+    try:
+        with LiveViewExperiment("demo-lr-sweep-0.5", base_topic=topic, lr=0.5, parent="demo-mnist") as run:
+            loss = 1.0
+            for step in range(15):
+                loss = loss * 3 if step < 14 else math.nan
+                run.broadcaster.publish_metric_sync("sweep_loss", loss, step=step, phase="sweep")
+                if stop.wait(0.1):
+                    return
+            run.broadcaster.publish_log_sync("error", "loss is NaN: learning rate 0.5 diverged", step=14)
+            raise FloatingPointError("loss diverged to NaN at step 14 (lr=0.5)")
+    except FloatingPointError:
+        pass  # recorded as the experiment's failure; the demo goes on
+
+
 def evaluation_worker(topic: str, duration: float | None) -> None:
     """A second process with the same topic: periodic evaluation, like a parallel worker."""
     broadcaster = ExperimentBroadcaster(base_topic=topic)
     deadline = math.inf if duration is None else time.monotonic() + duration
     round_ = 0
     try:
-        while time.monotonic() < deadline:
+        while round_ < EVAL_ROUNDS and time.monotonic() < deadline:
             accuracy = min(0.98, 0.5 + 0.04 * round_ + random.gauss(0, 0.01))
             broadcaster.publish_metric_sync("accuracy", accuracy, step=round_, phase="eval")
             broadcaster.publish_log_sync(
