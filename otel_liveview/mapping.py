@@ -48,6 +48,8 @@ def severity(level: str | int) -> tuple[int, str]:
             raise ValueError(f"unknown log level {level!r}; use one of {', '.join(sorted(SEVERITIES))}")
         return found
     if isinstance(level, int) and not isinstance(level, bool):
+        if level < 0:
+            raise ValueError(f"log level {level} is below logging.NOTSET (0)")
         return SEVERITIES[next(name for floor, name in _PY_LEVELS if level >= floor)]
     raise TypeError(f"log level must be a level name or a logging level number, not {type(level).__name__}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import enum
 import fractions
 import logging
 import math
@@ -155,3 +156,258 @@ def test_attribute_arrays_must_be_homogeneous_primitives() -> None:
     assert mapping.attribute_value((1, 2)) == [1, 2]
     assert mapping.attribute_value([1.0, "a"]) == "[1.0, 'a']"
     assert mapping.attribute_value({"a": 1}) == "{'a': 1}"
+
+
+# -- the rules one by one -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [
+        ("trace", (1, "TRACE")),
+        ("TRACE", (1, "TRACE")),
+        ("information", (9, "INFO")),
+        ("notice", (10, "INFO2")),
+        ("Fatal", (21, "FATAL")),
+        (logging.NOTSET, (1, "TRACE")),
+        (5, (1, "TRACE")),
+        (logging.DEBUG + 5, (5, "DEBUG")),
+        (logging.INFO, (9, "INFO")),
+        (logging.ERROR, (17, "ERROR")),
+        (logging.ERROR + 9, (17, "ERROR")),
+        (50, (21, "FATAL")),
+    ],
+)
+def test_every_level_name_and_logging_level_has_its_severity(level: str | int, expected: tuple[int, str]) -> None:
+    assert mapping.severity(level) == expected
+
+
+def test_level_errors_list_every_name_and_name_the_type() -> None:
+    names = "critical, debug, error, fatal, info, information, notice, trace, warn, warning"
+    with pytest.raises(ValueError) as raised:
+        mapping.severity("loud")
+    assert str(raised.value) == f"unknown log level 'loud'; use one of {names}"
+    with pytest.raises(TypeError) as raised:
+        mapping.severity(2.5)  # type: ignore[arg-type]
+    assert str(raised.value) == "log level must be a level name or a logging level number, not float"
+    with pytest.raises(TypeError, match="not bool"):
+        mapping.severity(True)
+
+
+def test_a_negative_logging_level_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="log level -1 is below logging.NOTSET"):
+        mapping.severity(-1)
+
+
+def test_stream_name_errors_say_stream() -> None:
+    assert mapping.stream_name("sensors") == "sensors"
+    assert mapping.stream_name("s" * 300) == "s" * mapping.MAX_LABEL_LENGTH
+    with pytest.raises(ValueError) as raised:
+        mapping.stream_name("")
+    assert str(raised.value) == "stream name must not be empty"
+    with pytest.raises(TypeError) as raised:
+        mapping.stream_name(None)
+    assert str(raised.value) == "stream name must be a string, not NoneType"
+    with pytest.raises(TypeError) as raised:
+        mapping.metric_name(b"loss")
+    assert str(raised.value) == "metric name must be a string, not bytes"
+
+
+def test_metric_value_errors_show_the_value() -> None:
+    with pytest.raises(TypeError) as raised:
+        mapping.metric_value("loss", "0.5")
+    assert str(raised.value) == "metric 'loss': value must be a real number, not str ('0.5')"
+    with pytest.raises(TypeError) as raised:
+        mapping.metric_value("loss", "x" * 100)
+    assert str(raised.value).endswith(f"not str ('{'x' * 56}...)")  # the repr cut to 60 characters
+
+
+def test_a_value_whose_repr_fails_is_still_a_clear_error() -> None:
+    class Broken:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    with pytest.raises(TypeError) as raised:
+        mapping.metric_value("loss", Broken())
+    assert str(raised.value) == "metric 'loss': value must be a real number, not Broken (<Broken>)"
+
+
+def test_numpy_numbers_of_every_kind_are_metric_values() -> None:
+    assert mapping.metric_value("m", np.uint8(200)) == 200.0
+    assert mapping.metric_value("m", np.array(True)) == 1.0
+    assert mapping.metric_value("m", np.array(-3, dtype=np.int16)) == -3.0
+    with pytest.raises(TypeError):
+        mapping.metric_value("m", np.array("text"))
+    with pytest.raises(TypeError):
+        mapping.metric_value("m", np.complex128(1 + 2j))
+
+
+def test_int_subclasses_beyond_float_range_are_infinite() -> None:
+    class Big(int):
+        pass
+
+    assert mapping.metric_value("m", Big(3)) == 3.0
+    assert mapping.metric_value("m", Big(10**400)) == math.inf
+    assert mapping.metric_value("m", Big(-(10**400))) == -math.inf
+
+
+def test_the_same_object_twice_is_not_a_cycle() -> None:
+    shared = {"x": 1}
+    listed = [1, 2]
+    assert mapping.to_body({"a": shared, "b": shared, "c": [listed, listed]}) == {
+        "a": {"x": 1},
+        "b": {"x": 1},
+        "c": [[1, 2], [1, 2]],
+    }
+
+
+def test_a_cycle_through_two_dicts_is_cut_where_it_closes() -> None:
+    first: dict[str, object] = {"name": "first"}
+    second: dict[str, object] = {"name": "second", "back": first}
+    first["next"] = second
+    assert mapping.to_body(first) == {"name": "first", "next": {"name": "second", "back": "<cycle>"}}
+    looped: list[object] = [1]
+    looped.append(looped)
+    assert mapping.to_body(looped) == [1, "<cycle>"]
+
+
+def test_booleans_and_none_in_a_body_stay_what_they_are() -> None:
+    body = mapping.to_body({"ok": True, "bad": False, "none": None, "list": [True, False, None], "n": {"t": True}})
+    assert body == {"ok": True, "bad": False, "none": None, "list": [True, False, None], "n": {"t": True}}
+    assert [type(v) for v in body["list"]] == [bool, bool, type(None)]
+
+
+def nested(levels: int) -> dict[str, object]:
+    """`levels` dicts, each inside the one before; the innermost holds a number."""
+    node: dict[str, object] = {"v": 1}
+    for _ in range(levels - 1):
+        node = {"next": node}
+    return node
+
+
+def test_nesting_is_kept_up_to_the_depth_limit_and_cut_one_below() -> None:
+    limit = mapping.MAX_BODY_DEPTH
+    assert limit == 32
+    assert mapping.to_body(nested(limit)) == nested(limit)
+    cut = mapping.to_body(nested(limit + 1))
+    for _ in range(limit - 1):
+        cut = cut["next"]
+    assert cut == {"next": "<too deep>"}
+    assert mapping.to_body([[[1]]]) == [[[1]]]
+
+
+def test_sets_and_tuples_become_lists_and_leaves_convert_inside_them() -> None:
+    assert mapping.to_body((1, "a", math.inf)) == [1, "a", "inf"]
+    assert mapping.to_body(frozenset([3])) == [3]
+    assert mapping.to_body({"t": ({"x": -math.inf},)}) == {"t": [{"x": "-inf"}]}
+
+
+def test_long_strings_are_cut_inside_lists_too() -> None:
+    text = "y" * (mapping.MAX_STRING_LENGTH + 1)
+    assert mapping.to_body([text]) == ["y" * mapping.MAX_STRING_LENGTH + mapping.TRUNCATED]
+    exact = "z" * mapping.MAX_STRING_LENGTH
+    assert mapping.to_body({"s": exact}) == {"s": exact}
+
+
+def test_the_value_count_limit_is_exact() -> None:
+    limit = mapping.MAX_BODY_NODES
+    # The list itself is one value: limit - 1 items fit exactly.
+    assert mapping.to_body(list(range(limit - 1))) == list(range(limit - 1))
+    assert mapping.to_body([0.5] * (limit - 1)) == [0.5] * (limit - 1)
+    assert mapping.to_body(["s"] * limit)[-1] == mapping.TRUNCATED
+    assert mapping.to_body([0.5] * limit)[-1] == mapping.TRUNCATED
+    assert mapping.to_body([0.5] * limit)[-2] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (2**63 - 1, 2**63 - 1),
+        (2**63, str(2**63)),
+        (-(2**63), -(2**63)),
+        (-(2**63) - 1, str(-(2**63) - 1)),
+        (-(2**70), str(-(2**70))),
+    ],
+)
+def test_ints_beyond_int64_become_text_in_bodies_and_attributes(value: int, expected: object) -> None:
+    assert mapping.to_body({"n": value}) == {"n": expected}
+    assert mapping.attribute_value(value) == expected
+    assert mapping.attribute_value([value, 0]) == ([value, 0] if type(expected) is int else str([expected, 0]))
+
+
+def test_numpy_datetime_decimal_and_enum_attribute_values() -> None:
+    class Phase(enum.Enum):
+        TRAIN = "train"
+
+    when = datetime.datetime(2026, 1, 2, 3, 4, 5)
+    assert mapping.attributes(
+        {
+            "f": np.float64(0.5),
+            "i": np.int64(-3),
+            "b": np.bool_(False),
+            "when": when,
+            "day": datetime.date(2026, 1, 2),
+            "at": datetime.time(3, 4),
+            "d": decimal.Decimal("1.25"),
+            "q": fractions.Fraction(3, 4),
+            "phase": Phase.TRAIN,
+            "array": np.array([1, 2]),
+            "big": np.uint64(2**64 - 1),
+        }
+    ) == {
+        "f": 0.5,
+        "i": -3,
+        "b": False,
+        "when": "2026-01-02T03:04:05",
+        "day": "2026-01-02",
+        "at": "03:04:00",
+        "d": 1.25,
+        "q": 0.75,
+        "phase": "train",
+        "array": "[1, 2]",
+        "big": str(2**64 - 1),
+    }
+    assert [type(v) for v in mapping.attributes({"f": np.float32(1), "i": np.int8(1)}).values()] == [float, int]
+
+
+def test_attribute_values_are_cut_and_arrays_hold_one_primitive_type() -> None:
+    assert mapping.attribute_value("a" * (mapping.MAX_STRING_LENGTH + 5)) == "a" * mapping.MAX_STRING_LENGTH
+    assert mapping.attribute_value([True, False]) == [True, False]
+    assert mapping.attribute_value((0.5, 1.5)) == [0.5, 1.5]
+    assert mapping.attribute_value([1, True]) == "[1, True]"  # bool is not int here
+    assert mapping.attribute_value([1, 2.0]) == "[1, 2.0]"
+    assert mapping.attribute_value([b"x"]) == "[b'x']"
+    assert mapping.attribute_value([]) == "[]"
+    assert mapping.attribute_value(None) == "None"
+    assert mapping.attribute_value(math.nan) != mapping.attribute_value(math.nan)  # floats as they are
+    long = {"k": "v" * (mapping.MAX_STRING_LENGTH + 10)}
+    assert len(mapping.attribute_value(long)) == mapping.MAX_STRING_LENGTH
+
+
+def test_attribute_keys_are_stripped_cut_and_never_empty() -> None:
+    assert mapping.attribute_key("  ") == "_"
+    assert mapping.attribute_key(" k " * 200) == (" k " * 200).strip()[: mapping.MAX_LABEL_LENGTH]
+    assert mapping.attribute_key(None) == "None"
+    assert mapping.attribute_key(("a", 1)) == "('a', 1)"
+    for _ in range(2):  # a key seen before gives the same answer
+        assert mapping.attribute_key(" phase ") == "phase"
+
+
+def test_labels_are_cut_and_only_str_and_bool_are_labels() -> None:
+    assert mapping.label_value(False) == "false"
+    assert mapping.label_value("x" * 300) == "x" * mapping.MAX_LABEL_LENGTH
+    assert [mapping.is_label(v) for v in ("s", True, 1, 1.0, None, np.str_("s"))] == [
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+    ]
+
+
+def test_numeric_leaves_of_a_converted_body() -> None:
+    body = mapping.to_body({"f": 0.5, "i": -2, "no": False, "inf": math.inf, "d": {}, "e": {"z": 0}})
+    assert list(mapping.body_leaves(body)) == [("f", 0.5), ("i", -2.0), ("no", 0.0), ("e.z", 0.0)]
+    assert [type(value) for _, value in mapping.body_leaves(body)] == [float] * 4
+    assert list(mapping.body_leaves({"a": {"b": {"c": 1}}}, "top.")) == [("top.a.b.c", 1.0)]

@@ -1,0 +1,180 @@
+"""The last-value tables and self-telemetry counters (otel_liveview.series): caps, counts, the
+instrument names of docs/naming.md, and the reset a forked child starts from."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+
+from otel_liveview.series import Counter, CounterFamily, GaugeTable, Tables
+
+KEY = (("metric", "loss"), ("topic", "t"))
+
+
+def test_a_gauge_table_keeps_the_last_value_and_caps_new_series() -> None:
+    table = GaugeTable(limit=2)
+    assert table.set(KEY, 1.0) and table.set(KEY, 2.0)
+    assert table.set((("metric", "acc"),), 0.5)
+    assert not table.set((("metric", "lr"),), 0.1)  # a third series: refused
+    assert table.set(KEY, 3.0)  # a known series still updates when the table is full
+    assert sorted(table.items()) == [((("metric", "acc"),), 0.5), (KEY, 3.0)]
+    table.clear()
+    assert table.items() == []
+
+
+def test_counters_count_single_and_bulk_additions() -> None:
+    counter = Counter()
+    assert counter.value == 0
+    counter.add()
+    counter.add(1)
+    counter.add(5)
+    counter.add(0)
+    assert counter.value == 7
+
+
+def test_bulk_additions_from_many_threads_are_not_lost() -> None:
+    counter = Counter()
+
+    def work() -> None:
+        for _ in range(1000):
+            counter.add(3)
+            counter.add()
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert counter.value == 4 * 1000 * 4
+
+
+def test_a_reset_counter_starts_from_zero_and_still_counts() -> None:
+    counter = Counter()
+    counter.add()
+    counter.add(10)
+    counter.reset()
+    assert counter.value == 0
+    counter.add()
+    counter.add(2)
+    assert counter.value == 3
+
+
+def test_a_counter_family_has_one_counter_per_key_and_a_total() -> None:
+    family = CounterFamily()
+    assert family.total() == 0 and list(family.items()) == []
+    first = family.get((("kind", "metric"),))
+    assert family.get((("kind", "metric"),)) is first
+    first.add()
+    family.get((("kind", "log"),)).add(4)
+    assert dict(family.items()) == {(("kind", "metric"),): 1, (("kind", "log"),): 4}
+    assert family.total() == 5
+
+
+def test_a_reset_family_keeps_its_counters_at_zero_and_takes_new_keys() -> None:
+    family = CounterFamily()
+    held = family.get((("kind", "metric"),))  # the broadcaster holds its counters for good
+    held.add(3)
+    family.reset()
+    assert dict(family.items()) == {(("kind", "metric"),): 0}
+    held.add()
+    family.get((("kind", "data"),)).add(2)  # a key first seen after the reset
+    assert dict(family.items()) == {(("kind", "metric"),): 1, (("kind", "data"),): 2}
+
+
+def test_instrument_names_are_the_naming_contract() -> None:
+    tables = Tables()
+    gauges = tables.gauges()
+    assert gauges == {
+        "liveview.metric": tables.metric,
+        "liveview.metric.step": tables.step,
+        "liveview.metric.epoch": tables.epoch,
+        "liveview.metric.nonfinite": tables.nonfinite,
+        "liveview.data": tables.data,
+        "liveview.experiment.status": tables.status,
+        "liveview.experiment.info": tables.info,
+        "liveview.experiment.start_time_seconds": tables.start_time,
+        "liveview.experiment.end_time_seconds": tables.end_time,
+        "liveview.experiment.total": tables.total,
+    }
+    assert len({id(table) for table in gauges.values()}) == len(gauges)  # one table per instrument
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+def test_every_gauge_is_capped_at_max_series(limit: int) -> None:
+    tables = Tables(max_series=limit)
+    for name, table in tables.gauges().items():
+        for i in range(limit):
+            assert table.set((("n", str(i)),), 1.0), name
+        assert not table.set((("n", "one too many"),), 1.0), name
+
+
+def test_resize_changes_every_cap() -> None:
+    tables = Tables(max_series=1, max_stream_keys=1)
+    tables.resize(max_series=3, max_stream_keys=2)
+    for name, table in tables.gauges().items():
+        assert all(table.set((("n", str(i)),), 1.0) for i in range(3)), name
+        assert not table.set((("n", "3"),), 1.0), name
+    assert [tables.stream_series("t", "s", k) is not None for k in "abc"] == [True, True, False]
+
+
+def test_stream_keys_are_capped_per_stream_and_their_series_named() -> None:
+    tables = Tables(max_stream_keys=2)
+    assert tables.stream_series("t", "s", "a") == (("key", "a"), ("stream", "s"), ("topic", "t"))
+    assert tables.stream_series("t", "s", "b") == (("key", "b"), ("stream", "s"), ("topic", "t"))
+    assert tables.stream_series("t", "s", "c") is None  # the stream's third key
+    assert tables.stream_series("t", "s", "a") == (("key", "a"), ("stream", "s"), ("topic", "t"))
+    assert tables.stream_series("t", "other", "c") is not None  # each stream has its own keys
+    assert tables.stream_series("u", "s", "c") is not None  # and each topic
+
+
+def test_published_and_dropped_counts_by_kind_and_reason() -> None:
+    tables = Tables()
+    tables.published_counter("metric").add()
+    tables.count_published("metric", 2)
+    tables.count_published("log")
+    tables.count_dropped("data", "queue_full")
+    tables.count_dropped("data", "queue_full", 4)
+    tables.count_dropped("points", "export_failed", 7)
+    assert dict(tables.published.items()) == {(("kind", "metric"),): 3, (("kind", "log"),): 1}
+    assert dict(tables.dropped.items()) == {
+        (("kind", "data"), ("reason", "queue_full")): 5,
+        (("kind", "points"), ("reason", "export_failed")): 7,
+    }
+
+
+def test_a_drop_is_logged_once_per_kind_and_reason_and_export_failures_not_at_all(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tables = Tables()
+    with caplog.at_level(logging.WARNING, logger="otel_liveview"):
+        for _ in range(3):
+            tables.count_dropped("data", "queue_full")
+            tables.count_dropped("log", "queue_full")
+            tables.count_dropped("log", "export_failed")  # the outage has its own line
+    assert [record.getMessage() for record in caplog.records] == [
+        "otel-liveview dropped data telemetry (queue_full); see liveview_dropped_total",
+        "otel-liveview dropped log telemetry (queue_full); see liveview_dropped_total",
+    ]
+
+
+def test_clear_is_a_fresh_start_for_a_forked_child(caplog: pytest.LogCaptureFixture) -> None:
+    tables = Tables(max_stream_keys=1)
+    published = tables.published_counter("metric")
+    for table in tables.gauges().values():
+        table.set(KEY, 1.0)
+    tables.nonfinite_seen.add(KEY)
+    tables.stream_series("t", "s", "a")
+    published.add(3)
+    tables.count_dropped("data", "queue_full", 2)
+    tables.clear()
+
+    assert all(table.items() == [] for table in tables.gauges().values())
+    assert tables.nonfinite_seen == set()
+    assert tables.stream_series("t", "s", "b") is not None  # the stream's key budget is back
+    assert published.value == 0 and tables.published.total() == 0 and tables.dropped.total() == 0
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="otel_liveview"):
+        tables.count_dropped("data", "queue_full")  # the child says it once again
+    assert len(caplog.records) == 1
