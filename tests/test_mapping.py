@@ -178,7 +178,9 @@ def test_attribute_arrays_must_be_homogeneous_primitives() -> None:
         (50, (21, "FATAL")),
     ],
 )
-def test_every_level_name_and_logging_level_has_its_severity(level: str | int, expected: tuple[int, str]) -> None:
+def test_every_level_name_and_logging_level_has_its_severity(
+    level: str | int, expected: tuple[int, str]
+) -> None:
     assert mapping.severity(level) == expected
 
 
@@ -195,7 +197,7 @@ def test_level_errors_list_every_name_and_name_the_type() -> None:
 
 
 def test_a_negative_logging_level_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="log level -1 is below logging.NOTSET"):
+    with pytest.raises(ValueError, match=r"log level -1 is below logging\.NOTSET \(0\)"):
         mapping.severity(-1)
 
 
@@ -272,7 +274,9 @@ def test_a_cycle_through_two_dicts_is_cut_where_it_closes() -> None:
 
 
 def test_booleans_and_none_in_a_body_stay_what_they_are() -> None:
-    body = mapping.to_body({"ok": True, "bad": False, "none": None, "list": [True, False, None], "n": {"t": True}})
+    body = mapping.to_body(
+        {"ok": True, "bad": False, "none": None, "list": [True, False, None], "n": {"t": True}}
+    )
     assert body == {"ok": True, "bad": False, "none": None, "list": [True, False, None], "n": {"t": True}}
     assert [type(v) for v in body["list"]] == [bool, bool, type(None)]
 
@@ -332,7 +336,9 @@ def test_the_value_count_limit_is_exact() -> None:
 def test_ints_beyond_int64_become_text_in_bodies_and_attributes(value: int, expected: object) -> None:
     assert mapping.to_body({"n": value}) == {"n": expected}
     assert mapping.attribute_value(value) == expected
-    assert mapping.attribute_value([value, 0]) == ([value, 0] if type(expected) is int else str([expected, 0]))
+    assert mapping.attribute_value([value, 0]) == (
+        [value, 0] if type(expected) is int else str([expected, 0])
+    )
 
 
 def test_numpy_datetime_decimal_and_enum_attribute_values() -> None:
@@ -367,7 +373,10 @@ def test_numpy_datetime_decimal_and_enum_attribute_values() -> None:
         "array": "[1, 2]",
         "big": str(2**64 - 1),
     }
-    assert [type(v) for v in mapping.attributes({"f": np.float32(1), "i": np.int8(1)}).values()] == [float, int]
+    assert [type(v) for v in mapping.attributes({"f": np.float32(1), "i": np.int8(1)}).values()] == [
+        float,
+        int,
+    ]
 
 
 def test_attribute_values_are_cut_and_arrays_hold_one_primitive_type() -> None:
