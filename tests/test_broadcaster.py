@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import decimal
 import logging
 import math
 from collections.abc import Iterator
@@ -30,6 +31,8 @@ _EXPORTER = InMemoryLogRecordExporter()
 @pytest.fixture(scope="module", autouse=True)
 def sdk() -> Iterator[None]:
     pipeline.shutdown(timeout=1)
+    _EXPORTER.clear()  # what an earlier run of these tests in the same process left behind
+    pipeline.TABLES.clear()
     if not isinstance(metrics.get_meter_provider(), MeterProvider):
         metrics.set_meter_provider(MeterProvider(metric_readers=[_READER]))
         provider = LoggerProvider()
@@ -48,7 +51,7 @@ def points(name: str, topic: str) -> dict[frozenset[tuple[str, Any]], float]:
             for metric in scope_metrics.metrics:
                 if metric.name == name:
                     for point in metric.data.data_points:
-                        if point.attributes.get("topic", topic) == topic:
+                        if point.attributes.get("topic") == topic:  # every series carries its topic
                             found[frozenset(point.attributes.items())] = point.value
     return found
 
@@ -202,6 +205,10 @@ def test_experiment_status_transitions(raised: BaseException | None, status: str
     assert states == {
         s: (1 if s == status else 0) for s in ("initializing", "running", "completed", "failed", "aborted")
     }
+    assert {k for k, _ in points("liveview.experiment.status", topic).items()} == {
+        frozenset({("experiment", "mnist"), ("status", s), ("topic", topic)})
+        for s in ("initializing", "running", "completed", "failed", "aborted")
+    }
     events = [r for r in records(topic) if r.event_name == "liveview.status"]
     assert [e.body["status"] for e in events] == ["initializing", "running", status]
     assert {e.attributes["event_name"] for e in events} == {"liveview.status"}
@@ -240,3 +247,222 @@ def test_metric_series_cap_counts_cardinality_drops() -> None:
     assert len(table.values) == table.limit
     assert otel_liveview.stats()["dropped"]["metric/cardinality"] - before == 10
     table.clear()
+
+
+# -- the rules one by one -------------------------------------------------------------------------
+
+
+def dropped() -> dict[str, int]:
+    return otel_liveview.stats()["dropped"]
+
+
+def published() -> dict[str, int]:
+    return otel_liveview.stats()["published"]
+
+
+def test_the_same_metric_with_other_labels_is_another_series() -> None:
+    broadcaster = ExperimentBroadcaster(base_topic="unit:labels")
+    broadcaster.publish_metric_sync("loss", 0.5, phase="train")
+    broadcaster.publish_metric_sync("loss", 0.7, phase="val")
+    broadcaster.publish_metric_sync("loss", 0.9)
+    broadcaster.publish_metric_sync("loss", 0.1, phase="val", lr=0.1)  # not a label: the same series
+    broadcaster.publish_metric_sync("acc", 0.3, phase="train")
+    base = {("topic", "unit:labels")}
+    assert points("liveview.metric", "unit:labels") == {
+        frozenset(base | {("metric", "loss"), ("phase", "train")}): 0.5,
+        frozenset(base | {("metric", "loss"), ("phase", "val")}): 0.1,
+        frozenset(base | {("metric", "loss")}): 0.9,
+        frozenset(base | {("metric", "acc"), ("phase", "train")}): 0.3,
+    }
+
+
+def test_labels_are_sanitized_and_unhashable_keywords_still_publish() -> None:
+    broadcaster = ExperimentBroadcaster(base_topic="unit:odd")
+    broadcaster.publish_metric_sync("m" * 300, 1.0, **{" mode ": "x" * 300}, shape=[1, 2])
+    broadcaster.publish_metric_sync("m" * 300, 2.0, **{" mode ": "x" * 300}, shape=[1, 2])
+    assert points("liveview.metric", "unit:odd") == {
+        frozenset({("metric", "m" * 256), ("mode", "x" * 256), ("topic", "unit:odd")}): 2.0
+    }
+    event = [r for r in records("unit:odd") if r.event_name == "liveview.metric"][-1]
+    assert event.attributes["shape"] == (1, 2) and event.body["shape"] == [1, 2]
+
+
+def test_a_publish_that_fits_the_queue_counts_no_drop() -> None:
+    broadcaster = ExperimentBroadcaster(base_topic="unit:fits")
+    before_dropped, before_published = dropped(), published()
+    broadcaster.publish_metric_sync("loss", 0.5, step=1)
+    broadcaster.publish_data_sync("s", {"v": 1})
+    broadcaster.publish_log_sync("info", "hello")
+    broadcaster.emit_log_record(1, logging.INFO, "bridged", {})
+    broadcaster.publish_status("run", "running")
+    assert dropped() == before_dropped
+    after = published()
+    assert {
+        kind: after[kind] - before_published.get(kind, 0) for kind in ("metric", "data", "log", "status")
+    } == {
+        "metric": 1,
+        "data": 1,
+        "log": 2,
+        "status": 1,
+    }
+
+
+def test_a_full_queue_drops_and_counts_each_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    from otel_liveview import broadcaster as module
+    from otel_liveview.export import RecordQueue
+
+    broadcaster = ExperimentBroadcaster(base_topic="unit:full")
+    monkeypatch.setattr(module, "_queue", RecordQueue(capacity=0, wake_at=1))
+    before_dropped, before_published = dropped(), published()
+    broadcaster.publish_metric_sync("loss", 0.5)
+    broadcaster.publish_data_sync("s", {"v": 1})
+    broadcaster.publish_log_sync("info", "hello")
+    broadcaster.emit_log_record(1, logging.INFO, "bridged", {})
+    broadcaster.publish_status("run", "running")
+    after_dropped, after_published = dropped(), published()
+    grown = {key: after_dropped[key] - before_dropped.get(key, 0) for key in after_dropped}
+    assert {key: amount for key, amount in grown.items() if amount} == {
+        "metric/queue_full": 1,
+        "data/queue_full": 1,
+        "log/queue_full": 2,
+        "status/queue_full": 1,
+    }
+    # The metric's gauge and the status gauge are written whatever the queue says; the others are lost.
+    assert {kind: after_published[kind] - before_published.get(kind, 0) for kind in after_published} == {
+        "metric": 1,
+        "data": 0,
+        "log": 0,
+        "status": 1,
+        "info": 0,
+    }
+    assert list(points("liveview.metric", "unit:full").values()) == [0.5]
+
+
+def test_metric_events_can_be_turned_off_without_counting_drops() -> None:
+    otel_liveview.configure(schedule_delay=0.01, metric_events=False)
+    try:
+        broadcaster = ExperimentBroadcaster(base_topic="unit:quiet")
+        before_dropped, before_published = dropped(), published()
+        broadcaster.publish_metric_sync("loss", 0.5)
+        assert records("unit:quiet") == []
+        assert dropped() == before_dropped
+        assert published()["metric"] - before_published.get("metric", 0) == 1
+        assert list(points("liveview.metric", "unit:quiet").values()) == [0.5]
+    finally:
+        otel_liveview.configure(schedule_delay=0.01)
+
+
+def test_bad_names_topics_and_counters_are_rejected_clearly() -> None:
+    for topic in ("", None, 3):
+        with pytest.raises(ValueError, match=r"^base_topic must be a non-empty string$"):
+            ExperimentBroadcaster(base_topic=topic)  # type: ignore[arg-type]
+    broadcaster = ExperimentBroadcaster(base_topic="unit:names")
+    with pytest.raises(ValueError, match=r"^stream name must not be empty$"):
+        broadcaster.publish_data_sync("", {"v": 1})
+    with pytest.raises(TypeError, match=r"^stream name must be a string, not int$"):
+        broadcaster.publish_data_sync(3, {"v": 1})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^metric name must be a string, not NoneType$"):
+        broadcaster.publish_metric_sync(None, 1.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^metric 'epoch': value must be a real number, not str"):
+        broadcaster.publish_metric_sync("loss", 1.0, epoch="one")
+    with pytest.raises(
+        ValueError, match=r"^unknown experiment status 'paused'; use one of initializing, running"
+    ):
+        broadcaster.publish_status("run", "paused")
+    with pytest.raises(TypeError, match=r"^data for stream 'sensors' must be a dict, not NoneType$"):
+        broadcaster.publish_data_sync("sensors", None)  # type: ignore[arg-type]
+    assert records("unit:names") == []  # nothing of it was queued
+    assert points("liveview.metric", "unit:names") == {}
+
+
+def test_long_topics_and_stream_names_are_cut_to_label_length() -> None:
+    topic = "unit:long:" + "t" * 300
+    broadcaster = ExperimentBroadcaster(base_topic=topic)
+    assert broadcaster.base_topic == topic[:256]
+    broadcaster.publish_data_sync("s" * 300, {"v": 1})
+    (event,) = records(topic[:256])
+    assert dict(event.attributes) == {
+        "stream": "s" * 256,
+        "topic": topic[:256],
+        "event_name": "liveview.data",
+    }
+
+
+def test_step_and_epoch_are_numbers_on_their_own_gauges() -> None:
+    broadcaster = ExperimentBroadcaster(base_topic="unit:step")
+    broadcaster.publish_metric_sync("loss", 0.5, step=True, epoch=decimal.Decimal("2"))
+    labels = frozenset({("metric", "loss"), ("topic", "unit:step")})
+    assert points("liveview.metric.step", "unit:step") == {labels: 1.0}
+    assert points("liveview.metric.epoch", "unit:step") == {labels: 2.0}
+    broadcaster.publish_metric_sync("loss", 0.25)  # no step, no epoch: the last ones stay
+    assert points("liveview.metric.step", "unit:step") == {labels: 1.0}
+    assert points("liveview.metric.epoch", "unit:step") == {labels: 2.0}
+
+
+def test_a_series_beyond_the_cap_counts_once_and_records_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    broadcaster = ExperimentBroadcaster(base_topic="unit:capped")
+    table = pipeline.TABLES.metric
+    monkeypatch.setattr(table, "limit", len(table.values))  # full
+    before_dropped, before_published = dropped(), published()
+    broadcaster.publish_metric_sync("loss", 0.5)
+    assert dropped()["metric/cardinality"] - before_dropped.get("metric/cardinality", 0) == 1
+    assert published()["metric"] == before_published["metric"]
+    assert records("unit:capped") == []  # no event either
+    assert points("liveview.metric", "unit:capped") == {}
+
+
+def test_a_log_record_from_the_bridge_keeps_its_time_level_and_attributes() -> None:
+    broadcaster = ExperimentBroadcaster(base_topic="unit:emit")
+    broadcaster.emit_log_record(1_234_567, logging.ERROR, "disk full", {"disk": "/data"})
+    (record,) = records("unit:emit")
+    assert (record.timestamp, record.severity_number.value, record.severity_text, record.body) == (
+        1_234_567,
+        17,
+        "ERROR",
+        "disk full",
+    )
+    assert dict(record.attributes) == {"disk": "/data", "topic": "unit:emit"}
+
+
+def test_log_levels_by_name_in_any_case_and_by_number() -> None:
+    broadcaster = ExperimentBroadcaster(base_topic="unit:levels")
+    for level in ("TRACE", "Notice", "information", "fatal", logging.ERROR, 35):
+        broadcaster.publish_log_sync(level, str(level))
+    found = [(r.body, r.severity_number.value, r.severity_text) for r in records("unit:levels")]
+    assert found == [
+        ("TRACE", 1, "TRACE"),
+        ("Notice", 10, "INFO2"),
+        ("information", 9, "INFO"),
+        ("fatal", 21, "FATAL"),
+        ("40", 17, "ERROR"),
+        ("35", 13, "WARN"),
+    ]
+
+
+def test_a_publish_after_shutdown_starts_a_new_pipeline_for_its_topic() -> None:
+    calls = [
+        lambda b: b.publish_metric_sync("m", 1.0),
+        lambda b: b.publish_data_sync("s", {"v": 1}),
+        lambda b: b.publish_log_sync("info", "x"),
+        lambda b: b.emit_log_record(1, logging.INFO, "x", {}),
+        lambda b: b.publish_status("run", "running"),
+    ]
+    for number, call in enumerate(calls):
+        topic = f"unit:restart:{number}"
+        broadcaster = ExperimentBroadcaster(base_topic=topic)
+        assert broadcaster.shutdown(timeout=1) is True
+        assert pipeline.active() is None
+        call(broadcaster)
+        active = pipeline.active()
+        assert active is not None and active.resource.attributes["liveview.topic"] == topic
+        assert broadcaster.flush(5) is True
+
+
+def test_flush_and_shutdown_take_the_timeout_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[str, float | None]] = []
+    monkeypatch.setattr(pipeline, "flush", lambda timeout: seen.append(("flush", timeout)) or False)
+    monkeypatch.setattr(pipeline, "shutdown", lambda timeout: seen.append(("shutdown", timeout)) or False)
+    broadcaster = ExperimentBroadcaster(base_topic="unit:timeouts")
+    assert broadcaster.flush(0.25) is False and broadcaster.shutdown(0.5) is False
+    assert broadcaster.flush() is False and broadcaster.shutdown() is False
+    assert seen == [("flush", 0.25), ("shutdown", 0.5), ("flush", 10.0), ("shutdown", None)]

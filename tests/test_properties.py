@@ -7,6 +7,7 @@ import math
 import re
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
@@ -16,7 +17,7 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogR
 
 from otel_liveview import events, mapping
 from otel_liveview.series import Tables
-from tests.receiver import decode_any
+from tests.receiver import decode_any, decode_attributes
 
 PROMETHEUS_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
@@ -61,19 +62,61 @@ def round_trip(arguments: dict[str, Any]) -> Any:
     return record
 
 
+def expected_body(value: Any, depth: int = 0) -> Any:
+    """docs/naming.md's value rules for the payloads generated here (small: no size limits apply)."""
+    if isinstance(value, dict):
+        if depth >= 32:
+            return "<too deep>"
+        body = {}
+        for key, item in value.items():  # keys that read the same: the last one wins
+            text = (key if isinstance(key, str) else str(key)).strip()
+            body[text or "_"] = expected_body(item, depth + 1)
+        return body
+    if isinstance(value, list):
+        return "<too deep>" if depth >= 32 else [expected_body(item, depth + 1) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        return str(value)
+    return value
+
+
+def expected_leaves(body: dict[str, Any], prefix: str = "") -> list[tuple[str, float]]:
+    """Every finite number and bool under nested maps (not lists), by dotted path, in order."""
+    leaves = []
+    for key, value in body.items():
+        if isinstance(value, dict):
+            leaves += expected_leaves(value, prefix + key + ".")
+        elif isinstance(value, (bool, int, float)):
+            leaves.append((prefix + key, float(value)))
+    return leaves
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(payloads)
 def test_any_data_payload_encodes_and_decodes(data: dict[Any, Any]) -> None:
     tables = Tables()
     arguments = events.data_event(("data", 1, "topic", "stream", data), tables)
     record = round_trip(arguments)
-    body = decode_any(record.body)
-    assert isinstance(body, dict) and len(body) <= len(data)
-    for key, value in tables.data.items():
-        attributes = dict(key)
-        assert attributes["stream"] == "stream" and math.isfinite(value)
-        assert attributes["key"]  # a non-empty dotted path
-    assert len(tables.data.values) <= tables.max_stream_keys
+    body = expected_body(data)
+    assert decode_any(record.body) == body
+    assert decode_attributes(record.attributes) == {
+        "stream": "stream",
+        "topic": "topic",
+        "event_name": "liveview.data",
+    }
+    assert record.event_name == "liveview.data" and record.time_unix_nano == 1
+
+    # The liveview.data gauge: the first 64 distinct paths of the stream, each with its last value.
+    gauge: dict[str, float] = {}
+    for key, value in expected_leaves(body):
+        if key in gauge or len(gauge) < tables.max_stream_keys:
+            gauge[key] = value
+    assert {dict(key)["key"]: value for key, value in tables.data.items()} == gauge
+    for key, _ in tables.data.items():
+        assert dict(key).keys() == {"key", "stream", "topic"} and dict(key)["stream"] == "stream"
+    skipped = sum(1 for key, _ in expected_leaves(body) if key not in gauge)  # one count per value left out
+    assert dict(tables.dropped.items()).get((("kind", "data"), ("reason", "cardinality")), 0) == skipped
 
 
 @settings(max_examples=150, deadline=None)
@@ -103,9 +146,15 @@ def test_metric_names_are_accepted_or_rejected_clearly(name: Any) -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.one_of(scalars, st.lists(scalars, max_size=2), st.complex_numbers()))
 def test_metric_values_are_numbers_or_a_type_error(value: Any) -> None:
-    try:
+    if isinstance(value, (bool, int, float)):
         number = mapping.metric_value("m", value)
-    except TypeError as error:
-        assert "metric 'm'" in str(error)
-        return
-    assert isinstance(number, float)
+        assert type(number) is float
+        if isinstance(value, float) and math.isnan(value):
+            assert math.isnan(number)
+        elif isinstance(value, int) and abs(value) > 2**1024:
+            assert number == math.copysign(math.inf, value)
+        else:
+            assert number == float(value)
+    else:  # None, text, bytes, lists, complex numbers
+        with pytest.raises(TypeError, match=r"^metric 'm': value must be a real number, not "):
+            mapping.metric_value("m", value)

@@ -158,3 +158,11 @@ def test_metric_events_can_be_turned_off(http_receiver: Receiver) -> None:
     )
     assert not [r for r in http_receiver.log_rows() if r.event_name == "liveview.metric"]
     wait_until(lambda: http_receiver.latest("liveview.metric"), what="the metric gauge")
+    # Every call counted as published, and no event counted as dropped: none was made.
+    published = {dict(k[1])["kind"]: v for k, v in http_receiver.latest("liveview.published").items()}
+    assert published["metric"] == COUNT
+    dropped = {
+        (dict(k[1])["kind"], dict(k[1])["reason"]): v
+        for k, v in http_receiver.latest("liveview.dropped").items()
+    }
+    assert not any(dropped.values()), dropped
