@@ -225,7 +225,7 @@ def _gpu_utilisation() -> list[float]:
 def diverging_sweep(topic: str, stop: threading.Event) -> None:
     """A second, short experiment whose learning rate is too high: its loss turns NaN and it fails,
     so the error panels have something to show."""
-    if stop.wait(2.0):
+    if stop.wait(0.5):
         return
     try:
         with LiveViewExperiment("demo-lr-sweep-0.5", base_topic=topic, lr=0.5, parent="demo-mnist") as run:
@@ -233,8 +233,7 @@ def diverging_sweep(topic: str, stop: threading.Event) -> None:
             for step in range(15):
                 loss = loss * 3 if step < 14 else math.nan
                 run.broadcaster.publish_metric_sync("sweep_loss", loss, step=step, phase="sweep")
-                if stop.wait(0.1):
-                    return
+                time.sleep(0.05)
             run.broadcaster.publish_log_sync("error", "loss is NaN: learning rate 0.5 diverged", step=14)
             raise FloatingPointError("loss diverged to NaN at step 14 (lr=0.5)")
     except FloatingPointError:

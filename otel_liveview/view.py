@@ -418,41 +418,54 @@ def _table(plain: bool, *columns: str, wide: str = "") -> Table:
 
 
 def experiments_table(rows: Sequence[ExperimentRow], plain: bool, limit: int) -> Table:
-    table = _table(
-        plain, "experiment", "status", "topic", "pid", "updated", "elapsed", "progress", "error", wide="error"
-    )
+    """Plain frames have every column; the live screen's narrow panel leaves out topic, pid and age."""
+    columns = ["experiment", "status", "topic", "pid", "updated", "elapsed", "progress", "error"]
+    if not plain:
+        columns = [column for column in columns if column not in ("topic", "pid", "updated")]
+    table = _table(plain, *columns, wide="error")
     for row in _fit(rows, limit, table):
-        style = _STATUS_STYLE.get(row.status, "")
-        table.add_row(
-            row.experiment,
-            Text(row.status, style=style),
-            row.topic,
-            fmt(row.pid),
-            f"{_age(row.age)} ago",
-            "-" if row.elapsed is None else _duration(row.elapsed),
-            progress_text(row.progress),
-            Text(row.error or "", style="red"),
-        )
+        cells = {
+            "experiment": row.experiment,
+            "status": Text(row.status, style=_STATUS_STYLE.get(row.status, "")),
+            "topic": row.topic,
+            "pid": fmt(row.pid),
+            "updated": f"{_age(row.age)} ago",
+            "elapsed": "-" if row.elapsed is None else _duration(row.elapsed),
+            "progress": progress_text(row.progress),
+            "error": Text(row.error or "", style="red"),
+        }
+        table.add_row(*(cells[column] for column in columns))
     return table
 
 
 def progress_text(progress: Sequence[tuple[str, str, float | None, float]]) -> str:
-    """`train 120/500 steps 24%, eval 3/10 epochs 30%`; a phase that has not started shows `-`."""
-    parts = []
+    """`train 120/1000 12%  eval 3/40 8%`: per phase, its steps if declared, else its epochs; a phase
+    that has not started shows `-`."""
+    chosen: dict[str, tuple[str, float | None, float]] = {}
     for phase, unit, done, total in progress:
+        if phase not in chosen or unit == "steps":
+            chosen[phase] = (unit, done, total)
+    parts = []
+    for phase, (_unit, done, total) in sorted(chosen.items()):
         if done is None:
-            parts.append(f"{phase} -/{fmt(total)} {unit}")
+            parts.append(f"{phase} -/{fmt(total)}")
         else:
-            parts.append(f"{phase} {fmt(done)}/{fmt(total)} {unit} {min(100.0, 100 * done / total):.0f}%")
-    return ", ".join(parts)
+            parts.append(f"{phase} {fmt(done)}/{fmt(total)} {min(100.0, 100 * done / total):.0f}%")
+    return "  ".join(parts)
 
 
 def info_table(rows: Sequence[ExperimentRow], plain: bool, limit: int) -> Table:
-    """The runs' configuration (liveview.experiment.info), one key per line."""
-    table = _table(plain, "experiment", "key", "value", wide="value")
-    pairs = [(row.experiment, key, value) for row in rows for key, value in row.info]
-    for experiment, key, value in _fit(pairs, limit, table):
-        table.add_row(experiment, key, value)
+    """The runs' configuration (liveview.experiment.info): one key per line in plain frames, one
+    line per experiment on the live screen."""
+    if plain:
+        table = _table(plain, "experiment", "key", "value", wide="value")
+        pairs = [(row.experiment, key, value) for row in rows for key, value in row.info]
+        for experiment, key, value in _fit(pairs, limit, table):
+            table.add_row(experiment, key, value)
+        return table
+    table = _table(plain, "experiment", "info", wide="info")
+    for row in _fit([row for row in rows if row.info], limit, table):
+        table.add_row(row.experiment, "  ".join(f"{key}={value}" for key, value in row.info))
     return table
 
 
@@ -594,7 +607,7 @@ def render_screen(
     wanted = max(len(snapshot.logs), len(snapshot.publishers), 1) + 4
     lower_height = min(wanted, max(8, int(height * 0.42)))
     upper_height = max(6, height - 1 - lower_height)
-    info_height = min(sum(len(row.info) for row in snapshot.experiments), 8)
+    info_height = min(sum(1 for row in snapshot.experiments if row.info), 4)
     experiments_height = (
         min(max(1, len(snapshot.experiments)), 8) + 4 + (info_height + 2 if info_height else 0)
     )

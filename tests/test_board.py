@@ -395,3 +395,37 @@ def test_processes_without_service_instance_id_are_told_apart_by_host_and_pid() 
         resource = Resource(attributes=kv(**{"service.name": "legacy", "host.name": "h", "process.pid": pid}))
         board.add_logs(ExportLogsServiceRequest(resource_logs=[ResourceLogs(resource=resource)]))
     assert sorted(p.instance for p in board.snapshot().publishers) == ["legacy@h:7", "legacy@h:8"]
+
+
+def test_info_elapsed_progress_and_errors_of_an_experiment() -> None:
+    board = Board(Limits(logs=2), wall_ns=lambda: 1_000_500 * 10**9)
+    run = {"experiment": "mnist", "topic": "t"}
+    board.add_metrics(
+        gauge_request("a", "liveview.experiment.status", [({**run, "status": "running"}, 1.0, 5)])
+    )
+    board.add_metrics(
+        gauge_request("a", "liveview.experiment.info", [({**run, "seed": "7", "model.depth": "3"}, 1.0, 5)])
+    )
+    board.add_metrics(gauge_request("a", "liveview.experiment.start_time_seconds", [(run, 1_000_000.0, 5)]))
+    totals = [
+        ({**run, "phase": "train", "unit": "steps"}, 1000.0, 5),
+        ({**run, "phase": "eval", "unit": "epochs"}, 4.0, 5),
+    ]
+    board.add_metrics(gauge_request("a", "liveview.experiment.total", totals))
+    train = {"metric": "loss", "topic": "t", "phase": "train"}
+    board.add_metrics(gauge_request("a", "liveview.metric.step", [(train, 250.0, 6)]))
+    board.add_metrics(gauge_request("a", "liveview.metric", [(train, 0.5, 6)]))
+    (row,) = board.snapshot().experiments
+    assert row.info == (("model.depth", "3"), ("seed", "7"))  # the run's own labels are not info
+    assert row.elapsed == 500.0  # still running: until now
+    assert row.progress == (("eval", "epochs", None, 4.0), ("train", "steps", 250.0, 1000.0))
+    board.add_metrics(gauge_request("a", "liveview.experiment.end_time_seconds", [(run, 1_000_120.0, 7)]))
+    assert board.snapshot().experiments[0].elapsed == 120.0  # ended: the run's duration
+    for t, level in ((1, "ERROR"), (2, "INFO"), (3, "INFO"), (4, "INFO"), (5, "FATAL")):
+        record = LogRecord(
+            time_unix_nano=t, severity_number=_severity(level).value, body=AnyValue(string_value=level)
+        )
+        board.add_logs(logs_request("a", [record]))
+    snapshot = board.snapshot()
+    assert [line.body for line in snapshot.logs] == ["INFO", "FATAL"]  # the last two lines only
+    assert [line.body for line in snapshot.errors] == ["ERROR", "FATAL"]  # errors stay longer

@@ -41,8 +41,14 @@ def test_demo_publishes_every_kind_from_two_processes(http_receiver: Receiver) -
     assert {"liveview.metric", "liveview.data", "liveview.status", ""} <= events
     levels = {row.severity_text for row in rows if row.event_name == ""}
     assert {"DEBUG", "INFO"} <= levels
-    statuses = [row.body["status"] for row in rows if row.event_name == "liveview.status"]
-    assert statuses == ["initializing", "running", "completed"]
+    statuses: dict[str, list[str]] = {}
+    for row in rows:
+        if row.event_name == "liveview.status":
+            statuses.setdefault(row.body["experiment"], []).append(row.body["status"])
+    assert statuses == {
+        "demo-mnist": ["initializing", "running", "completed"],
+        "demo-lr-sweep-0.5": ["initializing", "running", "failed"],  # the sweep that diverges
+    }
     sensors = [row.body for row in rows if row.event_name == "liveview.data"]
     assert sensors and {"temperature", "pressure", "arm", "status"} <= set(sensors[-1])
 

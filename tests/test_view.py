@@ -182,7 +182,7 @@ def test_view_shows_every_panel_from_every_origin_and_stops_on_ctrl_c(
         r"│\s+pid\s+\d+\s",
         rf"│\s+seq\s+{last}\s",
         # the experiment, completed, and the log it wrote last
-        rf"{name}\s+completed\s+view:test",
+        rf"{name}\s+completed\s",
         rf"WARN\s+view-test/\d+\s+{name} says the last word\s+disk=sda",
         r"Logs \(last 20\)",
         # three processes: the parent, the forked and the spawned child
@@ -349,7 +349,7 @@ def test_demo_view_runs_the_demo_into_an_embedded_view_and_ends_by_itself(
     command = f"{CLI} demo --view --duration 12 --step-seconds 0.05 --name tmux-demo --topic demo:view"
     term = terminal(f"{command} --grpc 127.0.0.1:{grpc_port} --http 127.0.0.1:{http_port}")
     term.wait_for(
-        r"tmux-demo\s+running\s+demo:view",
+        r"tmux-demo\s+running\s+0:\d\d\s+.*train \d+/1000 \d+%",  # status, elapsed, progress
         r"loss\s+phase=train\s+\d",
         r"accuracy\s+phase=train\s+\d",
         r"accuracy\s+phase=eval\s+\d",  # from the spawned evaluation process
