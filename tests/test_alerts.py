@@ -277,3 +277,212 @@ def test_alertmanager_config_is_valid() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- the rules one by one -------------------------------------------------------------------------
+
+
+def load_text(tmp_path: Path, text: str) -> list[alerts.Threshold]:
+    path = tmp_path / "t.yaml"
+    path.write_text(text, encoding="utf-8")
+    return alerts.load(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("thresholds:\n  - metric: [loss]\n    above: 1\n", "2: field 'metric': must be a single value"),
+        ("thresholds:\n  - metric: loss\n    above: {a: 1}\n", "3: field 'above': must be a single value"),
+        (
+            "thresholds:\n  - metric: loss\n    above: 1\n    name: ''\n",
+            "4: field 'name': must be a non-empty string",
+        ),
+        (
+            "thresholds:\n  - metric: loss\n    above: 1\n    name: '  '\n",
+            "4: field 'name': must be a non-empty string",
+        ),
+        ("thresholds:\n  - metric: ' '\n    above: 1\n", "2: field 'metric': must be a non-empty string"),
+        (
+            "thresholds:\n  - metric: loss\n    above: 1\n    phase: 3\n",
+            "4: field 'phase': must be a non-empty string",
+        ),
+        (
+            "thresholds:\n  - metric: loss\n    key: k\n    above: 1\n",
+            "3: field 'key': 'key' belongs to 'stream' thresholds",
+        ),
+        ("thresholds:\n  - above: 1\n", "2: field 'stream': give either 'metric', or 'stream' and 'key'"),
+        (
+            "thresholds:\n  - metric: loss\n    stream: s\n    key: k\n    above: 1\n",
+            "2: field 'metric': give either 'metric', or 'stream' and 'key'",
+        ),
+        (
+            "thresholds:\n  - stream: s\n    above: 1\n",
+            "2: field 'key': a 'stream' threshold needs the 'key' of the value to watch",
+        ),
+        ("thresholds:\n  - metric: loss\n", "2: field 'above': give exactly one of 'above' or 'below'"),
+        (
+            "thresholds:\n  - metric: loss\n    above: 1\n    below: 0\n",
+            "4: field 'below': give exactly one of 'above' or 'below'",
+        ),
+        ("thresholds:\n  - metric: loss\n    above: two\n", "3: field 'above': must be a number, not 'two'"),
+        ("thresholds:\n  - metric: loss\n    below: true\n", "3: field 'below': must be a number, not True"),
+        (
+            "thresholds:\n  - metric: loss\n    above: 1\n    for: 5 minutes\n",
+            "4: field 'for': '5 minutes' is not a Prometheus duration such as 30s, 5m or 1h30m",
+        ),
+        (
+            "thresholds:\n  - metric: loss\n    above: 1\n    for: ''\n",
+            "4: field 'for': '' is not a Prometheus duration such as 30s, 5m or 1h30m",
+        ),
+        (
+            "thresholds:\n  - metric: loss\n    above: 1\n    severity: page\n",
+            "4: field 'severity': 'page' is not one of info, warning, critical",
+        ),
+        (
+            "thresholds:\n  - metric: loss\n    above: 1\n    name: has space\n",
+            "4: field 'name': 'has space' is not a valid alert name ([A-Za-z_][A-Za-z0-9_]*)",
+        ),
+        (
+            "thresholds:\n  - metric: loss\n    above: 1\n    colour: red\n",
+            "4: field 'colour': unknown field; use above, below, description, for, key, metric, name, phase, "
+            "severity, stream, summary, topic",
+        ),
+        (
+            "thresholds:\n  - metric: a\n    above: 1\n  - metric: b\n    above: 1\n    name: LiveViewAAbove\n",
+            "4: field 'name': 'LiveViewAAbove' is already used on line 2",
+        ),
+        ("thresholds:\n  - 3\n", "2: each threshold must be a mapping"),
+        ("# rules\n\njust text\n", "3: expected a mapping with a 'thresholds' list"),
+        ("", "1: expected a mapping with a 'thresholds' list"),
+        ("other: 1\n", "1: expected a mapping with a 'thresholds' list"),
+        ("thresholds:\n\n\n  3\n", "4: 'thresholds' must be a list"),
+    ],
+)
+def test_every_error_says_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(alerts.ThresholdsError) as raised:
+        load_text(tmp_path, text)
+    assert str(raised.value) == f"{tmp_path / 't.yaml'}:{message}"
+
+
+def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.yaml"
+    with pytest.raises(alerts.ThresholdsError) as raised:
+        alerts.load(missing)
+    assert str(raised.value) == f"{missing}: cannot read: No such file or directory"
+    with pytest.raises(alerts.ThresholdsError, match=r"t\.yaml: not valid YAML: "):
+        load_text(tmp_path, "a: [\n")
+
+
+def test_a_threshold_with_defaults(tmp_path: Path) -> None:
+    (threshold,) = load_text(tmp_path, "thresholds:\n  - metric: valLoss\n    above: 0.5\n")
+    assert threshold == alerts.Threshold(
+        name="LiveViewValLossAbove",
+        above=0.5,
+        below=None,
+        duration="0s",
+        severity="warning",
+        metric="valLoss",
+    )
+
+
+def test_a_stream_threshold_gets_a_name_from_stream_and_key(tmp_path: Path) -> None:
+    (threshold,) = load_text(
+        tmp_path, "thresholds:\n  - stream: sensors\n    key: arm.temp C\n    below: -3\n"
+    )
+    assert threshold == alerts.Threshold(
+        name="LiveViewSensorsArmTempCBelow",
+        above=None,
+        below=-3,
+        duration="0s",
+        severity="warning",
+        stream="sensors",
+        key="arm.temp C",
+    )
+    assert threshold.expr == 'liveview_data{stream="sensors",key="arm.temp C"} < -3'
+    assert threshold.watched == "sensors.arm.temp C"
+
+
+def test_label_values_with_newlines_are_escaped(tmp_path: Path) -> None:
+    (threshold,) = load_text(tmp_path, 'thresholds:\n  - metric: "two\\nlines"\n    above: 1\n    name: X\n')
+    assert threshold.selector == 'liveview_metric{metric="two\\nlines"}'
+
+
+def test_rule_annotations_say_what_crossed_which_way(tmp_path: Path) -> None:
+    thresholds = load_text(
+        tmp_path,
+        "thresholds:\n"
+        "  - metric: loss\n    below: 0.25\n    for: 5m\n    topic: t\n"
+        "  - metric: acc\n    above: 2\n    summary: Accuracy too high\n    description: Check the labels\n",
+    )
+    low, high = alerts.prometheus_rules(thresholds)["groups"][0]["rules"]
+    assert low == {
+        "alert": "LiveViewLossBelow",
+        "expr": 'liveview_metric{metric="loss",topic="t"} < 0.25',
+        "for": "5m",
+        "labels": {"severity": "warning", "liveview": "threshold"},
+        "annotations": {
+            "summary": "loss < 0.25",
+            "description": "loss is {{ $value }} on {{ $labels.instance }} (topic {{ $labels.topic }}), "
+            "below 0.25 for 5m.",
+        },
+    }
+    assert high["annotations"] == {"summary": "Accuracy too high", "description": "Check the labels"}
+    low_rule, high_rule = alerts.grafana_alerting(thresholds)["groups"][0]["rules"]
+    assert low_rule["data"][1]["model"]["conditions"] == [{"evaluator": {"type": "lt", "params": [0.25]}}]
+    assert high_rule["data"][1]["model"]["conditions"] == [{"evaluator": {"type": "gt", "params": [2]}}]
+    assert low_rule["annotations"] == {"summary": "loss < 0.25"}
+    assert high_rule["annotations"] == {"summary": "Accuracy too high", "description": "Check the labels"}
+
+
+def test_grafana_uids_are_cut_to_forty_characters(tmp_path: Path) -> None:
+    name = "LiveView" + "X" * 50
+    (threshold,) = load_text(tmp_path, f"thresholds:\n  - metric: loss\n    above: 1\n    name: {name}\n")
+    (rule,) = alerts.grafana_alerting([threshold])["groups"][0]["rules"]
+    assert rule["uid"] == ("lv-" + name)[:40] and len(rule["uid"]) == 40
+
+
+def test_rendered_files_keep_non_ascii_text_and_field_order(tmp_path: Path) -> None:
+    source = tmp_path / "t.yaml"
+    source.write_text(
+        "thresholds:\n  - metric: Verlust\n    above: 1\n    summary: Verlust über 1 (λ)\n", encoding="utf-8"
+    )
+    written = alerts.render(source, tmp_path / "out")
+    text = written[0].read_text(encoding="utf-8")
+    assert text.startswith(alerts.HEADER)
+    assert "summary: Verlust über 1 (λ)" in text
+    assert text.index("alert:") < text.index("expr:") < text.index("for:") < text.index("labels:")
+
+
+def test_the_command_reports_what_it_wrote_and_what_was_wrong(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = argparse.ArgumentParser()
+    alerts.register(parser.add_subparsers())
+    args = parser.parse_args(["alerts", str(EXAMPLE), "--out-dir", str(tmp_path)])
+    assert args.run(args) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"wrote {tmp_path / alerts.THRESHOLD_RULES}",
+        f"wrote {tmp_path / alerts.BUILTIN_RULES}",
+        f"wrote {tmp_path / alerts.GRAFANA_ALERTING}",
+    ]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("thresholds:\n  - metric: loss\n")
+    assert args.run(parser.parse_args(["alerts", str(bad)])) == 2
+    assert (
+        capsys.readouterr().out == f"error: {bad}:2: field 'above': give exactly one of 'above' or 'below'\n"
+    )
+    assert parser.parse_args(["alerts", str(bad)]).out_dir == "deploy"
+
+
+def test_the_command_explains_itself() -> None:
+    parser = argparse.ArgumentParser(prog="otel-liveview")
+    commands = parser.add_subparsers()
+    alerts.register(commands)
+    overview = " ".join(parser.format_help().split())
+    assert "alerts render Prometheus rules and Grafana alerting from a thresholds file" in overview
+    help_text = commands.choices["alerts"].format_help()
+    # The module's description, line breaks as written.
+    assert "\n" + alerts.__doc__.splitlines()[2] + "\n" in help_text
+    words = " ".join(help_text.split())
+    assert "thresholds the thresholds YAML file (see deploy/alerts/thresholds.yaml)" in words
+    assert "--out-dir OUT_DIR where deploy/ lives (default: deploy)" in words
