@@ -414,7 +414,7 @@ def render(thresholds_file: str | Path, out_dir: str | Path, datasource_uid: str
     return list(files)
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "alerts",
         help="render Prometheus rules and Grafana alerting from a thresholds file",

@@ -14,7 +14,7 @@ SIGNALS = ("metrics", "logs")
 _REDACT = ("HEADERS", "KEY", "TOKEN", "PASSWORD")
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("check", help="show the resolved configuration and probe the OTLP endpoints")
     parser.add_argument(
         "--timeout",
@@ -87,9 +87,9 @@ def run(args: argparse.Namespace) -> int:
         for problem in tls_problems(endpoint):
             print(f"{signal}: {problem}")
             failures += 1
-        problem = reachable(endpoint.url, args.timeout)
-        state = "reachable" if problem is None else f"NOT reachable ({problem})"
+        unreachable = reachable(endpoint.url, args.timeout)
+        state = "reachable" if unreachable is None else f"NOT reachable ({unreachable})"
         also = f" (and {', '.join(others)})" if others else ""
         print(f"{signal}: {endpoint.protocol} -> {endpoint.url}: {state}{also}")
-        failures += problem is not None
+        failures += unreachable is not None
     return 1 if failures else 0

@@ -130,12 +130,12 @@ def protocol_for(settings: Settings, signal: str) -> str:
 def export_timeout(signal: str) -> float | None:
     """OTEL_EXPORTER_OTLP_[SIGNAL_]TIMEOUT in seconds, or None when unset.
 
-    The OTel specification gives this variable in milliseconds; opentelemetry-python's exporters read
-    it as seconds, so the library converts it and passes it explicitly.
+    The OTel specification gives this variable in milliseconds (opentelemetry-python's own exporters
+    read seconds).
     """
     for var in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"):
         if os.environ.get(var, "").strip():
-            return _env_number(var, float) / 1000
+            return float(_env_number(var, float)) / 1000
     return None
 
 

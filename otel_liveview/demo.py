@@ -29,7 +29,7 @@ TRAIN_STEPS = 20 * STEPS_PER_EPOCH
 EVAL_ROUNDS = 40
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "demo", help="run a demo experiment that publishes to the configured collector"
     )

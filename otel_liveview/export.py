@@ -43,7 +43,7 @@ from otel_liveview.series import Tables
 
 _log = logging.getLogger("otel_liveview")
 
-CUMULATIVE = dict.fromkeys(
+CUMULATIVE: dict[type, AggregationTemporality] = dict.fromkeys(
     (
         Counter,
         UpDownCounter,
@@ -150,8 +150,8 @@ class LogShipper:
         tables: Tables,
     ) -> None:
         self._sinks = tuple(sinks)
-        self._new_batch = lambda: LogBatch(resource, scope, attribute_limit)
-        self._batch = self._new_batch()
+        self._batch_args = (resource, scope, attribute_limit)
+        self._batch = LogBatch(*self._batch_args)
         self._tables = tables
 
     def emit(self, item: tuple[Any, ...]) -> None:
@@ -167,7 +167,7 @@ class LogShipper:
         batch = self._batch
         if not len(batch):
             return True
-        self._batch = self._new_batch()
+        self._batch = LogBatch(*self._batch_args)
         delivered = True
         for sink in self._sinks:
             try:

@@ -63,7 +63,7 @@ def metric_value(name: str, value: Any) -> float:
     """
     kind = type(value)
     if kind is float:
-        return value
+        return float(value)
     if kind is int or kind is bool:
         return _int_to_float(value)
     if isinstance(value, (int, float, decimal.Decimal, fractions.Fraction)):

@@ -201,8 +201,8 @@ class _GrpcTransport:
         try:
             self._call(payload, timeout=timeout, metadata=self._metadata, compression=self._compression)
         except self._grpc.RpcError as error:
-            code = error.code()  # type: ignore[attr-defined]
-            details = error.details() or ""  # type: ignore[attr-defined]
+            code = error.code()
+            details = error.details() or ""
             return Outcome(False, code.name in _RETRYABLE_GRPC, f"{code.name} {_short(details)}".strip())
         return OK
 

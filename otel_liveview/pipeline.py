@@ -69,7 +69,7 @@ class Pipeline:
     meter_provider: Any  # ours, or the application's global one
     owns_meter_provider: bool
     shipper: LogShipper | None  # ours: events and logs straight to OTLP
-    logger_provider: Any  # the application's global LoggerProvider when it installed one, else None
+    logger_provider: LoggerProvider | None  # the application's global one when it installed one
     worker: ExportWorker | None  # None when OTEL_SDK_DISABLED
     senders: tuple[OtlpSender, ...] = ()  # the OTLP connections this pipeline opened
     metric_exporters: tuple[CountingMetricExporter, ...] = ()
@@ -138,7 +138,10 @@ def _start(settings: Settings, topic: str | None) -> Pipeline:
         ]
         # The SDK caps each instrument at 2,000 series and folds the rest into one overflow point;
         # the tables already cap at OTEL_LIVEVIEW_MAX_SERIES (and count), so the SDK must not cap lower.
-        limits = {ObservableGauge: settings.max_series, ObservableCounter: settings.max_series}
+        limits: dict[Any, int] = {
+            ObservableGauge: settings.max_series,
+            ObservableCounter: settings.max_series,
+        }
         readers: list[MetricReader] = [
             PeriodicExportingMetricReader(
                 exporter,
@@ -150,17 +153,18 @@ def _start(settings: Settings, topic: str | None) -> Pipeline:
         meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
     register_instruments(meter_provider.get_meter("otel_liveview", VERSION))
 
-    logger_provider = _logs.get_logger_provider()
+    installed = _logs.get_logger_provider()
+    logger_provider: LoggerProvider | None = None
     shipper = None
-    if isinstance(logger_provider, LoggerProvider):  # the application's, with its own exporters
-        logger = logger_provider.get_logger("otel_liveview", VERSION)
+    if isinstance(installed, LoggerProvider):  # the application's, with its own exporters
+        logger_provider = installed
+        logger = installed.get_logger("otel_liveview", VERSION)
 
         def emit(item: tuple[Any, ...]) -> None:
             logger.emit(**events.build(item, TABLES))
 
         after_batch = None
     else:  # records go straight into OTLP requests: no SDK logger needed
-        logger_provider = None
         shipper = LogShipper(
             log_sinks(settings, senders),
             encoding.resource(resource.attributes),
@@ -288,7 +292,7 @@ def flush(timeout: float = 10.0) -> bool:
 def _flush_providers(pipeline: Pipeline, deadline: float) -> None:
     millis = max(0.0, deadline - time.monotonic()) * 1000
     if pipeline.logger_provider is not None:
-        pipeline.logger_provider.force_flush(millis)
+        pipeline.logger_provider.force_flush(int(millis))
     if not pipeline.meter_provider.force_flush(millis):
         raise RuntimeError("metric flush failed")
     if not all(exporter.last_ok for exporter in pipeline.metric_exporters):

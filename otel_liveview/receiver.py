@@ -254,7 +254,8 @@ def _http_server(host: str, port: int, sink: Sink) -> _HTTPServer:
     family, sockaddr = _resolve(host, port)
     handler = type("Handler", (_Handler,), {"sink": sink})
     server_class = type("Server", (_HTTPServer,), {"address_family": family})
-    return server_class(sockaddr[:2], handler)
+    server: _HTTPServer = server_class(sockaddr[:2], handler)
+    return server
 
 
 # -- gRPC ---------------------------------------------------------------------------------------------

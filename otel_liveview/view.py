@@ -70,7 +70,7 @@ _SEVERITY_STYLE = {
 STALE_SECONDS = 30.0  # rows not updated for this long are dimmed
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "view",
         help="receive OTLP locally and show the LiveView panels in this terminal",
