@@ -330,6 +330,38 @@ def grpc_receiver() -> Iterator[Receiver]:
     server.stop(grace=None)
 
 
+@dataclass
+class SilentListener:
+    """A TCP port that accepts connections, keeps them, and never answers: a hung collector, or a
+    port to count connections on."""
+
+    url: str
+    connections: list[socket.socket]
+
+
+@contextlib.contextmanager
+def silent_listener() -> Iterator[SilentListener]:
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.05)
+    listener = SilentListener(f"http://127.0.0.1:{server.getsockname()[1]}", [])
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                listener.connections.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener
+    finally:
+        stop.set()
+        thread.join()
+        for connection in [*listener.connections, server]:
+            connection.close()
+
+
 def main() -> None:
     """Run a receiver as its own process; prints one JSON line per decoded request to stdout."""
     parser = argparse.ArgumentParser(description=__doc__)

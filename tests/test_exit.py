@@ -11,7 +11,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.processes import ROOT
-from tests.receiver import Receiver, serving_http
+from tests.receiver import Receiver, serving_http, silent_listener
 
 SCRIPT = r"""
 import multiprocessing, os, sys, time
@@ -118,26 +117,8 @@ def refused_endpoint(protocol: str) -> str:
 @pytest.fixture
 def black_hole() -> Iterator[str]:
     """Accepts connections and never answers (a hung collector or a stuck proxy)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    for connection in held:
-        connection.close()
-    listener.close()
+    with silent_listener() as listener:
+        yield listener.url
 
 
 PROTOCOLS = ["grpc", "http/protobuf"]

@@ -4,14 +4,12 @@ OTEL_SDK_DISABLED, in a process of their own as a user would set them."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 from tests.processes import otlp_http, run_python
-from tests.receiver import Receiver
+from tests.receiver import Receiver, SilentListener, silent_listener
 
 SCRIPT = """
 import json, otel_liveview
@@ -26,32 +24,10 @@ print("stats", json.dumps(otel_liveview.stats()))
 
 
 @pytest.fixture
-def listener() -> Iterator[list[socket.socket]]:
+def listener() -> Iterator[SilentListener]:
     """A TCP port that records every connection made to it."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.05)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    accepted.append(server)  # the first element is the listener itself
-    yield accepted
-    stop.set()
-    thread.join()
-    for connection in accepted:
-        connection.close()
-
-
-def _port(listener: list[socket.socket]) -> int:
-    return int(listener[0].getsockname()[1])
+    with silent_listener() as listener:
+        yield listener
 
 
 def _stats(stdout: str) -> dict[str, dict[str, int]]:
@@ -59,25 +35,21 @@ def _stats(stdout: str) -> dict[str, dict[str, int]]:
     return json.loads(line.removeprefix("stats "))
 
 
-def test_none_opens_no_connection_and_prints_nothing(listener: list[socket.socket]) -> None:
-    env = otlp_http(
-        f"http://127.0.0.1:{_port(listener)}", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none"
-    )
+def test_none_opens_no_connection_and_prints_nothing(listener: SilentListener) -> None:
+    env = otlp_http(listener.url, OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
     stdout = run_python(SCRIPT, env)
     assert stdout.splitlines()[0] == "flushed True"
     assert len(stdout.splitlines()) == 2  # the script's own two lines, nothing printed besides
-    assert len(listener) == 1, "a connection was made although every exporter is off"
+    assert listener.connections == [], "a connection was made although every exporter is off"
     stats = _stats(stdout)
     assert stats["published"] == {"metric": 1, "data": 1, "log": 1, "status": 0}  # still counted
     assert stats["dropped"] == {}
 
 
-def test_console_prints_records_and_metrics_as_json(listener: list[socket.socket]) -> None:
-    env = otlp_http(
-        f"http://127.0.0.1:{_port(listener)}", OTEL_METRICS_EXPORTER="console", OTEL_LOGS_EXPORTER="console"
-    )
+def test_console_prints_records_and_metrics_as_json(listener: SilentListener) -> None:
+    env = otlp_http(listener.url, OTEL_METRICS_EXPORTER="console", OTEL_LOGS_EXPORTER="console")
     stdout = run_python(SCRIPT, env)
-    assert len(listener) == 1
+    assert listener.connections == []
     # Events and logs: one OTLP/JSON log record per line.
     records = [json.loads(line) for line in stdout.splitlines() if line.startswith('{"timeUnixNano"')]
     log = next(r for r in records if "eventName" not in r)
@@ -104,15 +76,15 @@ def test_one_signal_off_the_other_on(http_receiver: Receiver) -> None:
     assert {point.name for point in http_receiver.point_rows()} >= {"liveview.metric", "liveview.data"}
 
 
-def test_sdk_disabled_makes_publishing_a_no_op(listener: list[socket.socket]) -> None:
+def test_sdk_disabled_makes_publishing_a_no_op(listener: SilentListener) -> None:
     script = SCRIPT.replace(
         'b.publish_log_sync("warning"',
         'b.publish_metric_sync("bad", "not a number")\nb.publish_log_sync("warning"',
     )
-    env = otlp_http(f"http://127.0.0.1:{_port(listener)}", OTEL_SDK_DISABLED="true")
+    env = otlp_http(listener.url, OTEL_SDK_DISABLED="true")
     stdout = run_python(script, env)
     assert stdout.splitlines()[0] == "flushed True"
-    assert len(listener) == 1
+    assert listener.connections == []
     assert set(_stats(stdout)["published"].values()) == {0}  # nothing was even counted
 
 
