@@ -280,10 +280,12 @@ def test_experiment_status_goes_running_then_completed_or_failed(
         lambda r: by_label(r, "value") == {"nan": 0.0, "inf": 0.0, "-inf": 0.0},
     )
     assert by_label(query(push_stack, f'liveview_metric{{job="{service}"}}'), "metric") == {"grad_norm": 0.25}
-    # Six status changes: initializing and running for each experiment, then completed and failed.
+    # Six status changes: initializing and running for each experiment, then completed and failed;
+    # and each experiment's info.
     assert by_label(query(push_stack, f'liveview_published_total{{job="{service}"}}'), "kind") == {
         "metric": 2.0,
         "status": 6.0,
+        "info": 2.0,
         "data": 0.0,
         "log": 0.0,
     }
