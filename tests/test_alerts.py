@@ -486,3 +486,35 @@ def test_the_command_explains_itself() -> None:
     words = " ".join(help_text.split())
     assert "thresholds the thresholds YAML file (see deploy/alerts/thresholds.yaml)" in words
     assert "--out-dir OUT_DIR where deploy/ lives (default: deploy)" in words
+    assert (
+        "--datasource-uid UID uid of the Prometheus datasource the Grafana rules query (wins over the "
+        "file's datasource_uid; default liveview-prometheus, the bundle's)"
+    ) in words
+
+
+def test_a_bad_datasource_uid_flag_says_what_a_uid_is(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser(prog="otel-liveview")
+    alerts.register(parser.add_subparsers())
+    with pytest.raises(SystemExit):
+        parser.parse_args(["alerts", str(EXAMPLE), "--datasource-uid", "no spaces"])
+    assert (
+        "argument --datasource-uid: 'no spaces': a Grafana datasource uid is 1 to 40 letters, digits, '-' or '_'"
+        in capsys.readouterr().err
+    )
+
+
+def test_unknown_top_level_fields_and_a_file_without_a_datasource(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("thresholds: []\ncolour: red\n")
+    with pytest.raises(alerts.ThresholdsError) as raised:
+        alerts.load_file(path)
+    assert str(raised.value) == f"{path}:2: field 'colour': unknown; use thresholds or datasource_uid"
+    path.write_text("thresholds: []\n")
+    assert alerts.load_file(path) == ([], None)
+
+
+def test_the_command_runs_from_a_namespace_without_a_datasource(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert alerts.run(argparse.Namespace(thresholds=str(EXAMPLE), out_dir=str(tmp_path))) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3

@@ -466,3 +466,50 @@ def test_flush_and_shutdown_take_the_timeout_given(monkeypatch: pytest.MonkeyPat
     assert broadcaster.flush(0.25) is False and broadcaster.shutdown(0.5) is False
     assert broadcaster.flush() is False and broadcaster.shutdown() is False
     assert seen == [("flush", 0.25), ("shutdown", 0.5), ("flush", 10.0), ("shutdown", None)]
+
+
+def test_declared_totals_are_series_of_their_own_per_phase_and_unit() -> None:
+    broadcaster = ExperimentBroadcaster(base_topic="unit:totals")
+    broadcaster.publish_total_sync("mnist", "train", steps=1, epochs=decimal.Decimal("2.5"))
+    asyncio.run(broadcaster.publish_total("mnist", "eval", steps=40))
+    assert points("liveview.experiment.total", "unit:totals") == {
+        frozenset(
+            {("experiment", "mnist"), ("phase", "train"), ("unit", "steps"), ("topic", "unit:totals")}
+        ): 1,
+        frozenset(
+            {("experiment", "mnist"), ("phase", "train"), ("unit", "epochs"), ("topic", "unit:totals")}
+        ): 2.5,
+        frozenset(
+            {("experiment", "mnist"), ("phase", "eval"), ("unit", "steps"), ("topic", "unit:totals")}
+        ): 40,
+    }
+    with pytest.raises(ValueError) as raised:
+        broadcaster.publish_total_sync("mnist", "", steps=1)
+    assert str(raised.value) == "phase must be a non-empty string, e.g. 'train' or 'eval'"
+    with pytest.raises(TypeError, match=r"^metric 'total epochs': value must be a real number, not str"):
+        broadcaster.publish_total_sync("mnist", "train", epochs="ten")
+    with pytest.raises(ValueError, match=r"^total steps for phase 'train' must be positive, not -1$"):
+        broadcaster.publish_total_sync("mnist", "train", steps=-1)
+
+
+def test_info_in_the_async_form() -> None:
+    broadcaster = ExperimentBroadcaster(base_topic="unit:info")
+    asyncio.run(broadcaster.publish_info("mnist", {"seed": 7}))
+    ((labels, value),) = points("liveview.experiment.info", "unit:info").items()
+    assert value == 1 and ("seed", "7") in labels and ("experiment", "mnist") in labels
+    (event,) = records("unit:info")
+    assert event.event_name == "liveview.info" and event.body == {"experiment": "mnist", "info": {"seed": 7}}
+
+
+def test_totals_and_info_after_shutdown_start_a_new_pipeline_for_their_topic() -> None:
+    calls = [
+        lambda b: b.publish_total_sync("run", "train", steps=10),
+        lambda b: b.publish_info_sync("run", {"seed": 1}),
+    ]
+    for number, call in enumerate(calls):
+        topic = f"unit:restart:more:{number}"
+        broadcaster = ExperimentBroadcaster(base_topic=topic)
+        assert broadcaster.shutdown(timeout=1) is True
+        call(broadcaster)
+        active = pipeline.active()
+        assert active is not None and active.resource.attributes["liveview.topic"] == topic

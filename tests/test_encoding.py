@@ -99,3 +99,11 @@ def test_attributes_beyond_the_limit_are_dropped_and_counted() -> None:
 def test_a_value_the_mapping_never_produces_is_a_clear_error() -> None:
     with pytest.raises(TypeError, match="cannot encode object as an OTLP value"):
         own_request([{"timestamp": 1, "body": object(), "severity_number": SeverityNumber.INFO}], ["log"])
+
+
+def test_a_batch_counts_its_records_by_kind() -> None:
+    batch = encoding.LogBatch(encoding.resource(RESOURCE), encoding.scope(*SCOPE), 128)
+    for kind in ("log", "data", "log", "log", "status"):
+        batch.add({"timestamp": 1, "body": kind}, kind, observed=0)
+    assert batch.kinds == {"log": 3, "data": 1, "status": 1}
+    assert len(batch) == 5

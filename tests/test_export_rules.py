@@ -4,8 +4,10 @@ exporters' accounting (docs/reliability.md)."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +28,7 @@ from opentelemetry.sdk.metrics.export import (
     ResourceMetrics,
     ScopeMetrics,
 )
+from opentelemetry.sdk.metrics.view import LastValueAggregation
 from opentelemetry.sdk.resources import Resource as SdkResource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope as SdkScope
 
@@ -509,18 +512,21 @@ def test_the_otlp_metric_exporter_sends_one_cumulative_request_per_collection() 
 
 
 class FakeMetricExporter(MetricExporter):
-    def __init__(self, result: MetricExportResult | None) -> None:
+    def __init__(self, result: MetricExportResult | None, aggregation: dict[type, Any] | None = None) -> None:
         super().__init__(
             preferred_temporality={Counter: AggregationTemporality.DELTA},
-            preferred_aggregation={},
+            preferred_aggregation=aggregation or {},
         )
         self.result = result
         self.calls: list[tuple[str, Any]] = []
+        self.exported: list[tuple[MetricsData, dict[str, Any]]] = []
+        self.shutdown_options: dict[str, Any] = {}
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
         self.calls.append(("export", timeout_millis))
+        self.exported.append((metrics_data, kwargs))
         if self.result is None:
             raise ConnectionError("gone")
         return self.result
@@ -531,6 +537,37 @@ class FakeMetricExporter(MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         self.calls.append(("shutdown", timeout_millis))
+        self.shutdown_options = kwargs
+
+
+def test_the_counting_exporter_hands_everything_to_the_inner_one() -> None:
+    aggregation = LastValueAggregation()
+    inner = FakeMetricExporter(MetricExportResult.SUCCESS, {Counter: aggregation})
+    exporter = CountingMetricExporter(inner, Tables())
+    assert exporter.last_ok is True  # nothing failed yet
+    assert exporter._preferred_aggregation[Counter] is aggregation  # what the SDK's reader asks for
+    data = metrics_data({"metric": "a"})
+    assert exporter.export(data, option="x") is MetricExportResult.SUCCESS
+    assert inner.exported == [(data, {"option": "x"})]
+    assert inner.calls == [("export", 10_000)]  # the default timeout
+    exporter.shutdown(option="y")
+    assert inner.shutdown_options == {"option": "y"}
+
+
+def test_console_lines_are_flushed_as_each_batch_is_exported(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Output(io.StringIO):
+        flushes = 0
+
+        def flush(self) -> None:
+            self.flushes += 1
+            super().flush()
+
+    output = Output()
+    monkeypatch.setattr(sys, "stdout", output)
+    batch = encoding.LogBatch(RESOURCE, SCOPE, 128)
+    batch.add({"timestamp": 1, "body": "x"}, "log", observed=5)
+    ConsoleLogSink().export(batch, None)
+    assert output.flushes >= 1 and output.getvalue().count("\n") == 1
 
 
 def test_a_failed_metric_export_counts_its_data_points() -> None:

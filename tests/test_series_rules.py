@@ -178,3 +178,11 @@ def test_clear_is_a_fresh_start_for_a_forked_child(caplog: pytest.LogCaptureFixt
     with caplog.at_level(logging.WARNING, logger="otel_liveview"):
         tables.count_dropped("data", "queue_full")  # the child says it once again
     assert len(caplog.records) == 1
+
+
+def test_the_default_caps_are_2000_series_per_gauge_and_64_keys_per_stream() -> None:
+    tables = Tables()
+    assert all(tables.metric.set((("n", str(i)),), 1.0) for i in range(2_000))
+    assert not tables.metric.set((("n", "2000"),), 1.0)
+    assert all(tables.stream_series("t", "s", str(i)) for i in range(64))
+    assert tables.stream_series("t", "s", "64") is None
