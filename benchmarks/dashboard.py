@@ -13,8 +13,8 @@ panels as instant queries, the others as range queries over the last 15 minutes.
 
 The data: `--instances` processes in `--services` services (job `research/sweep-NN` for even NN,
 `sweep-NN` for odd), two topics per service; each process publishes `--metrics` metrics
-(liveview_metric, _step, _epoch), a data stream of 10 keys, its experiment status (5 series),
-its published and dropped counters; one sample per series every `--interval` seconds for the
+(liveview_metric, _step, _epoch), a data stream of 10 keys, its experiment status (5 series), info,
+start time and declared totals (steps and epochs), its published and dropped counters; one sample per series every `--interval` seconds for the
 last `--minutes` minutes.
 """
 
@@ -136,6 +136,34 @@ def write_openmetrics(path: Path, processes: list[dict[str, str]], metrics: int,
         )
         family(
             out,
+            "liveview_experiment_info",
+            "gauge",
+            [
+                (
+                    f'{base(p)},experiment="run",host="node-{i % 8}",pid="{1000 + i}",lr="0.001",seed="{i}"',
+                    lambda k: "1",
+                )
+                for i, p in enumerate(processes)
+            ],
+        )
+        family(
+            out,
+            "liveview_experiment_start_time_seconds",
+            "gauge",
+            [(f'{base(p)},experiment="run"', lambda k: str(times[0])) for p in processes],
+        )
+        family(
+            out,
+            "liveview_experiment_total",
+            "gauge",
+            [
+                (f'{base(p)},experiment="run",phase="train",unit="{unit}"', lambda k, n=n: str(n))
+                for p in processes
+                for unit, n in (("steps", 100 * len(times)), ("epochs", len(times) // 10 + 1))
+            ],
+        )
+        family(
+            out,
             "liveview_published",
             "counter",
             [
@@ -194,7 +222,13 @@ def measure(url: str, dashboard: dict[str, Any], at: float, runs: int) -> dict[s
         rows[f"variable {next(names)}"] = (ms, len(values or []))
         return list(values or [])
 
-    values = grafana.resolve(dashboard, fetch)
+    def instant(expr: str) -> list[dict[str, Any]]:  # a query_result variable
+        ms, data = timed(lambda: api(url, "/api/v1/query", [("query", expr), ("time", f"{at:.3f}")]), runs)
+        rows[f"variable {next(names)}"] = (ms, len(data["result"]))
+        return list(data["result"])
+
+    values = grafana.resolve(dashboard, fetch, instant=instant)
+    values.update(grafana.range_variables(at - RANGE, at))
     for title, target in grafana.targets(dashboard, "prometheus"):
         expr = grafana.interpolate(target["expr"], values)
         if target.get("instant"):

@@ -3,10 +3,13 @@
 No Grafana runs here. This module does, for the JSON the dashboard uses, what Grafana does with it:
 variable references (`$name`, `${name}`, `${name:format}`, `[[name]]`) and their interpolation,
 template variables resolved in order (a query variable's query interpolated with the values
-before it, run against Prometheus, its `regex` applied as Grafana's metricNamesToVariableValues
-does, sorted; All -> its `allValue`; no option -> the empty string), datasource variables, and
-the import of the export format (`__inputs` placeholders replaced in every string, as Grafana's
-importer does). Anything outside that subset raises, so a new construct cannot pass unchecked.
+before it, run against Prometheus – `label_values(...)` as the label values API, `query_result(...)`
+as an instant query whose series are written out as Grafana's Prometheus datasource writes them –,
+its `regex` applied as Grafana's metricNamesToVariableValues does, sorted; All -> its `allValue`;
+no option -> the empty string), datasource variables, the time range variables (`$__range`), rows
+repeated per value of a variable, and the import of the export format (`__inputs` placeholders
+replaced in every string, as Grafana's importer does). Anything outside that subset raises, so a
+new construct cannot pass unchecked.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ ALL = "$__all"
 # Grafana's variable syntax (public/app/features/variables/utils.ts, variableRegex).
 REFERENCE = re.compile(r"\$(\w+)|\[\[(\w+?)(?::(\w+))?\]\]|\$\{(\w+)(?:\.([^:^}]+))?(?::([^}]+))?\}")
 LABEL_VALUES = re.compile(r"label_values\((?:(.*),\s*)?(\w+)\)")
+QUERY_RESULT = re.compile(r"query_result\((.*)\)", re.DOTALL)
+# Grafana's own variables the dashboard may use; any other `__` name is an error here.
+BUILTINS = {"__range", "__range_s", "__range_ms"}
 
 _http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -61,6 +67,33 @@ def targets(dashboard: dict[str, Any], kind: str | None = None) -> Iterator[tupl
         for target in panel.get("targets", []):
             if kind is None or target["datasource"]["type"] == kind:
                 yield panel["title"], target
+
+
+def repeated_rows(dashboard: dict[str, Any]) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """(row, its panels) of every row repeated per value of a variable: the panels that follow the
+    row up to the next row, as Grafana repeats them with it."""
+    rows: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    current: list[dict[str, Any]] | None = None
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            assert not panel.get("collapsed"), "a collapsed row keeps its panels inside: not used here"
+            current = [] if panel.get("repeat") else None
+            if current is not None:
+                rows.append((panel, current))
+        elif current is not None:
+            current.append(panel)
+    return rows
+
+
+def range_variables(start: float, end: float) -> dict[str, str]:
+    """`$__range` and its kin for a time range, as Grafana's Prometheus datasource fills them in
+    (whole seconds, rounded)."""
+    seconds = round(end - start)
+    return {
+        "__range": f"{seconds}s",
+        "__range_s": str(seconds),
+        "__range_ms": str(round((end - start) * 1000)),
+    }
 
 
 def query_text(var: dict[str, Any]) -> str:
@@ -149,14 +182,35 @@ def variable_request(query: str) -> tuple[str | None, str]:
     return match.group(1), match.group(2)
 
 
+def _js_number(value: float) -> str:
+    """A number as JavaScript writes it (String(n)) for the values Prometheus returns."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def query_result_texts(result: list[dict[str, Any]]) -> list[str]:
+    """What Grafana's Prometheus datasource makes of a `query_result(...)` instant vector (its
+    metric_find_query): `name{label="value",...} value timestamp_ms` per series, in the order
+    Prometheus returned them."""
+    texts = []
+    for series in result:
+        labels = dict(series["metric"])
+        name = labels.pop("__name__", "")
+        pairs = ",".join(f'{key}="{value}"' for key, value in labels.items())
+        time_ms = _js_number(float(series["value"][0]) * 1000)
+        texts.append(f"{name}{{{pairs}}} {series['value'][1]} {time_ms}")
+    return texts
+
+
 def resolve(
     dashboard: dict[str, Any],
     fetch: Callable[[str | None, str], list[str]],
     chosen: dict[str, str] | None = None,
+    instant: Callable[[str], list[dict[str, Any]]] | None = None,
 ) -> dict[str, str]:
     """Every variable's value, in the dashboard's order, as Grafana sets them on load.
 
-    `fetch(selector, label)` runs a label_values query (the selector already interpolated).
+    `fetch(selector, label)` runs a label_values query (the selector already interpolated);
+    `instant(expr)` runs the instant query of a query_result variable and returns its series.
     `chosen` holds what a user picked: it must be among the options. Otherwise a datasource variable
     keeps its current value, a multi-value variable whose current value is All takes its allValue,
     and any other takes its first option, or "" when it has none.
@@ -171,10 +225,14 @@ def resolve(
         assert var["type"] == "query", f"variable type {var['type']} is not one the dashboard uses"
         assert var["datasource"]["type"] == "prometheus", f"${name}: only Prometheus query variables"
         interpolate(var["datasource"]["uid"], values)  # its datasource variable comes before it
-        selector, label = variable_request(interpolate(query_text(var), values))
-        options = sort_options(
-            regex_options(var.get("regex", ""), fetch(selector, label)), var.get("sort", 0)
-        )
+        text = interpolate(query_text(var), values)
+        result = QUERY_RESULT.fullmatch(text.strip())
+        if result:
+            assert instant is not None, f"${name} is a query_result variable: give resolve() `instant`"
+            raw = query_result_texts(instant(result.group(1)))
+        else:
+            raw = fetch(*variable_request(text))
+        options = sort_options(regex_options(var.get("regex", ""), raw), var.get("sort", 0))
         if name in chosen:
             assert chosen[name] in options or (chosen[name] == ALL and var.get("includeAll")), (
                 f"{chosen[name]!r} is not an option of ${name}: {options}"

@@ -142,7 +142,10 @@ def test_every_variable_is_defined_before_use_and_used(dashboard: dict[str, Any]
         used |= grafana.references(target["expr"]) | grafana.references(target["datasource"]["uid"])
     for panel in grafana.panels(dashboard):
         used |= grafana.references(panel["datasource"]["uid"])
-    assert used == set(declared)
+    for row, _ in grafana.repeated_rows(dashboard):
+        used.add(row["repeat"])
+    assert not set(declared) & grafana.BUILTINS
+    assert used - grafana.BUILTINS == set(declared)  # Grafana's own $__range needs no declaration
     assert {"prometheus", "loki", "service", "service_name", "service_namespace", "topic"} <= used
 
 
@@ -164,17 +167,111 @@ def test_the_service_maps_onto_lokis_index_labels() -> None:
 
 @BOTH
 def test_every_log_query_selects_streams_by_the_service(dashboard: dict[str, Any]) -> None:
-    queries = [target["expr"] for _, target in grafana.targets(dashboard, "loki")]
-    assert len(queries) == 2
-    for query in queries:
+    per_process = {
+        id(panel)
+        for row, inside in grafana.repeated_rows(dashboard)
+        if row["repeat"] == "instance"
+        for panel in inside
+    }
+    queries = [
+        (target["expr"], id(panel) in per_process)
+        for panel in grafana.panels(dashboard)
+        for target in panel["targets"]
+        if target["datasource"]["type"] == "loki"
+    ]
+    assert len(queries) == 5 and sum(inside for _, inside in queries) == 1
+    for query, inside in queries:
         selector = SELECTOR.match(query)
         assert selector, query
         found = {label: (op, value) for label, op, value in matchers(selector.group(1))}
-        assert found == {
-            "service_name": ("=", "$service_name"),
-            "service_namespace": ("=", "$service_namespace"),
-        }, query
+        expected = {"service_name": ("=", "$service_name"), "service_namespace": ("=", "$service_namespace")}
+        if inside:  # a process's own stream: Loki's index label service_instance_id is Prometheus' instance
+            expected["service_instance_id"] = ("=~", "$instance")
+        assert found == expected, query
         assert ".+" not in selector.group(0) and ".*" not in selector.group(0)
+
+
+@BOTH
+def test_panels_fit_the_grid_without_overlapping(dashboard: dict[str, Any]) -> None:
+    taken: dict[tuple[int, int], str] = {}
+    for panel in dashboard["panels"]:
+        grid = panel["gridPos"]
+        assert set(grid) == {"x", "y", "w", "h"} and all(isinstance(v, int) for v in grid.values())
+        assert grid["x"] >= 0 and grid["w"] >= 1 and grid["h"] >= 1 and grid["x"] + grid["w"] <= 24
+        if panel["type"] == "row":
+            assert (grid["x"], grid["w"], grid["h"]) == (0, 24, 1), panel["title"]
+        cells = {
+            (x, y)
+            for x in range(grid["x"], grid["x"] + grid["w"])
+            for y in range(grid["y"], grid["y"] + grid["h"])
+        }
+        clash = cells & set(taken)
+        assert not clash, f"{panel['title']} overlaps {taken[min(clash)]}"
+        taken.update(dict.fromkeys(cells, panel["title"]))
+    # Listed top to bottom, left to right, as Grafana stores them: a row's panels follow it.
+    order = [(panel["gridPos"]["y"], panel["gridPos"]["x"]) for panel in dashboard["panels"]]
+    assert order == sorted(order)
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+@BOTH
+def test_a_repeated_row_repeats_per_process_and_every_panel_in_it_is_that_process(
+    dashboard: dict[str, Any],
+) -> None:
+    rows = grafana.repeated_rows(dashboard)
+    assert [(row["title"], row["repeat"]) for row, _ in rows] == [("Process $instance", "instance")]
+    row, inside = rows[0]
+    var = grafana.variable(dashboard, "instance")
+    assert var["multi"] and var["includeAll"]  # Grafana repeats over the chosen values (All: every one)
+    assert inside and dashboard["panels"][-len(inside) - 1] is row  # the last row: nothing else repeats
+    for panel in inside:
+        assert "repeat" not in panel
+        for target in panel["targets"]:
+            # Each repeat has one value; =~ because Grafana regex-escapes a multi-value variable.
+            assert (
+                'instance=~"$instance"' in target["expr"]
+                or 'service_instance_id=~"$instance"' in target["expr"]
+            )
+
+
+# Transformations the dashboard uses, each documented by Grafana, with the options it gives them.
+TRANSFORMATIONS = {"merge": set(), "organize": {"excludeByName", "renameByName"}, "labelsToFields": {"mode"}}
+
+
+@BOTH
+def test_transformations_and_overrides_refer_to_what_the_queries_return(dashboard: dict[str, Any]) -> None:
+    seen = set()
+    for panel in grafana.panels(dashboard):
+        refs = [target["refId"] for target in panel["targets"]]
+        assert len(refs) == len(set(refs)) and refs == sorted(refs), panel["title"]
+        for transformation in panel.get("transformations", []):
+            kind = transformation["id"]
+            seen.add(kind)
+            assert kind in TRANSFORMATIONS and set(transformation["options"]) <= TRANSFORMATIONS[kind], panel[
+                "title"
+            ]
+            if kind == "labelsToFields":  # a key/value table: one row per label (fields "label", "value")
+                assert transformation["options"] == {"mode": "rows"}
+            for name in transformation["options"].get("renameByName", {}):
+                match = re.fullmatch(r"Value #(\w+)", name)
+                assert match is None or match.group(1) in refs, (panel["title"], name)
+                if match:  # merged instant tables are named "Value #<refId>" only with several queries
+                    assert len(refs) > 1
+        overrides = panel.get("fieldConfig", {}).get("overrides", [])
+        for override in overrides:
+            matcher = override["matcher"]
+            assert matcher["id"] in ("byFrameRefID", "byName"), panel["title"]
+            if matcher["id"] == "byFrameRefID":
+                assert matcher["options"] in refs, panel["title"]
+            else:  # a field the organize step names
+                renamed = {
+                    new
+                    for t in panel.get("transformations", [])
+                    for new in t["options"].get("renameByName", {}).values()
+                }
+                assert matcher["options"] in renamed, panel["title"]
+    assert seen == set(TRANSFORMATIONS)
 
 
 @BOTH

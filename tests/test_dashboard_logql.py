@@ -128,6 +128,39 @@ def matches(query: str, labels: dict[str, str], metadata: dict[str, str]) -> boo
     )
 
 
+# Two processes of one more service, each with a run that completes, one that fails and one that is
+# aborted, logs at every level (some through the logging module) and a NaN metric.
+ERRORS_JOB = "research/logql-errors"
+ERRORS = """
+import logging, math, os
+from otel_liveview import LiveViewExperiment, LiveViewHandler, flush
+
+who = os.environ["WHO"]
+with LiveViewExperiment(name=f"ok-{who}", base_topic="logql:test") as run:
+    b = run.broadcaster
+    b.publish_metric_sync("loss", math.nan, step=1, phase="train")
+    for level in ("debug", "info", "warning", "error", "critical"):
+        b.publish_log_sync(level, f"{who}: a {level} line")
+    b.publish_log_sync("info", f"{who}: a log that says failed", status="failed")
+    logger = logging.getLogger("errors")
+    logger.addHandler(LiveViewHandler(b))
+    logger.propagate = False
+    logger.error(f"{who}: from logging, error")
+    logger.critical(f"{who}: from logging, critical")
+try:
+    with LiveViewExperiment(name=f"diverged-{who}", base_topic="logql:test"):
+        raise FloatingPointError(f"loss is NaN ({who})")
+except FloatingPointError:
+    pass
+try:
+    with LiveViewExperiment(name=f"stopped-{who}", base_topic="logql:test"):
+        raise KeyboardInterrupt
+except KeyboardInterrupt:
+    pass
+flush()
+"""
+
+
 def service_variables(job: str) -> dict[str, str]:
     """The hidden variables Grafana derives from $service, with the dashboard's own regexes."""
     values = {"service": job}
@@ -137,9 +170,9 @@ def service_variables(job: str) -> dict[str, str]:
     return values
 
 
-def loki_query(title: str, job: str, **variables: str) -> str:
-    (panel,) = [p for p in DASHBOARD["panels"] if p["title"] == title]
-    (target,) = panel["targets"]
+def loki_query(title: str, job: str, ref: str = "A", **variables: str) -> str:
+    (panel,) = [p for p in DASHBOARD["panels"] if p["title"] == title and p["type"] == "logs"]
+    (target,) = [t for t in panel["targets"] if t["refId"] == ref]
     assert target["datasource"] == {"type": "loki", "uid": "${loki}"}
     query = grafana.interpolate(target["expr"], {**service_variables(job), **variables})
     assert "$" not in query, query
@@ -158,6 +191,14 @@ def entries() -> Iterator[list[tuple[LogRow, dict[str, str], dict[str, str], str
     with serving_http() as receiver:
         for extra in JOBS.values():  # each exits normally: its exit hook ships all
             run_python(PUBLISHER, otlp_http(receiver.endpoint, OTEL_SERVICE_NAME="logql", **extra))
+        for who in ("first", "second"):
+            env = otlp_http(
+                receiver.endpoint,
+                OTEL_SERVICE_NAME="logql-errors",
+                OTEL_RESOURCE_ATTRIBUTES="service.namespace=research",
+                WHO=who,
+            )
+            run_python(ERRORS, env)
         yield [(row, *loki_entry(row)) for row in receiver.log_rows()]
 
 
@@ -172,7 +213,7 @@ def test_every_dashboard_log_query_is_checked_here() -> None:
         for t in p.get("targets", [])
         if t["datasource"]["type"] == "loki"
     ]
-    assert sorted(titles) == ["Latest data events", "Recent logs"]
+    assert sorted(titles) == ["Errors", "Errors", "Latest data events", "Process logs", "Recent logs"]
 
 
 @pytest.mark.parametrize("job", JOBS)
@@ -199,12 +240,12 @@ def test_recent_logs_selects_the_plain_logs_and_nothing_else(entries: list[Any],
     )
     assert {row.severity_text for row in rows} == {"DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
     assert {job_of(row) for row in rows} == {job}
-    kinds = {row.event_name for row, *_ in entries}
+    kinds = {row.event_name for row, *_ in entries if job_of(row) == job}
     assert {"", "liveview.metric", "liveview.data", "liveview.status"} <= kinds  # the others were there
 
 
 def test_the_index_holds_one_stream_per_process(entries: list[Any]) -> None:
-    streams = {tuple(sorted(labels.items())) for _, labels, _, _ in entries}
+    streams = {tuple(sorted(labels.items())) for row, labels, _, _ in entries if job_of(row) in JOBS}
     assert len(streams) == 2
     assert sorted(tuple(key for key, _ in stream) for stream in streams) == [
         ("service_instance_id", "service_name"),
@@ -214,3 +255,65 @@ def test_the_index_holds_one_stream_per_process(entries: list[Any]) -> None:
     for job in JOBS:
         selector = loki_query("Recent logs", job, topic="t").partition("}")[0] + "}"
         assert len({s for s in streams if matches(selector, dict(s), {})}) == 1
+
+
+def test_errors_selects_failed_and_aborted_runs_with_their_error(entries: list[Any]) -> None:
+    rows = selected(entries, loki_query("Errors", ERRORS_JOB, "A", topic="logql:test"))
+    assert sorted((row.attributes["experiment"], row.attributes["status"]) for row in rows) == [
+        ("diverged-first", "failed"),
+        ("diverged-second", "failed"),
+        ("stopped-first", "aborted"),
+        ("stopped-second", "aborted"),
+    ]
+    lines = {row.attributes["experiment"]: json.loads(line) for row, _, _, line in entries if row in rows}
+    # The error text is in the line the panel shows.
+    assert lines["diverged-first"] == {
+        "experiment": "diverged-first",
+        "status": "failed",
+        "error": "FloatingPointError: loss is NaN (first)",
+    }
+    assert lines["stopped-second"]["error"] == "KeyboardInterrupt"
+    assert {row.severity_number for row in rows} == {17, 9}  # failed is ERROR, aborted INFO
+    # The publishers of the other services had no failed run; another topic has none.
+    for job in JOBS:
+        assert not selected(entries, loki_query("Errors", job, "A", topic="logql:test"))
+    assert not selected(entries, loki_query("Errors", ERRORS_JOB, "A", topic="another:topic"))
+
+
+def test_errors_selects_the_error_and_fatal_logs_and_nothing_else(entries: list[Any]) -> None:
+    rows = selected(entries, loki_query("Errors", ERRORS_JOB, "B", topic="logql:test"))
+    assert sorted(row.body for row in rows) == sorted(
+        f"{who}: {text}"
+        for who in ("first", "second")
+        for text in ("a error line", "a critical line", "from logging, error", "from logging, critical")
+    )
+    assert {(row.severity_number, row.severity_text) for row in rows} == {(17, "ERROR"), (21, "FATAL")}
+    assert all(row.event_name == "" for row in rows)  # not the failed status event, though ERROR too
+    for job in JOBS:  # each service its own
+        rows = selected(entries, loki_query("Errors", job, "B", topic="logql:test"))
+        assert sorted(row.body for row in rows) == ["a critical line", "a error line"]
+        assert {job_of(row) for row in rows} == {job}
+    # What the two queries leave out is there: warnings, a log saying failed, the NaN metric's event.
+    mine = [row for row, *_ in entries if job_of(row) == ERRORS_JOB]
+    assert {"first: a warning line", "first: a log that says failed"} <= {str(row.body) for row in mine}
+    assert any(row.event_name == "liveview.metric" and row.body["value"] == "nan" for row in mine)
+
+
+def test_process_logs_selects_one_process_of_the_service(entries: list[Any]) -> None:
+    instances = {
+        row.body.split(":")[0]: row.resource["service.instance.id"]
+        for row, *_ in entries
+        if job_of(row) == ERRORS_JOB and row.event_name == ""
+    }
+    assert set(instances) == {"first", "second"} and len(set(instances.values())) == 2
+    expected = {"a debug line", "a info line", "a warning line", "a error line", "a critical line"}
+    expected |= {"a log that says failed", "from logging, error", "from logging, critical"}
+    for who, instance in instances.items():  # one repeat of the row per process
+        # A UUID is the same text regex-escaped, as Grafana escapes a multi-value variable for =~.
+        query = loki_query("Process logs", ERRORS_JOB, topic="logql:test", instance=instance)
+        assert {row.body for row in selected(entries, query)} == {f"{who}: {text}" for text in expected}
+    everyone = selected(entries, loki_query("Process logs", ERRORS_JOB, topic="logql:test", instance=".*"))
+    assert len(everyone) == 2 * len(expected)
+    assert not selected(
+        entries, loki_query("Process logs", "logql", topic="logql:test", instance=instances["first"])
+    )
