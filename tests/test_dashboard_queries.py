@@ -123,16 +123,22 @@ def shipped_otlp_settings() -> dict[str, Any]:
     return dict(yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())["otlp"])
 
 
-@pytest.fixture(scope="module")
-def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
-    prometheus = start_prometheus(
-        tmp_path_factory.mktemp("dashboard-prometheus"),
+def shipped_prometheus(workdir: Path) -> Server:
+    """Prometheus 3.14 as compose runs it (OTLP receiver, the shipped OTLP settings and rules), the
+    rules evaluated every second so that the Firing alerts panel has something to show soon."""
+    return start_prometheus(
+        workdir,
         binary="prometheus-3.14",
-        rule_files=sorted(SHIPPED_RULES.glob("*.yml")),  # the Firing alerts panel has something to show
+        rule_files=sorted(SHIPPED_RULES.glob("*.yml")),
         evaluation_interval="1s",
         extra_config={"otlp": shipped_otlp_settings()},
         extra_args=PROMETHEUS_3_FLAGS,
     )
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
+    prometheus = shipped_prometheus(tmp_path_factory.mktemp("dashboard-prometheus"))
     processes = []
     try:
         with serving_http() as logs:
