@@ -13,7 +13,7 @@ from otel_liveview.experiment import ExperimentState, LiveViewExperiment, StateM
 from otel_liveview.logging_bridge import LiveViewHandler
 from otel_liveview.pipeline import VERSION as __version__
 from otel_liveview.pipeline import configure, flush, shutdown
-from otel_liveview.series import TABLES
+from otel_liveview.tables import TABLES
 
 
 def stats() -> dict[str, dict[str, int]]:

@@ -42,7 +42,7 @@ __all__ = [
 
 Labels = tuple[tuple[str, str], ...]
 
-# The library's instruments (otel_liveview/series.py and pipeline.py) and events (events.py).
+# The library's instruments (otel_liveview/tables.py and pipeline.py) and events (events.py).
 METRIC = "liveview.metric"
 STEP = "liveview.metric.step"
 EPOCH = "liveview.metric.epoch"

@@ -17,7 +17,7 @@ from typing import Any
 
 from otel_liveview import mapping
 from otel_liveview import pipeline as _pipeline
-from otel_liveview.series import TABLES, Key
+from otel_liveview.tables import TABLES, Key
 
 _MAX_CACHED_KEYS = 10_000
 _NONFINITE = ("nan", "inf", "-inf")

@@ -11,7 +11,7 @@ from typing import Any
 from opentelemetry._logs import SeverityNumber
 
 from otel_liveview import mapping
-from otel_liveview.series import Tables
+from otel_liveview.tables import Tables
 
 INFO = SeverityNumber.INFO
 

@@ -39,7 +39,7 @@ from opentelemetry.sdk.metrics.export import (
 from otel_liveview import events
 from otel_liveview.encoding import LogBatch
 from otel_liveview.otlp import OtlpSender
-from otel_liveview.series import Tables
+from otel_liveview.tables import Tables
 
 _log = logging.getLogger("otel_liveview")
 

@@ -49,7 +49,7 @@ from otel_liveview.export import (
     RecordQueue,
 )
 from otel_liveview.otlp import OtlpSender, Outage
-from otel_liveview.series import TABLES
+from otel_liveview.tables import TABLES
 
 _log = logging.getLogger("otel_liveview")
 

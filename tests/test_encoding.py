@@ -15,7 +15,7 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogR
 from opentelemetry.sdk.resources import Resource
 
 from otel_liveview import encoding, events
-from otel_liveview.series import Tables
+from otel_liveview.tables import Tables
 from tests.test_properties import payloads
 
 RESOURCE = {

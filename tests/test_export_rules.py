@@ -43,7 +43,7 @@ from otel_liveview.export import (
     RecordQueue,
 )
 from otel_liveview.otlp import Outcome
-from otel_liveview.series import Tables
+from otel_liveview.tables import Tables
 from tests.receiver import decode_any, decode_attributes
 
 RESOURCE = encoding.resource({"service.name": "export-test"})

@@ -16,7 +16,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
 from otel_liveview import events, mapping
-from otel_liveview.series import Tables
+from otel_liveview.tables import Tables
 from tests.receiver import decode_any, decode_attributes
 
 PROMETHEUS_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")

@@ -1,4 +1,4 @@
-"""The last-value tables and self-telemetry counters (otel_liveview.series): caps, counts, the
+"""The last-value tables and self-telemetry counters (otel_liveview.tables): caps, counts, the
 instrument names of docs/naming.md, and the reset a forked child starts from."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from otel_liveview.series import Counter, CounterFamily, GaugeTable, Tables
+from otel_liveview.tables import GaugeTable, Tables, Tally, TallyFamily
 
 KEY = (("metric", "loss"), ("topic", "t"))
 
@@ -25,7 +25,7 @@ def test_a_gauge_table_keeps_the_last_value_and_caps_new_series() -> None:
 
 
 def test_counters_count_single_and_bulk_additions() -> None:
-    counter = Counter()
+    counter = Tally()
     assert counter.value == 0
     counter.add()
     counter.add(1)
@@ -35,7 +35,7 @@ def test_counters_count_single_and_bulk_additions() -> None:
 
 
 def test_bulk_additions_from_many_threads_are_not_lost() -> None:
-    counter = Counter()
+    counter = Tally()
 
     def work() -> None:
         for _ in range(1000):
@@ -51,7 +51,7 @@ def test_bulk_additions_from_many_threads_are_not_lost() -> None:
 
 
 def test_a_reset_counter_starts_from_zero_and_still_counts() -> None:
-    counter = Counter()
+    counter = Tally()
     counter.add()
     counter.add(10)
     counter.reset()
@@ -61,19 +61,18 @@ def test_a_reset_counter_starts_from_zero_and_still_counts() -> None:
     assert counter.value == 3
 
 
-def test_a_counter_family_has_one_counter_per_key_and_a_total() -> None:
-    family = CounterFamily()
-    assert family.total() == 0 and list(family.items()) == []
+def test_a_counter_family_has_one_counter_per_key() -> None:
+    family = TallyFamily()
+    assert list(family.items()) == []
     first = family.get((("kind", "metric"),))
     assert family.get((("kind", "metric"),)) is first
     first.add()
     family.get((("kind", "log"),)).add(4)
     assert dict(family.items()) == {(("kind", "metric"),): 1, (("kind", "log"),): 4}
-    assert family.total() == 5
 
 
 def test_a_reset_family_keeps_its_counters_at_zero_and_takes_new_keys() -> None:
-    family = CounterFamily()
+    family = TallyFamily()
     held = family.get((("kind", "metric"),))  # the broadcaster holds its counters for good
     held.add(3)
     family.reset()
@@ -132,8 +131,8 @@ def test_stream_keys_are_capped_per_stream_and_their_series_named() -> None:
 def test_published_and_dropped_counts_by_kind_and_reason() -> None:
     tables = Tables()
     tables.published_counter("metric").add()
-    tables.count_published("metric", 2)
-    tables.count_published("log")
+    tables.published_counter("metric").add(2)
+    tables.published_counter("log").add()
     tables.count_dropped("data", "queue_full")
     tables.count_dropped("data", "queue_full", 4)
     tables.count_dropped("points", "export_failed", 7)
@@ -173,7 +172,11 @@ def test_clear_is_a_fresh_start_for_a_forked_child(caplog: pytest.LogCaptureFixt
     assert all(table.items() == [] for table in tables.gauges().values())
     assert tables.nonfinite_seen == set()
     assert tables.stream_series("t", "s", "b") is not None  # the stream's key budget is back
-    assert published.value == 0 and tables.published.total() == 0 and tables.dropped.total() == 0
+    assert (
+        published.value == 0
+        and not any(v for _, v in tables.published.items())
+        and not any(v for _, v in tables.dropped.items())
+    )
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="otel_liveview"):
         tables.count_dropped("data", "queue_full")  # the child says it once again

@@ -41,7 +41,7 @@ class GaugeTable:
         self.values.clear()
 
 
-class Counter:
+class Tally:
     """A monotonic count that callers on any thread bump without a lock.
 
     `next()` on an itertools.count is atomic, so single increments need no lock; bulk additions
@@ -73,28 +73,25 @@ class Counter:
         return int(repr(self._ones)[6:-1]) + self._bulk
 
 
-class CounterFamily:
-    """Counters by attribute key, created on first use (under a lock; the dict read is lock-free)."""
+class TallyFamily:
+    """Tallies by attribute key, created on first use (under a lock; the dict read is lock-free)."""
 
     __slots__ = ("_counters", "_lock")
 
     def __init__(self) -> None:
-        self._counters: dict[Key, Counter] = {}
+        self._counters: dict[Key, Tally] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: Key) -> Counter:
+    def get(self, key: Key) -> Tally:
         counter = self._counters.get(key)
         if counter is None:
             with self._lock:
-                counter = self._counters.setdefault(key, Counter())
+                counter = self._counters.setdefault(key, Tally())
         return counter
 
     def items(self) -> Iterator[tuple[Key, int]]:
         for key, counter in list(self._counters.items()):
             yield key, counter.value
-
-    def total(self) -> int:
-        return sum(value for _, value in self.items())
 
     def reset(self) -> None:
         """Zero every counter in place: callers may hold references to them."""
@@ -120,8 +117,8 @@ class Tables:
         self.end_time = GaugeTable(max_series)
         self.total = GaugeTable(max_series)
         self.nonfinite_seen: set[Key] = set()  # metric keys that were ever non-finite
-        self.published = CounterFamily()
-        self.dropped = CounterFamily()
+        self.published = TallyFamily()
+        self.dropped = TallyFamily()
         self._warned: set[Key] = set()
 
     def gauges(self) -> dict[str, GaugeTable]:
@@ -155,11 +152,8 @@ class Tables:
             series = keys[key] = (("key", key), ("stream", stream), ("topic", topic))
         return series
 
-    def published_counter(self, kind: str) -> Counter:
+    def published_counter(self, kind: str) -> Tally:
         return self.published.get((("kind", kind),))
-
-    def count_published(self, kind: str, amount: int = 1) -> None:
-        self.published_counter(kind).add(amount)
 
     def count_dropped(self, kind: str, reason: str, amount: int = 1) -> None:
         key = (("kind", kind), ("reason", reason))
