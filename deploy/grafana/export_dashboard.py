@@ -35,6 +35,7 @@ PLUGIN_NAMES = {
     "table": "Table",
     "timeseries": "Time series",
     "logs": "Logs",
+    "bargauge": "Bar gauge",
 }
 
 
