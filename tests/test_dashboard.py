@@ -323,6 +323,10 @@ def test_import_copy_declares_an_input_per_datasource_variable() -> None:
     assert {("datasource", entry["pluginId"]) for entry in inputs} <= requires
     assert {("panel", panel["type"]) for panel in grafana.panels(IMPORT_COPY)} <= requires
     assert ("grafana", "grafana") in requires
+    # Every plugin under the name Grafana's export gives it ("Bar gauge"), not its id.
+    assert all(
+        entry["name"] != entry["id"] for entry in IMPORT_COPY["__requires"] if entry["type"] == "panel"
+    )
     assert "__inputs" not in PROVISIONED and "__requires" not in PROVISIONED
 
 
