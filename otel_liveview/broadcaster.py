@@ -177,6 +177,7 @@ class ExperimentBroadcaster:
             TABLES.status.set((name, ("status", state), topic), 1.0 if state == status else 0.0)
         if status == "running":  # the start, as process_start_time_seconds has it: seconds since the epoch
             TABLES.start_time.set((name, topic), time.time())
+            TABLES.end_time.values.pop((name, topic), None)  # a run of the same name again
         elif status in _FINISHED:
             TABLES.end_time.set((name, topic), time.time())
         _published_status.add()

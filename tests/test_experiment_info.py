@@ -112,3 +112,14 @@ def test_totals_by_keyword_and_by_call_in_both_forms() -> None:
 def test_bad_totals_are_clear_errors(phase: Any, kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises((ValueError, TypeError), match=message):
         ExperimentBroadcaster("info:bad").publish_total_sync("run", phase, **kwargs)
+
+
+def test_a_second_run_of_the_same_name_has_no_end_until_it_ends() -> None:
+    topic = "info:again"
+    key = frozenset({("experiment", "twice"), ("topic", topic)})
+    with LiveViewExperiment("twice", base_topic=topic):
+        pass
+    assert key in points("liveview.experiment.end_time_seconds", topic)
+    with LiveViewExperiment("twice", base_topic=topic):
+        assert key not in points("liveview.experiment.end_time_seconds", topic)
+    assert key in points("liveview.experiment.end_time_seconds", topic)
