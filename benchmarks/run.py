@@ -266,13 +266,13 @@ def main() -> int:
     parser.add_argument("--memory", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        print(json.dumps(measure(args.case[0], int(args.case[1]))))
+        print(json.dumps(measure(args.case[0], int(args.case[1]))), flush=True)  # os._exit flushes nothing
         os._exit(0)  # measured already; skip exit-time export of leftovers
     if args.load_worker:
         print(json.dumps(load_worker(*args.load_worker)))
         return 0
     if args.memory:
-        print(json.dumps(memory(args.memory)))
+        print(json.dumps(memory(args.memory)), flush=True)
         os._exit(0)
 
     count = 2_000 if args.quick else 200_000

@@ -211,10 +211,18 @@ def every_series(prometheus: Server, run: Run) -> list[dict[str, Any]]:
     def complete(result: list[dict[str, Any]]) -> bool:
         names = Counter(s["metric"]["__name__"] for s in result)
         metric = [s for s in result if s["metric"]["__name__"] == "liveview_metric"]
+        # The data gauge follows the events on the export thread, so an export can carry the final
+        # metric values and counts before the last data values: wait for those too.
+        depths = [
+            float(s["value"][1])
+            for s in result
+            if s["metric"]["__name__"] == "liveview_data" and s["metric"]["key"] == "nested.depth"
+        ]
         return (
             by_origin(metric) == last
             and names["liveview_metric_step"] == names["liveview_metric_epoch"] == len(ORIGINS)
             and names["liveview_data"] == 3 * len(ORIGINS)
+            and depths == [float(COUNT - 1)] * len(ORIGINS)
             and names["target_info"] == 3
             and published_final(result, run)
         )
