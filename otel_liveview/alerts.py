@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 import yaml
 
+DEFAULT_OUT_DIR = "deploy"
 PROMETHEUS_DATASOURCE_UID = "liveview-prometheus"  # the bundle's (deploy/grafana/provisioning/datasources)
 THRESHOLD_RULES = Path("prometheus/rules/liveview-thresholds.rules.yml")
 BUILTIN_RULES = Path("prometheus/rules/liveview-builtin.rules.yml")
@@ -134,14 +136,23 @@ def load_file(path: str | Path) -> tuple[list[Threshold], str | None]:
     entries = _keys(root)["thresholds"]
     if not isinstance(entries, yaml.SequenceNode):
         raise ThresholdsError(f"{path}:{_line(entries)}: 'thresholds' must be a list")
-    thresholds = [_threshold(path, node) for node in entries.value]
+    thresholds: list[Threshold] = []
+    problems: list[str] = []  # every threshold's error at once, not one fix-and-rerun at a time
     seen: dict[str, int] = {}
-    for threshold, node in zip(thresholds, entries.value, strict=True):
+    for node in entries.value:
+        try:
+            threshold = _threshold(path, node)
+        except ThresholdsError as error:
+            problems.append(str(error))
+            continue
         if threshold.name in seen:
-            raise ThresholdsError(
+            problems.append(
                 f"{path}:{_line(node)}: field 'name': {threshold.name!r} is already used on line {seen[threshold.name]}"
             )
         seen[threshold.name] = _line(node)
+        thresholds.append(threshold)
+    if problems:
+        raise ThresholdsError("\n".join(problems))
     return thresholds, datasource_uid
 
 
@@ -422,7 +433,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("thresholds", help="the thresholds YAML file (see deploy/alerts/thresholds.yaml)")
-    parser.add_argument("--out-dir", default="deploy", help="where deploy/ lives (default: %(default)s)")
+    parser.add_argument(
+        "--out-dir",
+        default=None,
+        help=f"where to write prometheus/ and grafana/ (default: ./{DEFAULT_OUT_DIR}, which must exist)",
+    )
     parser.add_argument(
         "--datasource-uid",
         type=datasource_uid,
@@ -434,10 +449,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run(args: argparse.Namespace) -> int:
+    out_dir = args.out_dir or DEFAULT_OUT_DIR
+    if args.out_dir is None and not Path(out_dir).is_dir():  # outside a checkout: no new deploy/ tree
+        print(
+            f"otel-liveview alerts: ./{out_dir}/ does not exist here; run it in a checkout or pass --out-dir DIR",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        written = render(args.thresholds, args.out_dir, getattr(args, "datasource_uid", None))
+        written = render(args.thresholds, out_dir, getattr(args, "datasource_uid", None))
     except ThresholdsError as error:
-        print(f"error: {error}")
+        print(f"otel-liveview alerts: {error}", file=sys.stderr)
         return 2
     for path in written:
         print(f"wrote {path}")

@@ -91,11 +91,36 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     args = parser.parse_args(["alerts", str(EXAMPLE), "--out-dir", str(tmp_path)])
     assert args.run(args) == 0
     assert (tmp_path / alerts.THRESHOLD_RULES).exists()
+    capsys.readouterr()
     bad = tmp_path / "bad.yaml"
-    bad.write_text("thresholds:\n  - metric: loss\n")
-    args = parser.parse_args(["alerts", str(bad), "--out-dir", str(tmp_path / "none")])
+    bad.write_text(
+        "thresholds:\n  - metric: loss\n  - metric: acc\n    above: x\n  - metric: loss\n    above: 1\n"
+    )
+    args = parser.parse_args(["alerts", str(bad), "--out-dir", str(tmp_path)])
     assert args.run(args) == 2
-    assert "field 'above'" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [  # every error of the file at once, on stderr
+        f"otel-liveview alerts: {bad}:2: field 'above': give exactly one of 'above' or 'below'",
+        f"{bad}:4: field 'above': must be a number, not 'x'",
+    ]
+
+
+def test_outside_a_checkout_no_deploy_tree_appears(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    parser = argparse.ArgumentParser()
+    alerts.register(parser.add_subparsers())
+    args = parser.parse_args(["alerts", str(EXAMPLE)])
+    assert args.run(args) == 2
+    assert (
+        "./deploy/ does not exist here; run it in a checkout or pass --out-dir DIR" in capsys.readouterr().err
+    )
+    assert list(tmp_path.iterdir()) == []
+    args = parser.parse_args(["alerts", str(EXAMPLE), "--out-dir", "rendered"])  # asked for: made
+    assert args.run(args) == 0
+    assert (tmp_path / "rendered" / alerts.THRESHOLD_RULES).exists()
 
 
 def test_grafana_provisioning_has_what_grafana_requires() -> None:
@@ -467,11 +492,13 @@ def test_the_command_reports_what_it_wrote_and_what_was_wrong(
     ]
     bad = tmp_path / "bad.yaml"
     bad.write_text("thresholds:\n  - metric: loss\n")
-    assert args.run(parser.parse_args(["alerts", str(bad)])) == 2
-    assert (
-        capsys.readouterr().out == f"error: {bad}:2: field 'above': give exactly one of 'above' or 'below'\n"
+    assert args.run(parser.parse_args(["alerts", str(bad), "--out-dir", str(tmp_path)])) == 2
+    out, err = capsys.readouterr()
+    assert (out, err) == (
+        "",
+        f"otel-liveview alerts: {bad}:2: field 'above': give exactly one of 'above' or 'below'\n",
     )
-    assert parser.parse_args(["alerts", str(bad)]).out_dir == "deploy"
+    assert parser.parse_args(["alerts", str(bad)]).out_dir is None  # ./deploy, which must exist
 
 
 def test_the_command_explains_itself() -> None:
@@ -485,7 +512,10 @@ def test_the_command_explains_itself() -> None:
     assert "\n" + alerts.__doc__.splitlines()[2] + "\n" in help_text
     words = " ".join(help_text.split())
     assert "thresholds the thresholds YAML file (see deploy/alerts/thresholds.yaml)" in words
-    assert "--out-dir OUT_DIR where deploy/ lives (default: deploy)" in words
+    assert (
+        "--out-dir OUT_DIR where to write prometheus/ and grafana/ (default: ./deploy, which must exist)"
+        in words
+    )
     assert (
         "--datasource-uid UID uid of the Prometheus datasource the Grafana rules query (wins over the "
         "file's datasource_uid; default liveview-prometheus, the bundle's)"
