@@ -134,6 +134,7 @@ class Outcome:
 
 
 OK = Outcome(True)
+NO_TIME = Outcome(False, True, "the deadline passed before an attempt")
 
 
 class _HttpTransport:
@@ -290,9 +291,10 @@ class OtlpSender:
 
     def send(self, request: Message, deadline: float, retry: bool = False) -> Outcome:
         payload = request.SerializeToString()
+        outcome = NO_TIME
         attempt = 0
-        while True:
-            outcome = self._transport.send(payload, min(self.endpoint.timeout, deadline - time.monotonic()))
+        while (remaining := min(self.endpoint.timeout, deadline - time.monotonic())) > 0:
+            outcome = self._transport.send(payload, remaining)
             if outcome.ok or not outcome.retryable or not retry:
                 break
             backoff = min(2**attempt, 8) * random.uniform(0.8, 1.2)
@@ -301,7 +303,7 @@ class OtlpSender:
                 break
         if outcome.ok:
             self.outage.recovered(self.endpoint)
-        else:
+        elif outcome is not NO_TIME:  # no attempt, nothing learned about the collector
             self.outage.failed(self.endpoint, outcome.reason)
         return outcome
 

@@ -16,7 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 
+from otel_liveview import config, otlp
 from tests.processes import ROOT
 from tests.receiver import Receiver, serving_http, silent_listener
 
@@ -165,3 +170,18 @@ def test_a_healthy_collector_gets_everything_before_exit(tmp_path: Path, http_re
     assert len(pids) == 3  # main, forked and spawned processes all delivered
     statuses = [row.body["status"] for row in http_receiver.log_rows() if row.event_name == "liveview.status"]
     assert statuses == ["initializing", "running", "completed"]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_deadline_already_passed_sends_nothing_and_reports_no_outage(protocol: str) -> None:
+    """A flush or exit whose time ran out while records were built: no attempt, no error, no warning."""
+    with silent_listener() as listener:
+        sender = otlp.OtlpSender(
+            otlp.resolve(config.load(protocol=protocol, endpoint=listener.url), "logs"),
+            ExportLogsServiceResponse,
+        )
+        outcome = sender.send(ExportLogsServiceRequest(), time.monotonic() - 1)
+        sender.close()
+        assert (outcome.ok, outcome.reason) == (False, "the deadline passed before an attempt")
+        assert not sender.down
+        assert listener.connections == []
