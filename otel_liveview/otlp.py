@@ -18,11 +18,12 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import requests
 from google.protobuf.message import Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 
 from otel_liveview import config
 from otel_liveview.config import Settings
@@ -30,9 +31,12 @@ from otel_liveview.config import Settings
 _log = logging.getLogger("otel_liveview")
 
 SIGNALS = ("metrics", "logs")
-_GRPC_METHODS = {
-    "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
-    "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+_GRPC_METHODS: dict[str, tuple[str, type[Message]]] = {  # signal -> (method, its response message)
+    "metrics": (
+        "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        ExportMetricsServiceResponse,
+    ),
+    "logs": ("/opentelemetry.proto.collector.logs.v1.LogsService/Export", ExportLogsServiceResponse),
 }
 _RETRYABLE_HTTP = frozenset((429, 502, 503, 504))  # the OTLP/HTTP specification's list
 _RETRYABLE_GRPC = frozenset(
@@ -180,7 +184,7 @@ class _HttpTransport:
 
 
 class _GrpcTransport:
-    def __init__(self, endpoint: Endpoint, response_type: Any) -> None:
+    def __init__(self, endpoint: Endpoint) -> None:
         import grpc  # imported here: an HTTP-only process need not load it
 
         self._grpc = grpc
@@ -190,10 +194,11 @@ class _GrpcTransport:
             self._channel = grpc.insecure_channel(target)
         else:
             self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(*_tls_files(endpoint)))
+        method, response = _GRPC_METHODS[endpoint.signal]
         self._call = self._channel.unary_unary(
-            _GRPC_METHODS[endpoint.signal],
+            method,
             request_serializer=lambda payload: payload,
-            response_deserializer=response_type.FromString,
+            response_deserializer=response.FromString,
         )
         self._metadata = tuple(endpoint.headers.items())
         self._compression = grpc.Compression.Gzip if endpoint.compression else None
@@ -277,13 +282,11 @@ class OtlpSender:
     until the deadline; `abort()` ends such retries at once (at exit).
     """
 
-    def __init__(self, endpoint: Endpoint, response_type: Any, outage: Outage | None = None) -> None:
+    def __init__(self, endpoint: Endpoint, outage: Outage | None = None) -> None:
         self.endpoint = endpoint
         self.outage = outage or Outage()
         self._transport = (
-            _GrpcTransport(endpoint, response_type)
-            if endpoint.protocol == "grpc"
-            else _HttpTransport(endpoint)
+            _GrpcTransport(endpoint) if endpoint.protocol == "grpc" else _HttpTransport(endpoint)
         )
         self._no_wait = threading.Event()  # set: no retry waits (at exit, or while a flush runs)
         self._aborted = False

@@ -23,8 +23,6 @@ from typing import Any
 
 from opentelemetry import _logs, metrics
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk.metrics import MeterProvider, ObservableCounter, ObservableGauge
 from opentelemetry.sdk.metrics.export import (
@@ -228,7 +226,7 @@ def metric_exporters(settings: Settings, senders: list[OtlpSender]) -> list[Metr
     exporters: list[MetricExporter] = []
     for name in settings.metrics_exporter:
         if name == "otlp":
-            sender = OtlpSender(otlp.resolve(settings, "metrics"), ExportMetricsServiceResponse, _OUTAGE)
+            sender = OtlpSender(otlp.resolve(settings, "metrics"), _OUTAGE)
             senders.append(sender)
             exporters.append(OtlpMetricExporter(sender))
         else:
@@ -241,7 +239,7 @@ def log_sinks(settings: Settings, senders: list[OtlpSender]) -> list[LogSink]:
     sinks: list[LogSink] = []
     for name in settings.logs_exporter:
         if name == "otlp":
-            sender = OtlpSender(otlp.resolve(settings, "logs"), ExportLogsServiceResponse, _OUTAGE)
+            sender = OtlpSender(otlp.resolve(settings, "logs"), _OUTAGE)
             senders.append(sender)
             sinks.append(OtlpLogSink(sender))
         else:

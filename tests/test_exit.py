@@ -16,10 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
-    ExportLogsServiceRequest,
-    ExportLogsServiceResponse,
-)
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from otel_liveview import config, otlp
 from tests.processes import ROOT
@@ -176,10 +173,7 @@ def test_a_healthy_collector_gets_everything_before_exit(tmp_path: Path, http_re
 def test_a_deadline_already_passed_sends_nothing_and_reports_no_outage(protocol: str) -> None:
     """A flush or exit whose time ran out while records were built: no attempt, no error, no warning."""
     with silent_listener() as listener:
-        sender = otlp.OtlpSender(
-            otlp.resolve(config.load(protocol=protocol, endpoint=listener.url), "logs"),
-            ExportLogsServiceResponse,
-        )
+        sender = otlp.OtlpSender(otlp.resolve(config.load(protocol=protocol, endpoint=listener.url), "logs"))
         outcome = sender.send(ExportLogsServiceRequest(), time.monotonic() - 1)
         sender.close()
         assert (outcome.ok, outcome.reason) == (False, "the deadline passed before an attempt")
