@@ -27,6 +27,23 @@ from otel_liveview import ExperimentBroadcaster, LiveViewExperiment, pipeline
 ORIGINS = ["main", *(f"thread{i}" for i in range(4)), *(f"task{i}" for i in range(4)), "fork", "spawn"]
 
 
+def metric_labels(name: str, topic: str, service: str, instance: dict[str, str]) -> list[dict[str, str]]:
+    """The label sets the "origins" scenario's metric `loss` gets in Prometheus, in ORIGINS order
+    (`instance`: origin -> the instance id each process reported)."""
+    return [
+        {
+            "__name__": name,
+            "metric": "loss",
+            "topic": topic,
+            "phase": "train",
+            "origin": origin,
+            "job": service,
+            "instance": instance[origin],
+        }
+        for origin in ORIGINS
+    ]
+
+
 def value_of(origin: str, step: int) -> float:
     """The value `origin` publishes at `step`; the test computes the same to check the last one."""
     return ORIGINS.index(origin) + step / 1000

@@ -42,3 +42,24 @@ def start_python(script: str, env: dict[str, str], file: Path | None = None) -> 
     return subprocess.Popen(
         command, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
+
+
+def threshold_publisher(topic: str) -> str:
+    """A script that publishes metric "loss" (phase train) under `topic` every 50 ms: its first stdin
+    line is the starting value (it prints "ready"), each further line a new value (it prints "set"
+    and the time)."""
+    return f"""
+import sys, threading, time
+from otel_liveview import ExperimentBroadcaster
+broadcaster = ExperimentBroadcaster(base_topic={topic!r})
+value = [float(sys.stdin.readline())]
+def loop():
+    while True:
+        broadcaster.publish_metric_sync("loss", value[0], phase="train")
+        time.sleep(0.05)
+threading.Thread(target=loop, daemon=True).start()
+print("ready", flush=True)
+for line in sys.stdin:
+    value[0] = float(line)
+    print("set", time.time(), flush=True)
+"""

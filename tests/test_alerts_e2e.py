@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from otel_liveview import alerts
-from tests.processes import start_python
+from tests.processes import start_python, threshold_publisher
 from tests.receiver import wait_until
 from tests.servers import Server, Webhook
 
@@ -24,22 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_ALERTMANAGER = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 SHIPPED_BUILTIN = ROOT / "deploy" / alerts.BUILTIN_RULES
 
-# Publishes metric "loss" (phase train) every 50 ms; each stdin line sets the value it publishes.
-PUBLISHER = """
-import sys, threading, time
-from otel_liveview import ExperimentBroadcaster
-broadcaster = ExperimentBroadcaster(base_topic="alerts:e2e")
-value = [float(sys.stdin.readline())]
-def loop():
-    while True:
-        broadcaster.publish_metric_sync("loss", value[0], phase="train")
-        time.sleep(0.05)
-threading.Thread(target=loop, daemon=True).start()
-print("ready", flush=True)
-for line in sys.stdin:
-    value[0] = float(line)
-    print("set", time.time(), flush=True)
-"""
+PUBLISHER = threshold_publisher("alerts:e2e")
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from otel_liveview import __version__
-from tests.e2e_publisher import ORIGINS, value_of
+from tests.e2e_publisher import ORIGINS, metric_labels, value_of
 from tests.receiver import Receiver, serving_http, wait_until
 from tests.servers import (
     PROMETHEUS_3_FLAGS,
@@ -252,21 +252,8 @@ def test_every_origin_lands_with_exact_names_labels_and_values(
     for name, value in zip(SERIES, (None, float(last), float(last // 10)), strict=True):
         result = wait_for_series(prom, f'{name}{{job="{service}"}}', lambda r: len(r) == len(ORIGINS))
         labels = sorted((series["metric"] for series in result), key=lambda labels: labels["origin"])
-        assert labels == sorted(
-            (
-                {
-                    "__name__": name,
-                    "metric": "loss",
-                    "topic": topic,
-                    "phase": "train",
-                    "origin": origin,
-                    "job": service,
-                    "instance": instance[origin],
-                }
-                for origin in ORIGINS
-            ),
-            key=lambda labels: labels["origin"],
-        )
+        expected = metric_labels(name, topic, service, instance)
+        assert labels == sorted(expected, key=lambda labels: labels["origin"])
         if value is not None:
             assert {float(series["value"][1]) for series in result} == {value}, name
 

@@ -130,16 +130,24 @@ def loki() -> Iterator[Receiver]:
         yield receiver
 
 
+def the_real_path(
+    prometheus_factory: Callable[..., Server], collector_factory: Callable[..., Collector], loki: Receiver
+) -> tuple[Server, Collector]:
+    """Prometheus 3.14 behind the shipped Collector, whose Loki exporter posts to `loki`."""
+    prometheus = prometheus_factory(binary="prometheus-3.14")
+    collector = collector_factory(
+        remote_write_url=prometheus.url + "/api/v1/write", loki_url=loki.endpoint + "/otlp"
+    )
+    return prometheus, collector
+
+
 def test_collector_killed_and_restarted_mid_run(
     prometheus_factory: Callable[..., Server],
     collector_factory: Callable[..., Collector],
     loki: Receiver,
     publishers: Callable[..., Publisher],
 ) -> None:
-    prometheus = prometheus_factory(binary="prometheus-3.14")
-    collector = collector_factory(
-        remote_write_url=prometheus.url + "/api/v1/write", loki_url=loki.endpoint + "/otlp"
-    )
+    prometheus, collector = the_real_path(prometheus_factory, collector_factory, loki)
     rate, outage = 500, 3.0
     publisher = publishers(collector.otlp_http_endpoint, rate=rate, seconds=14)
     wait_for_series(
@@ -214,10 +222,7 @@ def test_prometheus_restarted_behind_the_collector(
     loki: Receiver,
     publishers: Callable[..., Publisher],
 ) -> None:
-    prometheus = prometheus_factory(binary="prometheus-3.14")
-    collector = collector_factory(
-        remote_write_url=prometheus.url + "/api/v1/write", loki_url=loki.endpoint + "/otlp"
-    )
+    prometheus, collector = the_real_path(prometheus_factory, collector_factory, loki)
     # Longer than the remote-write exporter's default 5 s send timeout, which bounds its retries
     # unless the config raises it (the shipped one does, to 5m).
     rate, outage = 200, 10.0
@@ -275,10 +280,7 @@ def test_loki_side_down_for_30_seconds(
     server = start_http(loki)
     port = int(loki.endpoint.rsplit(":", 1)[1])
     try:
-        prometheus = prometheus_factory(binary="prometheus-3.14")
-        collector = collector_factory(
-            remote_write_url=prometheus.url + "/api/v1/write", loki_url=loki.endpoint + "/otlp"
-        )
+        _, collector = the_real_path(prometheus_factory, collector_factory, loki)
         rate, outage = 100, 30.0
         publisher = publishers(collector.otlp_http_endpoint, rate=rate, seconds=outage + 10)
         wait_until(lambda: len(publisher.seqs(loki)) > rate, timeout=60, what="logs before the outage")

@@ -25,7 +25,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
-from tests.e2e_publisher import ORIGINS, value_of
+from tests.e2e_publisher import ORIGINS, metric_labels, value_of
 from tests.receiver import Receiver, serving_http
 from tests.servers import PushStack, query, wait_for_series
 
@@ -114,21 +114,9 @@ def test_every_origin_lands_with_its_process_as_instance(
         ("liveview_metric_epoch", float(last // 10)),
     ):
         result = metrics if value is None else query(push_stack, f'{name}{{job="{service}"}}')
-        assert sorted((series["metric"] for series in result), key=lambda labels: labels["origin"]) == sorted(
-            (
-                {
-                    "__name__": name,
-                    "metric": "loss",
-                    "topic": topic,
-                    "phase": "train",
-                    "origin": origin,
-                    "job": service,
-                    "instance": instance[origin],
-                }
-                for origin in ORIGINS
-            ),
-            key=lambda labels: labels["origin"],
-        )
+        labels = sorted((series["metric"] for series in result), key=lambda labels: labels["origin"])
+        expected = metric_labels(name, topic, service, instance)
+        assert labels == sorted(expected, key=lambda labels: labels["origin"])
         if value is not None:
             assert {float(series["value"][1]) for series in result} == {value}, name
 

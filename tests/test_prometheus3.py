@@ -23,7 +23,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
-from tests.processes import start_python
+from tests.processes import start_python, threshold_publisher
 from tests.receiver import serving_http, wait_until
 from tests.servers import (
     PROMETHEUS_3_FLAGS,
@@ -143,22 +143,7 @@ def test_prometheus_3_14_and_alertmanager_0_34_run_the_shipped_files(
     assert problems(prometheus) == [] and problems(alertmanager) == []
 
 
-# Publishes metric "loss" (phase train) every 50 ms; each stdin line sets the value it publishes.
-PUBLISHER = """
-import sys, threading, time
-from otel_liveview import ExperimentBroadcaster
-broadcaster = ExperimentBroadcaster(base_topic="alerts:otelcol")
-value = [float(sys.stdin.readline())]
-def loop():
-    while True:
-        broadcaster.publish_metric_sync("loss", value[0], phase="train")
-        time.sleep(0.05)
-threading.Thread(target=loop, daemon=True).start()
-print("ready", flush=True)
-for line in sys.stdin:
-    value[0] = float(line)
-    print("set", time.time(), flush=True)
-"""
+PUBLISHER = threshold_publisher("alerts:otelcol")
 
 
 def test_threshold_crossing_pages_through_the_collector_prometheus_3_14_and_alertmanager_0_34(
