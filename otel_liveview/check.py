@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 
 from otel_liveview import config, otlp
 
-SIGNALS = ("metrics", "logs")
 _REDACT = ("HEADERS", "KEY", "TOKEN", "PASSWORD")
 
 
@@ -59,7 +58,7 @@ def tls_problems(endpoint: otlp.Endpoint) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     try:
         settings = config.load()
-        endpoints = {signal: otlp.resolve(settings, signal) for signal in SIGNALS}
+        endpoints = {signal: otlp.resolve(settings, signal) for signal in otlp.SIGNALS}
     except ValueError as error:
         print(f"configuration error: {error}")
         return 2
@@ -78,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     failures = 0
     exporters = {"metrics": settings.metrics_exporter, "logs": settings.logs_exporter}
-    for signal in SIGNALS:
+    for signal in otlp.SIGNALS:
         others = [name for name in exporters[signal] if name != "otlp"]
         if "otlp" not in exporters[signal]:
             print(f"{signal}: {', '.join(others) or 'none'} (no OTLP export)")
