@@ -435,7 +435,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("thresholds", help="the thresholds YAML file (see deploy/alerts/thresholds.yaml)")
     parser.add_argument(
         "--out-dir",
-        default=None,
         help=f"where to write prometheus/ and grafana/ (default: ./{DEFAULT_OUT_DIR}, which must exist)",
     )
     parser.add_argument(
