@@ -43,6 +43,8 @@ FULL = {
     "bursts": (("log", 200_000), ("data", 100_000)),
     "series": (10_000, 50_000),
     "exports": 3,
+    "updates": 10.0,  # seconds of metric updates at UPDATE_RATE
+    "update_runs": 3,  # per side, interleaved; the median is reported
 }
 QUICK = {
     "seconds": 1.0,
@@ -50,9 +52,13 @@ QUICK = {
     "bursts": (("log", 20_000), ("data", 10_000)),
     "series": (1_000, 5_000),
     "exports": 2,
+    "updates": 2.0,
+    "update_runs": 1,
 }
 STEADY_RATES = (5_000, 10_000)  # the steady-rate comparison; run for both sides whatever the ladder says
 SIDES = ("library", "raw SDK")
+UPDATE_RATE = 10_000  # metric updates per second: 10 metrics of a training loop at 1,000 steps/s
+UPDATE_SIDES = ("library, events on", "library, events off", "raw SDK")
 
 
 # -- what a child publishes ------------------------------------------------------------------------
@@ -267,7 +273,61 @@ def series(side: str, count: int, exports: int) -> dict[str, Any]:
     return {"cpu_ms": sum(cpu) / len(cpu) * 1000, "arrived": min(arrived), "overflow": overflow}
 
 
+def update_setup(side: str) -> tuple[Callable[[int], None], Callable[[], None]]:
+    """(publish update i, flush): metric m{i % 10} with a step and a phase label, the default 1 s
+    export interval; the raw SDK sets the value and step gauges the library records."""
+    if side.startswith("library"):
+        import otel_liveview
+
+        otel_liveview.configure(metric_events=side.endswith("events on"))
+        broadcaster = otel_liveview.ExperimentBroadcaster(base_topic=TOPIC)
+        names = [f"m{i}" for i in range(10)]
+
+        def publish_library(i: int) -> None:
+            broadcaster.publish_metric_sync(names[i % 10], 1.0 / (i + 1), step=i // 10, phase="train")
+
+        return publish_library, lambda: otel_liveview.flush(120)
+
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    provider = MeterProvider(metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())])
+    meter = provider.get_meter("bench")
+    value, step = meter.create_gauge("liveview.metric"), meter.create_gauge("liveview.metric.step")
+    attributes = [{"metric": f"m{i}", "topic": TOPIC, "phase": "train"} for i in range(10)]
+
+    def publish_raw(i: int) -> None:
+        value.set(1.0 / (i + 1), attributes[i % 10])
+        step.set(i // 10, attributes[i % 10])
+
+    return publish_raw, lambda: provider.force_flush(120_000)
+
+
+def updates(side: str, seconds: float) -> dict[str, Any]:
+    """Metric updates at UPDATE_RATE for `seconds`, then a flush: CPU per 1 s export interval, and
+    how many updates the sink found in `liveview.metric` events."""
+    publish, flush = update_setup(side)
+    for i in range(WARMUP):
+        publish(i)
+    flush()
+    before = sink_counts()["metric_updates"]
+    cpu = time.process_time()
+    total = int(UPDATE_RATE * seconds)
+    publish_seconds = pace(publish, UPDATE_RATE, total)
+    flush()
+    cpu = time.process_time() - cpu
+    return {
+        "sent": total,
+        "event_updates": sink_counts()["metric_updates"] - before,
+        "cpu_ms": cpu / seconds * 1000,
+        "sent_per_s": total / publish_seconds,
+    }
+
+
 def child(spec: dict[str, Any]) -> dict[str, Any]:
+    if spec["case"] == "updates":
+        return updates(spec["side"], spec["seconds"])
     if spec["case"] == "steady":
         return steady(spec["side"], spec["rate"], spec["seconds"])
     if spec["case"] == "burst":
@@ -375,6 +435,23 @@ def print_series_table(results: list[dict[str, Any]]) -> None:
         print(f"{r['count']:<22,}  {r['side']:8}  {r['cpu_ms']:13.1f}  {arrived:>14}{note}")
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median CPU, with every run's CPU for the table."""
+    ordered = sorted(runs, key=lambda r: r["cpu_ms"])
+    return {**ordered[len(ordered) // 2], "cpu_runs": [r["cpu_ms"] for r in runs]}
+
+
+def print_updates_table(results: list[dict[str, Any]]) -> None:
+    print(
+        f"{'side':20}  {'updates':>9}  {'in events':>9}  {'sent/s':>7}  {'CPU ms per 1 s interval':>23}  runs"
+    )
+    for r in results:
+        runs = ", ".join(f"{cpu:.1f}" for cpu in r["cpu_runs"])
+        print(
+            f"{r['side']:20}  {r['sent']:9,}  {r['event_updates']:9,}  {r['sent_per_s']:7,.0f}  {r['cpu_ms']:23.1f}  {runs}"
+        )
+
+
 def pick(results: list[dict[str, Any]], side: str, **match: Any) -> dict[str, Any]:
     return next(r for r in results if r["side"] == side and all(r.get(k) == v for k, v in match.items()))
 
@@ -382,6 +459,7 @@ def pick(results: list[dict[str, Any]], side: str, **match: Any) -> dict[str, An
 def ratio_rows(
     records: list[dict[str, Any]],
     series_results: list[dict[str, Any]],
+    update_results: list[dict[str, Any]],
     best: dict[str, int],
     rates: tuple[int, ...],
 ) -> list[tuple[str, float, str | None]]:
@@ -413,6 +491,12 @@ def ratio_rows(
     for count in sorted({r["count"] for r in series_results}):
         lib, raw = (pick(series_results, side, count=count) for side in SIDES)
         rows.append((f"CPU per export, {count:,} series", divide(lib["cpu_ms"], raw["cpu_ms"]), None))
+    on, off, raw = (pick(update_results, side) for side in UPDATE_SIDES)
+    rate = f"{UPDATE_RATE:,} metric updates/s"
+    rows.append(
+        (f"CPU, {rate}: events on / events off (library)", divide(on["cpu_ms"], off["cpu_ms"]), "<= 1.5")
+    )
+    rows.append((f"CPU, {rate}: events on / raw SDK gauges", divide(on["cpu_ms"], raw["cpu_ms"]), None))
     return rows
 
 
@@ -457,6 +541,11 @@ def main() -> int:
             for count in sizes["series"]
             for side in SIDES
         ]
+        update_runs: dict[str, list[dict[str, Any]]] = {side: [] for side in UPDATE_SIDES}
+        for _ in range(sizes["update_runs"]):
+            for side in UPDATE_SIDES:
+                update_runs[side].append(run_child(sink, case="updates", side=side, seconds=sizes["updates"]))
+        update_results = [median_run(runs) for runs in update_runs.values()]
     finally:
         sink.close()
     records = [r for rate in sizes["rates"] for side in SIDES for r in rungs[side] if r["rate"] == rate]
@@ -477,8 +566,13 @@ def main() -> int:
     print(f"the pacing loop alone (in both sides' steady figures): CPU µs per record {pacing}")
     print("\nmetric series: one export after every series got a new value")
     print_series_table(series_results)
+    print(
+        f"\nmetric updates: {UPDATE_RATE:,}/s for {sizes['updates']:g} s (10 metrics with step and phase), "
+        f"median of {sizes['update_runs']} runs"
+    )
+    print_updates_table(update_results)
     print()
-    print_ratios(ratio_rows(records, series_results, best, sizes["rates"]))
+    print_ratios(ratio_rows(records, series_results, update_results, best, sizes["rates"]))
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
     return 0
 

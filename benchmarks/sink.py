@@ -4,8 +4,9 @@ The test suite's receiver (`tests.receiver`) keeps every decoded request and pri
 request; over a benchmark run of a million records that is memory that only grows and a pipe the
 reader must keep up with. This sink keeps counts only, so it stays cheap at tens of thousands of
 records per second: it decodes each request with opentelemetry-proto (the records really arrived
-and parse), counts log records and requests, and for metrics remembers the data points per metric
-name of the latest request (how many series one export delivered). `GET /counts` returns the
+and parse), counts log records and requests and the metric updates that `liveview.metric` events
+carry, and for metrics remembers the data points per metric name of the latest request (how many
+series one export delivered). `GET /counts` returns the
 totals as JSON, with the sink's own CPU time so a run can show that the sink was not the bottleneck.
 The first line on standard output is `{"endpoint": ...}`.
 """
@@ -33,16 +34,28 @@ class Counts:
         self.lock = threading.Lock()
         self.log_requests = 0
         self.log_records = 0
+        self.metric_updates = 0  # the points `liveview.metric` events carry (one column entry each)
         self.metric_requests = 0
         self.latest_points: dict[str, int] = {}  # metric name -> data points in the latest request
         self.latest_overflow: list[str] = []  # metric names whose latest points include an overflow one
 
     def add_logs(self, payload: bytes) -> None:
         request = ExportLogsServiceRequest.FromString(payload)
-        records = sum(len(scope.log_records) for rl in request.resource_logs for scope in rl.scope_logs)
+        records = updates = 0
+        for resource_logs in request.resource_logs:
+            for scope_logs in resource_logs.scope_logs:
+                records += len(scope_logs.log_records)
+                for record in scope_logs.log_records:
+                    if record.event_name == "liveview.metric":
+                        updates += sum(
+                            len(kv.value.array_value.values)
+                            for kv in record.body.kvlist_value.values
+                            if kv.key == "value"
+                        )
         with self.lock:
             self.log_requests += 1
             self.log_records += records
+            self.metric_updates += updates
 
     def add_metrics(self, payload: bytes) -> None:
         request = ExportMetricsServiceRequest.FromString(payload)
@@ -65,6 +78,7 @@ class Counts:
             return {
                 "log_requests": self.log_requests,
                 "log_records": self.log_records,
+                "metric_updates": self.metric_updates,
                 "metric_requests": self.metric_requests,
                 "latest_points": self.latest_points,
                 "latest_overflow": self.latest_overflow,
@@ -106,10 +120,15 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a sender that exits mid-connection (each benchmark child ends with os._exit)
+
+
 def serve(port: int = 0) -> ThreadingHTTPServer:
     """Serve on 127.0.0.1:`port` (0: a free port) in a background thread."""
     handler = type("Handler", (_Handler,), {"counts": Counts()})
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server = _Server(("127.0.0.1", port), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

@@ -26,7 +26,9 @@ _FINISHED = ("completed", "failed", "aborted")
 _HOST = socket.gethostname()
 
 _now = time.time_ns
+_seconds = time.time  # metric points: a float packs straight into the event's time column
 _queue = _pipeline.QUEUE
+_updates = _pipeline.UPDATES
 _metric_table = TABLES.metric
 _step_table = TABLES.step
 _epoch_table = TABLES.epoch
@@ -43,7 +45,8 @@ class ExperimentBroadcaster:
         if not isinstance(base_topic, str) or not base_topic:
             raise ValueError("base_topic must be a non-empty string")
         self.base_topic = mapping.label_value(base_topic)
-        self._keys: dict[Any, Key] = {}  # (name, *kwargs) -> sorted label pairs
+        # (name, *kwargs) -> (sorted label pairs, whether some keyword arguments are not labels)
+        self._keys: dict[Any, tuple[Key, bool]] = {}
         if _pipeline.ensure(self.base_topic).settings.disabled:
             # OTEL_SDK_DISABLED: every publish call returns at once, arguments unchecked.
             for method in _PUBLISHERS:
@@ -56,9 +59,9 @@ class ExperimentBroadcaster:
     ) -> None:
         """Record `value` as the current value of metric `name`.
 
-        `step` and `epoch` go to their own gauges; str/bool keyword arguments become labels, every
-        keyword argument goes into the `liveview.metric` event. Raises TypeError for a value that is
-        not a number.
+        `step` and `epoch` go to their own gauges; str/bool keyword arguments become labels; the
+        update (time, value, step, epoch and the other keyword arguments) also goes into the series'
+        next `liveview.metric` event. Raises TypeError for a value that is not a number.
         """
         pipeline = _pipeline._pipeline or _pipeline.ensure(
             self.base_topic
@@ -70,9 +73,9 @@ class ExperimentBroadcaster:
             epoch = mapping.metric_value("epoch", epoch)
         cache_key = (name, *attributes.items()) if attributes else name
         try:
-            key = self._keys[cache_key]
+            key, mixed = self._keys[cache_key]
         except (KeyError, TypeError):
-            key = self._intern(name, attributes, cache_key)
+            key, mixed = self._intern(name, attributes, cache_key)
         if number - number == 0.0:  # finite: inf - inf and nan - nan are nan
             if not _metric_table.set(key, number):
                 TABLES.count_dropped("metric", "cardinality")
@@ -86,17 +89,17 @@ class ExperimentBroadcaster:
         if epoch is not None:
             _epoch_table.set(key, epoch)
         _published_metrics.add()
-        if pipeline.settings.metric_events and not _queue.put(
-            ("metric", _now(), self.base_topic, name, number, step, epoch, attributes)
-        ):
-            TABLES.count_dropped("metric", "queue_full")
+        if pipeline.settings.metric_events:
+            extra = {k: v for k, v in attributes.items() if not mapping.is_label(v)} if mixed else None
+            if not _updates.put(("metric", _seconds(), key, number, step, epoch, extra)):
+                TABLES.count_dropped("metric", "queue_full")
 
     async def publish_metric(
         self, name: str, value: Any, step: Any = None, epoch: Any = None, **attributes: Any
     ) -> None:
         self.publish_metric_sync(name, value, step, epoch, **attributes)
 
-    def _intern(self, name: Any, attributes: dict[str, Any], cache_key: Any) -> Key:
+    def _intern(self, name: Any, attributes: dict[str, Any], cache_key: Any) -> tuple[Key, bool]:
         labels = {
             mapping.attribute_key(k): mapping.label_value(v)
             for k, v in attributes.items()
@@ -104,11 +107,12 @@ class ExperimentBroadcaster:
         }
         labels["metric"] = mapping.metric_name(name)
         labels["topic"] = self.base_topic
-        key = tuple(sorted(labels.items()))
+        mixed = not all(mapping.is_label(v) for v in attributes.values())
+        interned = tuple(sorted(labels.items())), mixed
         if len(self._keys) < _MAX_CACHED_KEYS:
             with contextlib.suppress(TypeError):  # unhashable keyword values: publishable, not cacheable
-                self._keys[cache_key] = key
-        return key
+                self._keys[cache_key] = interned
+        return interned
 
     def _mark_nonfinite(self, key: Key, current: str | None) -> None:
         """liveview.metric.nonfinite{value=...} is 1 for the current non-finite kind, 0 otherwise."""

@@ -62,11 +62,11 @@ class RecordQueue:
 
     __slots__ = ("_items", "capacity", "wake", "wake_at")
 
-    def __init__(self, capacity: int, wake_at: int) -> None:
+    def __init__(self, capacity: int, wake_at: int, wake: threading.Event | None = None) -> None:
         self._items: deque[tuple[Any, ...]] = deque()
         self.capacity = capacity
-        self.wake_at = wake_at
-        self.wake = threading.Event()
+        self.wake_at = wake_at  # set `wake` when this many are queued
+        self.wake = wake or threading.Event()
 
     def put(self, item: tuple[Any, ...]) -> bool:
         items = self._items
@@ -90,10 +90,10 @@ class RecordQueue:
     def __len__(self) -> int:
         return len(self._items)
 
-    def reset(self) -> None:
+    def reset(self, wake: threading.Event | None = None) -> None:
         """Forget everything (a forked child must not ship its parent's records)."""
         self._items = deque()
-        self.wake = threading.Event()
+        self.wake = wake or threading.Event()
 
 
 class LogSink(Protocol):
@@ -138,8 +138,8 @@ class ConsoleLogSink:
 
 
 class LogShipper:
-    """Turns queued items into records in a `LogBatch`, and ships the batch to every sink when the
-    worker has emitted one (`ship`). Used only from the export worker, under its lock."""
+    """Turns queued items into records in `LogBatch`es of at most `batch_size` records (`emit`), and
+    ships them to every sink (`ship`). Used only from the export worker, under its lock."""
 
     def __init__(
         self,
@@ -148,26 +148,43 @@ class LogShipper:
         scope: InstrumentationScope,
         attribute_limit: int,
         tables: Tables,
+        batch_size: int,
     ) -> None:
         self._sinks = tuple(sinks)
         self._batch_args = (resource, scope, attribute_limit)
-        self._batch = LogBatch(*self._batch_args)
+        self._batches = [LogBatch(*self._batch_args)]
+        self._batch_size = batch_size
         self._tables = tables
+        self._observed = 0
 
-    def emit(self, item: tuple[Any, ...]) -> None:
-        record = events.build(item, self._tables)  # also feeds the liveview.data gauge
-        if self._sinks:
-            self._batch.add(record, item[0], time.time_ns())
+    def emit(self, items: Sequence[tuple[Any, ...]]) -> None:
+        self._observed = time.time_ns()
+        events.emit_all(items, self._tables, self._add)
+
+    def _add(self, kind: str, calls: int, record: dict[str, Any]) -> None:
+        # Built even without sinks: building data events feeds the liveview.data gauge.
+        if not self._sinks:
+            return
+        batch = self._batches[-1]
+        if len(batch) >= self._batch_size:  # one interval's metric events can outnumber a batch
+            batch = LogBatch(*self._batch_args)
+            self._batches.append(batch)
+        batch.add(record, kind, self._observed, calls)
 
     def ship(self, deadline: float | None = None) -> bool:
         """Export the records emitted since the last call; True if every sink took them.
 
         `deadline` (time.monotonic()) bounds the attempt; None: each sink's own export timeout.
         """
-        batch = self._batch
-        if not len(batch):
+        if not len(self._batches[0]):
             return True
-        self._batch = LogBatch(*self._batch_args)
+        batches, self._batches = self._batches, [LogBatch(*self._batch_args)]
+        delivered = True
+        for batch in batches:
+            delivered = self._export(batch, deadline) and delivered
+        return delivered
+
+    def _export(self, batch: LogBatch, deadline: float | None) -> bool:
         delivered = True
         for sink in self._sinks:
             try:
@@ -186,23 +203,33 @@ class LogShipper:
 
 
 class ExportWorker:
-    """The thread that drains the queue: build records, emit them, export each batch."""
+    """The thread that drains the queues: build records, emit them, export each batch.
+
+    Events and logs go in batches: a full one at once, the rest after the schedule delay. Metric
+    updates wait in a queue of their own and go all at once every `updates_interval` (the metric
+    export interval), so each series becomes one event per interval.
+    """
 
     def __init__(
         self,
         queue: RecordQueue,
-        emit: Callable[[tuple[Any, ...]], None],
-        batch_size: int,
-        delay: float,
+        updates: RecordQueue,
+        emit: Callable[[Sequence[tuple[Any, ...]]], None],
         after_batch: Callable[[float | None], bool] | None,
         tables: Tables,
+        *,
+        batch_size: int,
+        delay: float,
+        updates_interval: float,
     ) -> None:
         self._queue = queue
+        self._updates = updates
         self._emit = emit
-        self._batch_size = batch_size
-        self._delay = delay
         self._after_batch = after_batch
         self._tables = tables
+        self._batch_size = batch_size
+        self._delay = delay
+        self._updates_interval = updates_interval
         self._drain_lock = threading.Lock()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="otel-liveview-export", daemon=True)
@@ -213,21 +240,34 @@ class ExportWorker:
     def _run(self) -> None:
         """Export full batches as soon as they are queued, and what is left once the schedule delay
         has passed since the last export (OTEL_BLRP_SCHEDULE_DELAY): steady traffic goes out in
-        full requests, not in whatever trickled in during the previous export."""
-        wake = self._queue.wake
-        due = time.monotonic() + self._delay
+        full requests, not in whatever trickled in during the previous export. Metric updates go
+        when their interval has passed or their queue is half full."""
+        wake = self._queue.wake  # the updates queue sets the same event
+        due = updates_due = time.monotonic()
+        due += self._delay
+        updates_due += self._updates_interval
         while not self._stopping:
-            wake.wait(max(0.0, due - time.monotonic()))
+            wake.wait(max(0.0, min(due, updates_due) - time.monotonic()))
             wake.clear()
-            if time.monotonic() >= due:
+            now = time.monotonic()
+            if now >= updates_due or len(self._updates) >= self._updates.wake_at:
+                self.drain_updates()
+                updates_due = time.monotonic() + self._updates_interval
+            if now >= due:
                 self.drain()
                 due = time.monotonic() + self._delay
             else:
                 self.drain(full_only=True)
 
+    def flush(self, deadline: float) -> bool:
+        """Ship everything queued by `deadline` (time.monotonic()); False if something was not
+        delivered or the deadline passed first."""
+        updates_delivered = self.drain_updates(deadline)
+        return self.drain(deadline) and updates_delivered
+
     def drain(self, deadline: float | None = None, full_only: bool = False) -> bool:
-        """Ship what is queued (with `full_only`, only full batches); False if a batch was not
-        delivered or the deadline passed first.
+        """Ship the queued events and logs (with `full_only`, only full batches); False if a batch
+        was not delivered or the deadline passed first.
 
         The lock is taken per batch, so a flush or a fork can get in between batches.
         """
@@ -244,24 +284,41 @@ class ExportWorker:
                 batch = self._queue.take(self._batch_size)
                 if not batch:
                     return delivered
-                for item in batch:
-                    try:
-                        self._emit(item)
-                    except Exception:  # a record that cannot be built must not stop the others
-                        _log.exception("building a %s record failed", item[0])
-                        self._tables.count_dropped(item[0], "invalid")
-                if self._after_batch is not None and not self._after_batch(deadline):
+                if not self._ship(batch, deadline):
                     delivered = False
                     if self._stopping:  # exiting and the collector is away: count the rest, don't wait
-                        self._discard()
                         return False
             finally:
                 self._drain_lock.release()
 
+    def drain_updates(self, deadline: float | None = None) -> bool:
+        """Ship every queued metric update, one event per series; False if they were not delivered
+        or the deadline passed first."""
+        if not len(self._updates):
+            return True
+        wait = -1 if deadline is None else deadline - time.monotonic()
+        if deadline is not None and wait <= 0:
+            return False
+        if not self._drain_lock.acquire(timeout=wait):
+            return False
+        try:
+            return self._ship(self._updates.take(len(self._updates)), deadline)
+        finally:
+            self._drain_lock.release()
+
+    def _ship(self, items: list[tuple[Any, ...]], deadline: float | None) -> bool:
+        self._emit(items)
+        if self._after_batch is None or self._after_batch(deadline):
+            return True
+        if self._stopping:  # exiting and the collector is away: count the rest, don't wait
+            self._discard()
+        return False
+
     def _discard(self) -> None:
-        while batch := self._queue.take(self._batch_size):
-            for item in batch:
-                self._tables.count_dropped(item[0], "export_failed")
+        for queue in (self._updates, self._queue):
+            while batch := queue.take(self._batch_size):
+                for item in batch:
+                    self._tables.count_dropped(item[0], "export_failed")
 
     def pause(self, timeout: float) -> bool:
         """Wait (up to `timeout`) for the batch in flight, and hold further ones until `resume()`.
@@ -279,10 +336,10 @@ class ExportWorker:
         self._stopping = True
         self._queue.wake.set()
         deadline = time.monotonic() + timeout
-        finisher = threading.Thread(target=self.drain, args=(deadline,), daemon=True)
+        finisher = threading.Thread(target=self.flush, args=(deadline,), daemon=True)
         finisher.start()
         finisher.join(timeout)
-        return not finisher.is_alive() and not len(self._queue)
+        return not finisher.is_alive() and not len(self._queue) and not len(self._updates)
 
 
 class OtlpMetricExporter(MetricExporter):

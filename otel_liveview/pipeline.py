@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -56,8 +56,10 @@ try:
 except metadata.PackageNotFoundError:  # running from a checkout
     VERSION = "0.0.0"
 
-# Callers put events and logs here; the export worker drains it. Process-wide, reset after fork.
+# Callers put events and logs on QUEUE, metric updates (for their events) on UPDATES; the export
+# worker drains both and sleeps on one event. Process-wide, reset after fork.
 QUEUE = RecordQueue(capacity=32_768, wake_at=512)
+UPDATES = RecordQueue(capacity=32_768, wake_at=16_384, wake=QUEUE.wake)
 
 
 @dataclass
@@ -122,9 +124,11 @@ def _start(settings: Settings, topic: str | None) -> Pipeline:
         _pipeline = Pipeline(settings, resource, None, False, None, None, None)
         return _pipeline
     TABLES.resize(settings.max_series, settings.max_stream_keys)
-    QUEUE.capacity = settings.max_queue_size
-    # Wake the export thread for a full batch, or before a small queue fills up.
+    QUEUE.capacity = UPDATES.capacity = settings.max_queue_size
+    # Wake the export thread for a full batch, or before a small queue fills up; for metric
+    # updates (sent once per interval) when their queue is half full.
     QUEUE.wake_at = min(settings.max_export_batch_size, max(1, settings.max_queue_size // 2))
+    UPDATES.wake_at = max(1, settings.max_queue_size // 2)
     senders: list[OtlpSender] = []
 
     meter_provider = metrics.get_meter_provider()
@@ -158,8 +162,8 @@ def _start(settings: Settings, topic: str | None) -> Pipeline:
         logger_provider = installed
         logger = installed.get_logger("otel_liveview", VERSION)
 
-        def emit(item: tuple[Any, ...]) -> None:
-            logger.emit(**events.build(item, TABLES))
+        def emit(items: Sequence[tuple[Any, ...]]) -> None:
+            events.emit_all(items, TABLES, lambda kind, calls, record: logger.emit(**record))
 
         after_batch = None
     else:  # records go straight into OTLP requests: no SDK logger needed
@@ -169,11 +173,19 @@ def _start(settings: Settings, topic: str | None) -> Pipeline:
             encoding.scope("otel_liveview", VERSION),
             settings.max_attributes,
             TABLES,
+            batch_size=settings.max_export_batch_size,
         )
         emit, after_batch = shipper.emit, shipper.ship
 
     worker = ExportWorker(
-        QUEUE, emit, settings.max_export_batch_size, settings.schedule_delay, after_batch, TABLES
+        QUEUE,
+        UPDATES,
+        emit,
+        after_batch,
+        TABLES,
+        batch_size=settings.max_export_batch_size,
+        delay=settings.schedule_delay,
+        updates_interval=settings.metric_export_interval,
     )
     worker.start()
     _pipeline = Pipeline(
@@ -283,7 +295,7 @@ def flush(timeout: float = 10.0) -> bool:
     with contextlib.ExitStack() as hurry:
         for sender in pipeline.senders:
             hurry.enter_context(sender.hurried())
-        drained = pipeline.worker.drain(deadline)
+        drained = pipeline.worker.flush(deadline)
         return _within(deadline, _flush_providers, pipeline) and drained
 
 
@@ -400,6 +412,7 @@ def _after_fork_in_child() -> None:
     _exit_hooks_pid = None
     TABLES.clear()
     QUEUE.reset()
+    UPDATES.reset(wake=QUEUE.wake)
 
 
 if hasattr(os, "register_at_fork"):

@@ -17,7 +17,7 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,6 +33,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 __all__ = [
     "Receiver",
     "decode_any",
+    "metric_updates",
     "grpc_receiver",
     "http_receiver",
     "serving_http",
@@ -69,6 +70,20 @@ def decode_any(value: AnyValue) -> Any:
 
 def decode_attributes(attributes: Iterator[KeyValue]) -> dict[str, Any]:
     return {kv.key: decode_any(kv.value) for kv in attributes}
+
+
+def metric_updates(events: Iterable[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    """The updates that `liveview.metric` events (body, attributes) carry, one dict per update in
+    time order: the event's attributes (the series' labels) and that update's entry of every column,
+    the `attributes` columns included."""
+    updates = []
+    for body, attributes in events:
+        columns = {k: v for k, v in body.items() if k not in ("metric", "attributes")}
+        columns.update(body.get("attributes", {}))
+        labels = {k: v for k, v in attributes.items() if k != "event_name"}
+        for i in range(len(body["value"])):
+            updates.append({**labels, **{name: column[i] for name, column in columns.items()}})
+    return sorted(updates, key=lambda update: update["time"])
 
 
 @dataclass
@@ -147,6 +162,12 @@ class Receiver:
                             )
                         )
         return rows
+
+    def metric_updates(self) -> list[dict[str, Any]]:
+        """Every metric update the `liveview.metric` events received so far carry (`metric_updates`)."""
+        return metric_updates(
+            (row.body, row.attributes) for row in self.log_rows() if row.event_name == "liveview.metric"
+        )
 
     def point_rows(self, name: str | None = None) -> list[PointRow]:
         with self._lock:

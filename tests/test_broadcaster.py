@@ -11,6 +11,7 @@ import contextlib
 import decimal
 import logging
 import math
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +24,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import otel_liveview
 from otel_liveview import ExperimentBroadcaster, LiveViewExperiment, LiveViewHandler, pipeline
+from tests.receiver import metric_updates
 
 _READER = InMemoryMetricReader()
 _EXPORTER = InMemoryLogRecordExporter()
@@ -63,6 +65,12 @@ def records(topic: str) -> list[Any]:
     ]
 
 
+def updates(topic: str) -> list[dict[str, Any]]:
+    return metric_updates(
+        (r.body, dict(r.attributes)) for r in records(topic) if r.event_name == "liveview.metric"
+    )
+
+
 def test_reuses_the_installed_sdk_providers() -> None:
     active = pipeline.active()
     assert active is not None
@@ -79,27 +87,25 @@ def test_metric_gauges_step_epoch_and_labels() -> None:
     assert points("liveview.metric.step", "unit:metric") == {labels: 20}
     assert points("liveview.metric.epoch", "unit:metric") == {labels: 2}
 
-    event = [r for r in records("unit:metric") if r.event_name == "liveview.metric"][-1]
-    assert event.body == {
-        "metric": "loss",
-        "value": 0.5,
-        "step": 20,
-        "epoch": 2,
-        "phase": "train",
-        "lr": 0.01,
-        "best": True,
-    }
+    (event,) = [r for r in records("unit:metric") if r.event_name == "liveview.metric"]  # one per series
     assert dict(event.attributes) == {
         "metric": "loss",
         "topic": "unit:metric",
         "phase": "train",
-        "lr": 0.01,
-        "best": True,
-        "step": 20,
-        "epoch": 2,
+        "best": "true",
         "event_name": "liveview.metric",
     }
-    assert event.timestamp is not None and event.timestamp > 0
+    times = event.body["time"]
+    assert event.body == {
+        "metric": "loss",
+        "time": times,
+        "value": (0.9, 0.5),
+        "step": (10.0, 20.0),
+        "epoch": (1.0, 2.0),
+        "attributes": {"lr": [0.1, 0.01]},
+    }
+    assert time.time() - 60 < times[0] <= times[1] <= time.time()
+    assert event.timestamp == int(times[0] * 1e9)
 
 
 def test_non_finite_values_become_the_nonfinite_gauge() -> None:
@@ -115,12 +121,7 @@ def test_non_finite_values_become_the_nonfinite_gauge() -> None:
     broadcaster.publish_metric_sync("loss", 0.5)
     flags = {dict(k)["value"]: v for k, v in points("liveview.metric.nonfinite", "unit:nan").items()}
     assert flags == {"nan": 0, "inf": 0, "-inf": 0}
-    assert [r.body["value"] for r in records("unit:nan") if r.event_name == "liveview.metric"] == [
-        1.0,
-        "nan",
-        "-inf",
-        0.5,
-    ]
+    assert [update["value"] for update in updates("unit:nan")] == [1.0, "nan", "-inf", 0.5]
 
 
 def test_bad_metric_values_raise_and_the_next_publish_works() -> None:
@@ -283,8 +284,7 @@ def test_labels_are_sanitized_and_unhashable_keywords_still_publish() -> None:
     assert points("liveview.metric", "unit:odd") == {
         frozenset({("metric", "m" * 256), ("mode", "x" * 256), ("topic", "unit:odd")}): 2.0
     }
-    event = [r for r in records("unit:odd") if r.event_name == "liveview.metric"][-1]
-    assert event.attributes["shape"] == (1, 2) and event.body["shape"] == [1, 2]
+    assert [update["shape"] for update in updates("unit:odd")] == [[1, 2], [1, 2]]
 
 
 def test_a_publish_that_fits_the_queue_counts_no_drop() -> None:
@@ -313,6 +313,7 @@ def test_a_full_queue_drops_and_counts_each_kind(monkeypatch: pytest.MonkeyPatch
 
     broadcaster = ExperimentBroadcaster(base_topic="unit:full")
     monkeypatch.setattr(module, "_queue", RecordQueue(capacity=0, wake_at=1))
+    monkeypatch.setattr(module, "_updates", RecordQueue(capacity=0, wake_at=1))
     before_dropped, before_published = dropped(), published()
     broadcaster.publish_metric_sync("loss", 0.5)
     broadcaster.publish_data_sync("s", {"v": 1})

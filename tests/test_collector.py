@@ -28,7 +28,7 @@ import yaml
 
 from otel_liveview import __version__
 from tests.e2e_publisher import ORIGINS, metric_labels, value_of
-from tests.receiver import Receiver, serving_http, wait_until
+from tests.receiver import Receiver, metric_updates, serving_http, wait_until
 from tests.servers import (
     PROMETHEUS_3_FLAGS,
     SHIPPED_COLLECTOR_CONFIG,
@@ -311,16 +311,30 @@ def test_events_and_logs_reach_the_loki_side_once_each(stack: Stack, runs: dict[
     def rows() -> list[Any]:
         return [row for row in stack.loki.log_rows() if row.resource.get("service.name") == run.service]
 
-    # Per origin and step: a liveview.metric event, a liveview.data event and a log record.
-    total = 3 * COUNT * len(ORIGINS)
-    wait_until(lambda: len(rows()) >= total, timeout=60, what=f"{total} records at the Loki stand-in")
+    # Per origin and step: a liveview.data event, a log record and a metric update; the updates
+    # travel in liveview.metric events, one per series and export interval.
+    total = 2 * COUNT * len(ORIGINS)
+
+    def updates() -> list[tuple[Any, ...]]:
+        return [
+            (row.resource["service.instance.id"], update["origin"], update["metric"], update["step"])
+            for row in rows()
+            if row.event_name == "liveview.metric"
+            for update in metric_updates([(row.body, row.attributes)])
+        ]
+
+    wait_until(
+        lambda: len(rows()) - Counter(r.event_name for r in rows())["liveview.metric"] >= total
+        and len(updates()) >= COUNT * len(ORIGINS),
+        timeout=60,
+        what=f"{total} records and {COUNT * len(ORIGINS)} metric updates at the Loki stand-in",
+    )
     got = rows()
-    assert len(got) == total
-    assert Counter(row.event_name for row in got) == {
-        "liveview.metric": COUNT * len(ORIGINS),
-        "liveview.data": COUNT * len(ORIGINS),
-        "": COUNT * len(ORIGINS),
-    }
+    counts = Counter(row.event_name for row in got)
+    assert (counts["liveview.data"], counts[""]) == (COUNT * len(ORIGINS), COUNT * len(ORIGINS))
+    assert set(counts) == {"liveview.metric", "liveview.data", ""}
+    arrived = updates()
+    assert len(arrived) == len(set(arrived)) == COUNT * len(ORIGINS)  # each once
     assert {row.resource["service.instance.id"] for row in got} == {
         run.seen[o]["instance"] for o in ("main", "fork", "spawn")
     }

@@ -296,7 +296,7 @@ def test_errors_selects_the_error_and_fatal_logs_and_nothing_else(entries: list[
     # What the two queries leave out is there: warnings, a log saying failed, the NaN metric's event.
     mine = [row for row, *_ in entries if job_of(row) == ERRORS_JOB]
     assert {"first: a warning line", "first: a log that says failed"} <= {str(row.body) for row in mine}
-    assert any(row.event_name == "liveview.metric" and row.body["value"] == "nan" for row in mine)
+    assert any(row.event_name == "liveview.metric" and "nan" in row.body["value"] for row in mine)
 
 
 def test_process_logs_selects_one_process_of_the_service(entries: list[Any]) -> None:

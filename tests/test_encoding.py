@@ -1,5 +1,5 @@
 """The library's own OTLP encoding writes exactly what the SDK's encoder writes for the same records:
-any publish call, through events.build, gives the same ExportLogsServiceRequest bytes both ways."""
+any publish call, through events.emit_all, gives the same ExportLogsServiceRequest bytes both ways."""
 
 from __future__ import annotations
 
@@ -49,11 +49,18 @@ def own_request(
     return batch.request
 
 
+LOSS = (("metric", "loss"), ("phase", "train"), ("topic", "topic"))
+ACC = (("metric", "acc"), ("topic", "topic"))
+
+
 def items(payload: dict[Any, Any]) -> list[tuple[Any, ...]]:
-    """One queued item of every kind, carrying `payload` wherever the API takes free-form data."""
+    """One queued item of every kind, carrying `payload` wherever the API takes free-form data; two
+    metric series, one with gaps, a NaN and extra keyword arguments, one of plain floats."""
     return [
-        ("metric", 1_000, "topic", "loss", 0.25, 3.0, None, dict(payload)),
-        ("metric", 1_001, "topic", "loss", float("nan"), None, 2.0, {}),
+        ("metric", 1.0, LOSS, 0.25, 3.0, None, dict(payload)),
+        ("metric", 1.001, LOSS, float("nan"), None, 2.0, None),
+        ("metric", 1.002, ACC, 0.5, 1.0, None, None),
+        ("metric", 1.003, ACC, 0.75, 2.0, None, None),
         ("data", 1_002, "topic", "sensors", dict(payload)),
         ("log", 1_003, "topic", 13, "WARN", "disk almost full", dict(payload)),
         ("log", 1_004, "topic", 17, "ERROR", payload, {}),
@@ -62,12 +69,19 @@ def items(payload: dict[Any, Any]) -> list[tuple[Any, ...]]:
     ]
 
 
+def built(queued: list[tuple[Any, ...]]) -> list[tuple[str, dict[str, Any]]]:
+    records: list[tuple[str, dict[str, Any]]] = []
+    events.emit_all(queued, Tables(), lambda kind, calls, record: records.append((kind, record)))
+    return records
+
+
 def both(payload: dict[Any, Any]) -> tuple[ExportLogsServiceRequest, ExportLogsServiceRequest]:
     queued = items(payload)
-    records = [events.build(item, Tables()) for item in queued]
-    # events.build may be given the same item twice: each encoder gets records of its own.
-    again = [events.build(item, Tables()) for item in queued]
-    return sdk_request(records), own_request(again, [item[0] for item in queued])
+    # Built twice from the same items: each encoder gets records of its own.
+    records, again = built(queued), built(queued)
+    return sdk_request([record for _, record in records]), own_request(
+        [record for _, record in again], [kind for kind, _ in again]
+    )
 
 
 def test_every_kind_of_record_encodes_byte_for_byte_as_the_sdk_does() -> None:

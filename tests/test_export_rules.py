@@ -58,6 +58,11 @@ def data_item(n: int) -> tuple[Any, ...]:
     return ("data", 2_000 + n, "topic", "sensors", {"v": n})
 
 
+def update_item(n: int, metric: str = "loss") -> tuple[Any, ...]:
+    key = (("metric", metric), ("phase", "train"), ("topic", "topic"))
+    return ("metric", 3_000.0 + n, key, n / 10, float(n), None, None)
+
+
 def dropped(tables: Tables) -> dict[str, int]:
     return {"{kind}/{reason}".format(**dict(key)): value for key, value in tables.dropped.items() if value}
 
@@ -169,16 +174,16 @@ class FakeSink:
         self.closed += 1
 
 
-def shipper(*sinks: FakeSink, tables: Tables | None = None) -> LogShipper:
-    return LogShipper(sinks, RESOURCE, SCOPE, 128, tables or Tables())  # type: ignore[arg-type]
+def shipper(*sinks: FakeSink, tables: Tables | None = None, batch_size: int = 512) -> LogShipper:
+    return LogShipper(sinks, RESOURCE, SCOPE, 128, tables or Tables(), batch_size)  # type: ignore[arg-type]
 
 
 def test_a_shipped_batch_holds_every_record_emitted_since_the_last() -> None:
     sink = FakeSink()
     ship = shipper(sink)
     start = time.time_ns()
-    ship.emit(log_item(1))
-    ship.emit(data_item(2))
+    ship.emit([log_item(1)])
+    ship.emit([data_item(2)])
     assert ship.ship(deadline=42.0) is True
     ((batch,),) = [sink.batches]
     assert sink.deadlines == [42.0] and batch.kinds == {"log": 1, "data": 1}
@@ -190,7 +195,7 @@ def test_a_shipped_batch_holds_every_record_emitted_since_the_last() -> None:
     assert batch.request.resource_logs[0].resource == RESOURCE
     assert batch.request.resource_logs[0].scope_logs[0].scope == SCOPE
     assert ship.ship() is True and len(sink.batches) == 1  # nothing new: nothing sent
-    ship.emit(log_item(3))
+    ship.emit([log_item(3)])
     assert ship.ship() is True
     assert len(sink.batches[1]) == 1 and sink.deadlines[1] is None
     ship.shutdown()
@@ -202,8 +207,8 @@ def test_a_batch_a_sink_did_not_take_is_counted_per_kind() -> None:
     good, bad = FakeSink(), FakeSink(delivers=False)
     ship = shipper(good, bad, tables=tables)
     for n in range(3):
-        ship.emit(log_item(n))
-    ship.emit(data_item(9))
+        ship.emit([log_item(n)])
+    ship.emit([data_item(9)])
     assert ship.ship() is False
     assert len(good.batches) == len(bad.batches) == 1  # every sink gets the batch
     assert dropped(tables) == {"log/export_failed": 3, "data/export_failed": 1}
@@ -215,8 +220,7 @@ def test_a_sink_that_raises_is_a_failed_batch_and_the_other_sinks_still_get_it(
     tables = Tables()
     broken, good = FakeSink(raises=True), FakeSink()
     ship = shipper(broken, good, tables=tables)
-    ship.emit(log_item(1))
-    ship.emit(log_item(2))
+    ship.emit([log_item(1), log_item(2)])
     with caplog.at_level(logging.ERROR, logger="otel_liveview"):
         assert ship.ship() is False
     assert len(good.batches) == 1
@@ -227,9 +231,50 @@ def test_a_sink_that_raises_is_a_failed_batch_and_the_other_sinks_still_get_it(
 def test_without_sinks_records_are_still_built_and_feed_the_data_gauge() -> None:
     tables = Tables()
     ship = shipper(tables=tables)
-    ship.emit(data_item(5))
+    ship.emit([data_item(5)])
     assert ship.ship() is True
     assert tables.data.items() == [((("key", "v"), ("stream", "sensors"), ("topic", "topic")), 5.0)]
+
+
+def test_metric_updates_become_one_record_per_series_counted_per_update() -> None:
+    sink = FakeSink()
+    ship = shipper(sink)
+    ship.emit([update_item(1), log_item(1), update_item(2, "acc"), update_item(3), update_item(4)])
+    assert ship.ship() is True
+    ((batch,),) = [sink.batches]
+    assert batch.kinds == {"log": 1, "metric": 4}
+    bodies = {decode_any(r.body)["metric"]: decode_any(r.body) for r in batch.records() if r.event_name}
+    assert bodies["loss"]["value"] == [0.1, 0.3, 0.4] and bodies["loss"]["step"] == [1.0, 3.0, 4.0]
+    assert bodies["acc"]["time"] == [3_002.0]
+
+
+def test_records_beyond_the_batch_size_go_in_further_batches() -> None:
+    tables = Tables()
+    sink = FakeSink(delivers=False)
+    ship = shipper(sink, tables=tables, batch_size=2)
+    ship.emit([log_item(n) for n in range(3)] + [update_item(n, f"m{n}") for n in range(2)])
+    assert ship.ship() is False
+    assert [len(batch) for batch in sink.batches] == [2, 2, 1]
+    assert dropped(tables) == {"log/export_failed": 3, "metric/export_failed": 2}
+
+
+def test_a_record_that_cannot_be_built_is_counted_and_the_others_go_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tables = Tables()
+    sink = FakeSink()
+    ship = shipper(sink, tables=tables)
+    unknown_severity = ("log", 1, "topic", 999, "X", "line", {})
+    not_a_series = ("metric", 1.0, None, 0.5, None, None, None)
+    with caplog.at_level(logging.ERROR, logger="otel_liveview"):
+        ship.emit([log_item(0), unknown_severity, not_a_series, log_item(2)])
+    assert ship.ship() is True
+    assert [decode_any(r.body) for r in sink.batches[0].records()] == ["line 0", "line 2"]
+    assert dropped(tables) == {"log/invalid": 1, "metric/invalid": 1}
+    assert [r.getMessage() for r in caplog.records] == [
+        "building a log record failed",
+        "building a metric record failed",
+    ]
 
 
 # -- the export thread ------------------------------------------------------------------------------
@@ -245,11 +290,9 @@ class Recorder:
     deadlines: list[float | None] = field(default_factory=list)
     pending: list[Any] = field(default_factory=list)
 
-    def emit(self, item: tuple[Any, ...]) -> None:
-        if item[-1] == "broken":
-            raise ValueError("cannot build")
-        self.emitted.append(item)
-        self.pending.append(item)
+    def emit(self, items: list[tuple[Any, ...]]) -> None:
+        self.emitted.extend(items)
+        self.pending.extend(items)
 
     def after_batch(self, deadline: float | None) -> bool:
         self.batches.append(self.pending)
@@ -264,8 +307,19 @@ def worker_for(
     batch_size: int = 2,
     tables: Tables | None = None,
     delay: float = 60.0,
+    updates: RecordQueue | None = None,
+    updates_interval: float = 3600.0,
 ) -> ExportWorker:
-    return ExportWorker(queue, recorder.emit, batch_size, delay, recorder.after_batch, tables or Tables())
+    return ExportWorker(
+        queue,
+        RecordQueue(capacity=100, wake_at=50, wake=queue.wake) if updates is None else updates,
+        recorder.emit,
+        recorder.after_batch,
+        tables or Tables(),
+        batch_size=batch_size,
+        delay=delay,
+        updates_interval=updates_interval,
+    )
 
 
 def filled(count: int, capacity: int = 100, wake_at: int = 2) -> RecordQueue:
@@ -289,7 +343,8 @@ def test_drain_ships_everything_in_batches_of_the_batch_size() -> None:
 
 def test_drain_without_a_batch_callback_just_emits() -> None:
     recorder = Recorder()
-    worker = ExportWorker(filled(3), recorder.emit, 2, 60.0, None, Tables())
+    worker = worker_for(filled(3), recorder)
+    worker._after_batch = None
     assert worker.drain() is True
     assert [item[1] for item in recorder.emitted] == [0, 1, 2]
 
@@ -300,22 +355,6 @@ def test_drain_full_only_leaves_a_partial_batch_for_later() -> None:
     worker = worker_for(queue, recorder, batch_size=2)
     assert worker.drain(full_only=True) is True
     assert len(queue) == 1 and len(recorder.batches) == 2
-
-
-def test_a_record_that_cannot_be_built_is_counted_and_the_others_go_on(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    tables = Tables()
-    recorder = Recorder()
-    queue = RecordQueue(capacity=10, wake_at=5)
-    for item in (("log", 0), ("data", "broken"), ("log", 2)):
-        queue.put(item)
-    worker = worker_for(queue, recorder, batch_size=10, tables=tables)
-    with caplog.at_level(logging.ERROR, logger="otel_liveview"):
-        assert worker.drain() is True
-    assert [item[1] for item in recorder.emitted] == [0, 2]
-    assert dropped(tables) == {"data/invalid": 1}
-    assert [r.getMessage() for r in caplog.records] == ["building a data record failed"]
 
 
 def test_a_batch_not_delivered_makes_drain_false_and_the_rest_still_goes() -> None:
@@ -472,6 +511,73 @@ def test_a_partial_batch_waits_for_the_schedule_delay_and_a_full_one_does_not(
     assert [[item[1] for item in batch] for batch in recorder.batches] == [[1, 2], [3, 4, 5], [6]]
     assert wake.waits == pytest.approx([0.5, 0.4, 0.5, 0.4, 0.2, 0.5])
     assert len(queue) == 0
+
+
+def test_queued_metric_updates_go_all_at_once_and_a_flush_takes_both_queues() -> None:
+    recorder = Recorder()
+    queue = filled(3)
+    updates = RecordQueue(capacity=100, wake_at=50, wake=queue.wake)
+    for n in range(5):
+        updates.put(update_item(n))
+    worker = worker_for(queue, recorder, batch_size=2, updates=updates)
+    assert worker.drain_updates() is True
+    assert [len(batch) for batch in recorder.batches] == [5] and len(updates) == 0
+    updates.put(update_item(5))
+    deadline = time.monotonic() + 30
+    assert worker.flush(deadline) is True
+    assert [len(batch) for batch in recorder.batches] == [5, 1, 2, 1]
+    assert recorder.deadlines[1:] == [deadline] * 3
+    assert worker.drain_updates() is True and len(recorder.batches) == 4  # nothing queued: nothing sent
+
+
+def test_stopping_with_the_collector_away_counts_the_queued_updates_too() -> None:
+    tables = Tables()
+    recorder = Recorder(delivers=False)
+    queue = filled(2, wake_at=50)
+    updates = RecordQueue(capacity=100, wake_at=50, wake=queue.wake)
+    for n in range(3):
+        updates.put(update_item(n))
+    worker = worker_for(queue, recorder, tables=tables, updates=updates)
+    assert worker.stop(timeout=10) is True
+    assert len(recorder.batches) == 1  # the updates' attempt; then the logs are counted, not sent
+    assert dropped(tables) == {"log/export_failed": 2}  # the updates' own loss is the shipper's to count
+    assert len(queue) == len(updates) == 0
+
+
+def test_metric_updates_go_at_their_interval_or_when_their_queue_is_half_full(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr(export, "time", clock)
+    recorder = Recorder()
+    queue = RecordQueue(capacity=100, wake_at=50)
+    updates = RecordQueue(capacity=8, wake_at=4, wake=queue.wake)
+    worker = worker_for(queue, recorder, batch_size=50, delay=0.2, updates=updates, updates_interval=1.0)
+
+    def at(now: float, *items: int, stop: bool = False) -> Any:
+        def step() -> None:
+            clock.now = now
+            for n in items:
+                updates.put(update_item(n))
+            worker._stopping = stop
+
+        return step
+
+    wake = ScriptedWake(
+        iter(
+            [
+                at(100.2, 1, 2),  # the schedule delay: no events, and the updates wait
+                at(100.4, 3, 4, 5, 6),  # half full: they go at once, and the interval starts again
+                at(101.3, 7),
+                at(101.4, 8),  # the interval is up: they go
+                at(101.5, stop=True),
+            ]
+        )
+    )
+    queue.wake = wake  # type: ignore[assignment]
+    worker._run()
+    assert [[item[4] for item in batch] for batch in recorder.batches] == [[1, 2, 3, 4, 5, 6], [7, 8]]
+    assert wake.waits == pytest.approx([0.2, 0.2, 0.2, 0.1, 0.1])  # the sooner of the two
 
 
 # -- metric exporters -------------------------------------------------------------------------------

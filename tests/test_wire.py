@@ -126,15 +126,19 @@ def test_names_attributes_and_bodies(http_receiver: Receiver) -> None:
     assert data.attributes == {"stream": "wire", "topic": "wire:names", "event_name": "liveview.data"}
     assert data.body == {"origin": "main", "seq": 3, "pid": resource["process.pid"], "value": 1.5}
 
-    event = next(r for r in rows if r.event_name == "liveview.metric" and r.body["value"] == 3.0)
-    assert event.body == {"metric": "seq_main", "value": 3.0, "step": 3.0, "phase": "test"}
+    event = next(r for r in rows if r.event_name == "liveview.metric")
+    assert set(event.body) == {"metric", "time", "value", "step"} and event.body["metric"] == "seq_main"
     assert event.attributes == {
         "metric": "seq_main",
-        "topic": "wire:names",
         "phase": "test",
-        "step": 3.0,
+        "topic": "wire:names",
         "event_name": "liveview.metric",
     }
+    updates = http_receiver.metric_updates()
+    assert [(u["value"], u["step"]) for u in updates] == [(float(n), float(n)) for n in range(COUNT)]
+    labels = {"metric": "seq_main", "topic": "wire:names", "phase": "test"}
+    assert all(labels.items() <= update.items() for update in updates)
+    assert event.time_unix_nano == int(event.body["time"][0] * 1e9)  # its first update's
 
     gauges = {row.name for row in http_receiver.point_rows()}
     assert {"liveview.metric", "liveview.metric.step", "liveview.data", "liveview.published"} <= gauges
