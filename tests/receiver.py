@@ -33,9 +33,9 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 __all__ = [
     "Receiver",
     "decode_any",
-    "metric_updates",
     "grpc_receiver",
     "http_receiver",
+    "metric_updates",
     "serving_http",
     "start_http",
     "stop_http",
