@@ -6,7 +6,7 @@
 Builds a TSDB with `promtool tsdb create-blocks-from openmetrics` (Prometheus 3.14's promtool, from
 the servers cache, see docs/testing.md), starts Prometheus 3.14 on it, and times each query of two
 versions of the dashboard through the HTTP API, their variables resolved as Grafana resolves them
-on load (tests/grafana.py: the first option, All for the multi-value ones): the dashboard of
+on load (tests/support/grafana.py: the first option, All for the multi-value ones): the dashboard of
 `--before` (a git revision) and the one in the working tree. Variable queries are timed as the
 Prometheus datasource sends them (the label values API with the selector as match[]); instant
 panels as instant queries, the others as range queries over the last 15 minutes.
@@ -35,8 +35,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests import grafana
-from tests.servers import server_binary, start_prometheus
+from tests.support import grafana
+from tests.support.servers import server_binary, start_prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
 BEFORE = "5429f54"  # the dashboard before datasource variables and the service variable

@@ -4,7 +4,7 @@
     python -m benchmarks.run --quick    # tiny sizes: a smoke run
 
 Every case runs in a fresh interpreter that exports over OTLP/HTTP to a receiver process (the test
-suite's, `tests.receiver`), so encoding and sending are paid by the process measured and decoding
+suite's, `tests.support.receiver`), so encoding and sending are paid by the process measured and decoding
 is not. Two figures per call: the caller's median and p99 latency (each call timed with
 perf_counter_ns, the cost of the timer itself subtracted), and the process's CPU time per item,
 publish plus flush, all threads included (work moved to a background thread still counts).
@@ -184,11 +184,11 @@ def memory(series: int) -> float:
 
 
 class Receiver:
-    """tests.receiver in its own process; counts what it decodes."""
+    """tests.support.receiver in its own process; counts what it decodes."""
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-u", "-m", "tests.receiver", "--protocol", "http"],
+            [sys.executable, "-u", "-m", "tests.support.receiver", "--protocol", "http"],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,
@@ -325,7 +325,7 @@ def main() -> int:
             f"memory: {per_series:.0f} bytes per distinct metric series ({series} series; {per_series * 10_000 / 1e6:.1f} MB per 10k)"
         )
         print(
-            "publish-to-queryable latency in Prometheus: see tests/test_e2e_prometheus.py (printed with -s)"
+            "publish-to-queryable latency in Prometheus: see tests/servers/test_e2e_prometheus.py (printed with -s)"
         )
     finally:
         receiver.close()

@@ -1,6 +1,6 @@
 """A counting OTLP/HTTP sink for the export benchmarks: `python -m benchmarks.sink [--port N]`.
 
-The test suite's receiver (`tests.receiver`) keeps every decoded request and prints a JSON line per
+The test suite's receiver (`tests.support.receiver`) keeps every decoded request and prints a JSON line per
 request; over a benchmark run of a million records that is memory that only grows and a pipe the
 reader must keep up with. This sink keeps counts only, so it stays cheap at tens of thousands of
 records per second: it decodes each request with opentelemetry-proto (the records really arrived

@@ -1,5 +1,4 @@
-"""Fixtures shared by the suite: real servers (tests/servers.py) and the in-suite OTLP receiver
-(tests/receiver.py)."""
+"""The suite's fixtures, for every tier (unit, wire, servers, deploy): the in-suite OTLP receiver and
+the real servers."""
 
-from tests.receiver import *  # noqa: F403
-from tests.servers import *  # noqa: F403
+pytest_plugins = ["tests.support.receiver", "tests.support.servers"]

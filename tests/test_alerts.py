@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from otel_liveview import alerts
-from tests.servers import server_binary
+from tests.support import ROOT
+from tests.support.servers import server_binary
 
-ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 EXAMPLE = DEPLOY / "alerts" / "thresholds.yaml"
 RULE_FILES = sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))

@@ -1,0 +1,284 @@
+"""The LiveView dashboard read the way Grafana reads it, for the tests and benchmarks.dashboard.
+
+No Grafana runs here. This module does, for the JSON the dashboard uses, what Grafana does with it:
+variable references (`$name`, `${name}`, `${name:format}`, `[[name]]`) and their interpolation,
+template variables resolved in order (a query variable's query interpolated with the values
+before it, run against Prometheus – `label_values(...)` as the label values API, `query_result(...)`
+as an instant query whose series are written out as Grafana's Prometheus datasource writes them –,
+its `regex` applied as Grafana's metricNamesToVariableValues does, sorted; All -> its `allValue`;
+no option -> the empty string), datasource variables, the time range variables (`$__range`), rows
+repeated per value of a variable, and the import of the export format (`__inputs` placeholders
+replaced in every string, as Grafana's importer does). Anything outside that subset raises, so a
+new construct cannot pass unchecked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.support import ROOT
+
+DASHBOARD_FILE = ROOT / "grafana_dashboards" / "liveview.json"
+DEFAULT_RANGE = 900.0  # seconds: the dashboard's default time range, now-15m to now
+IMPORT_FILE = ROOT / "deploy" / "grafana" / "import" / "liveview.json"
+DATASOURCES_FILE = ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "datasources.yaml"
+ALL = "$__all"
+
+# Grafana's variable syntax (public/app/features/variables/utils.ts, variableRegex).
+REFERENCE = re.compile(r"\$(\w+)|\[\[(\w+?)(?::(\w+))?\]\]|\$\{(\w+)(?:\.([^:^}]+))?(?::([^}]+))?\}")
+LABEL_VALUES = re.compile(r"label_values\((?:(.*),\s*)?(\w+)\)")
+QUERY_RESULT = re.compile(r"query_result\((.*)\)", re.DOTALL)
+# Grafana's own variables the dashboard may use; any other `__` name is an error here.
+BUILTINS = {"__range", "__range_s", "__range_ms"}
+
+_http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def load(path: Path = DASHBOARD_FILE) -> dict[str, Any]:
+    return dict(json.loads(path.read_text()))
+
+
+def provisioned_datasources() -> list[dict[str, Any]]:
+    return list(yaml.safe_load(DATASOURCES_FILE.read_text())["datasources"])
+
+
+def variables(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(dashboard["templating"]["list"])
+
+
+def variable(dashboard: dict[str, Any], name: str) -> dict[str, Any]:
+    (found,) = [v for v in variables(dashboard) if v["name"] == name]
+    return found
+
+
+def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    return [panel for panel in dashboard["panels"] if panel["type"] != "row"]
+
+
+def targets(dashboard: dict[str, Any], kind: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(panel title, target) of every query of every panel, of datasource type `kind` if given."""
+    for panel in panels(dashboard):
+        for target in panel.get("targets", []):
+            if kind is None or target["datasource"]["type"] == kind:
+                yield panel["title"], target
+
+
+def repeated_rows(dashboard: dict[str, Any]) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """(row, its panels) of every row repeated per value of a variable: the panels that follow the
+    row up to the next row, as Grafana repeats them with it."""
+    rows: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    current: list[dict[str, Any]] | None = None
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            assert not panel.get("collapsed"), "a collapsed row keeps its panels inside: not used here"
+            current = [] if panel.get("repeat") else None
+            if current is not None:
+                rows.append((panel, current))
+        elif current is not None:
+            current.append(panel)
+    return rows
+
+
+def range_variables(start: float, end: float) -> dict[str, str]:
+    """`$__range` and its kin for a time range, as Grafana's Prometheus datasource fills them in
+    (whole seconds, rounded)."""
+    seconds = round(end - start)
+    return {
+        "__range": f"{seconds}s",
+        "__range_s": str(seconds),
+        "__range_ms": str(round((end - start) * 1000)),
+    }
+
+
+def query_text(var: dict[str, Any]) -> str:
+    query = var["query"]
+    return str(query["query"] if isinstance(query, dict) else query)
+
+
+def references(text: str) -> set[str]:
+    """Names of the variables `text` refers to."""
+    return {next(group for group in match.groups() if group) for match in REFERENCE.finditer(text)}
+
+
+def interpolate(text: str, values: dict[str, str]) -> str:
+    """Replace every variable reference by its value; an unknown variable is an error (Grafana would
+    leave the text as it is, and the query would fail or select nothing)."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2) or match.group(4)
+        if name not in values:
+            raise KeyError(f"{text!r} refers to ${name}, which is not defined before it")
+        return values[name]
+
+    return REFERENCE.sub(replace, text)
+
+
+def js_regex(regex: str) -> re.Pattern[str]:
+    """Grafana's stringToJsRegex for the flags and syntax the dashboard uses."""
+    match = re.fullmatch(r"/(.*)/([gimsuy]*)", regex)
+    assert match, f"not a /regex/ as Grafana wants it: {regex}"
+    flags = re.IGNORECASE if "i" in match.group(2) else 0
+    return re.compile(match.group(1).replace("(?<", "(?P<"), flags)
+
+
+def regex_options(regex: str, values: list[str]) -> list[str]:
+    """Option values from raw values, as metricNamesToVariableValues in Grafana's scenes: a value the
+    regex does not match is dropped; a named group `value` (or `text`), else the first capture group,
+    else the value itself is kept; duplicates once."""
+    pattern = js_regex(regex) if regex else None
+    options: list[str] = []
+    for value in values:
+        if pattern is not None:
+            match = pattern.search(value)
+            if match is None:
+                continue
+            groups = match.groupdict()
+            if groups.get("value") or groups.get("text"):
+                value = groups.get("value") or groups["text"]
+            elif match.re.groups:
+                assert match.group(1) is not None, f"{regex} matched {value!r} without its group"
+                value = match.group(1)
+        if value not in options:
+            options.append(value)
+    return options
+
+
+def sort_options(options: list[str], sort: int) -> list[str]:
+    if sort in (0, None):
+        return options
+    if sort == 1:
+        return sorted(options)
+    if sort == 2:
+        return sorted(options, reverse=True)
+    raise AssertionError(f"sort {sort} is not one the dashboard uses")
+
+
+# -- Prometheus' side of a query variable ------------------------------------------------------------
+
+
+def label_values(base_url: str, selector: str | None, label: str, start: float, end: float) -> list[str]:
+    """What the Prometheus datasource asks for `label_values(selector, label)`: the label values API
+    with the selector as match[], over the dashboard's time range."""
+    params = [("start", f"{start:.3f}"), ("end", f"{end:.3f}")]
+    if selector:
+        params.append(("match[]", selector))
+    url = f"{base_url}/api/v1/label/{urllib.parse.quote(label)}/values?{urllib.parse.urlencode(params)}"
+    with _http.open(url, timeout=30) as response:
+        answer = json.load(response)
+    assert answer["status"] == "success", answer
+    return list(answer["data"] or [])
+
+
+def variable_request(query: str) -> tuple[str | None, str]:
+    """(selector, label) of a `label_values(...)` query; anything else is not supported here."""
+    match = LABEL_VALUES.fullmatch(query.strip())
+    assert match, f"variable query outside what this module understands: {query}"
+    return match.group(1), match.group(2)
+
+
+def _js_number(value: float) -> str:
+    """A number as JavaScript writes it (String(n)) for the values Prometheus returns."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def query_result_texts(result: list[dict[str, Any]]) -> list[str]:
+    """What Grafana's Prometheus datasource makes of a `query_result(...)` instant vector (its
+    metric_find_query): `name{label="value",...} value timestamp_ms` per series, in the order
+    Prometheus returned them."""
+    texts = []
+    for series in result:
+        labels = dict(series["metric"])
+        name = labels.pop("__name__", "")
+        pairs = ",".join(f'{key}="{value}"' for key, value in labels.items())
+        time_ms = _js_number(float(series["value"][0]) * 1000)
+        texts.append(f"{name}{{{pairs}}} {series['value'][1]} {time_ms}")
+    return texts
+
+
+def resolve(
+    dashboard: dict[str, Any],
+    fetch: Callable[[str | None, str], list[str]],
+    chosen: dict[str, str] | None = None,
+    instant: Callable[[str], list[dict[str, Any]]] | None = None,
+) -> dict[str, str]:
+    """Every variable's value, in the dashboard's order, as Grafana sets them on load.
+
+    `fetch(selector, label)` runs a label_values query (the selector already interpolated);
+    `instant(expr)` runs the instant query of a query_result variable and returns its series.
+    `chosen` holds what a user picked: it must be among the options. Otherwise a datasource variable
+    keeps its current value, a multi-value variable whose current value is All takes its allValue,
+    and any other takes its first option, or "" when it has none.
+    """
+    chosen = chosen or {}
+    values: dict[str, str] = {}
+    for var in variables(dashboard):
+        name = var["name"]
+        if var["type"] == "datasource":
+            values[name] = chosen.get(name, var["current"]["value"])
+            continue
+        assert var["type"] == "query", f"variable type {var['type']} is not one the dashboard uses"
+        assert var["datasource"]["type"] == "prometheus", f"${name}: only Prometheus query variables"
+        interpolate(var["datasource"]["uid"], values)  # its datasource variable comes before it
+        text = interpolate(query_text(var), values)
+        result = QUERY_RESULT.fullmatch(text.strip())
+        if result:
+            assert instant is not None, f"${name} is a query_result variable: give resolve() `instant`"
+            raw = query_result_texts(instant(result.group(1)))
+        else:
+            raw = fetch(*variable_request(text))
+        options = sort_options(regex_options(var.get("regex", ""), raw), var.get("sort", 0))
+        if name in chosen:
+            assert chosen[name] in options or (chosen[name] == ALL and var.get("includeAll")), (
+                f"{chosen[name]!r} is not an option of ${name}: {options}"
+            )
+            pick = chosen[name]
+        elif var.get("includeAll") and var.get("current", {}).get("value") in (ALL, [ALL]):
+            pick = ALL
+        else:
+            pick = options[0] if options else ""
+        values[name] = var.get("allValue", ".*") if pick == ALL else pick
+    return values
+
+
+# -- import -------------------------------------------------------------------------------------------
+
+
+def grafana_import(dashboard: dict[str, Any], inputs: dict[str, str]) -> dict[str, Any]:
+    """What POST /api/dashboards/import stores: every `${INPUT}` of `__inputs` replaced in every string
+    by the value given for it (a datasource uid), `__inputs` dropped (Grafana's DashTemplateEvaluator).
+    A missing input is an error, as there."""
+    placeholders = {}
+    for entry in dashboard.get("__inputs", []):
+        if entry["name"] not in inputs:
+            raise KeyError(f"Dashboard input variable: {entry['name']} missing from import command")
+        placeholders["${" + entry["name"] + "}"] = inputs[entry["name"]]
+
+    def evaluate(value: Any) -> Any:
+        if isinstance(value, str):
+            return re.sub(r"\$\{.+?\}", lambda m: placeholders.get(m.group(0), m.group(0)), value)
+        if isinstance(value, list):
+            return [evaluate(item) for item in value]
+        if isinstance(value, dict):
+            return {key: evaluate(item) for key, item in value.items() if key != "__inputs"}
+        return value
+
+    return dict(evaluate(dashboard))
+
+
+def walk(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    """Every (path, value) of a JSON document, containers included."""
+    yield path, value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from walk(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from walk(item, (*path, index))

@@ -1,0 +1,181 @@
+"""A collector that is down never holds the experiment: flush() keeps its timeout and a process
+exits promptly, whether the endpoint refuses connections, accepts and never answers, answers
+slowly or answers with errors; forked and spawned children and LiveViewExperiment alike.
+
+The bounds here are generous (a loaded 2-core CI machine); the measured figures are printed
+(`pytest -s tests/wire/test_exit.py`) and kept in docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from otel_liveview import config, otlp
+from tests.support import ROOT
+from tests.support.receiver import Receiver, serving_http, silent_listener
+
+SCRIPT = r"""
+import multiprocessing, os, sys, time
+import otel_liveview
+from otel_liveview import ExperimentBroadcaster, LiveViewExperiment
+
+def publish(seconds):
+    broadcaster = ExperimentBroadcaster("exit:bounded")
+    end, i = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        broadcaster.publish_metric_sync("loss", i, step=i)
+        broadcaster.publish_log_sync("info", "step", i=i)
+        broadcaster.publish_data_sync("sensors", {"i": i})
+        i += 1
+        if i % 200 == 0:
+            time.sleep(0.01)  # a loop that does some work of its own
+
+def child(seconds):
+    publish(seconds)
+    print("child-last", time.time(), flush=True)
+
+if __name__ == "__main__":
+    publish(0.3)
+    started = time.monotonic()
+    print("flush", otel_liveview.flush(1.0), time.monotonic() - started, flush=True)
+    started = time.monotonic()
+    with LiveViewExperiment("exit-test", base_topic="exit:bounded"):
+        publish(0.2)
+        started = time.monotonic()
+    print("experiment-exit", time.monotonic() - started, flush=True)
+    pid = os.fork()
+    if pid == 0:
+        child(0.5)
+        sys.exit(0)  # an ordinary exit of the forked child: atexit hooks run
+    os.waitpid(pid, 0)
+    print("fork-end", time.time(), flush=True)
+    spawned = multiprocessing.get_context("spawn").Process(target=child, args=(0.5,))
+    spawned.start()
+    spawned.join()
+    print("spawn-end", time.time(), flush=True)
+    print("last", time.time(), flush=True)
+"""
+
+EXIT_TIMEOUT = 1.0  # OTEL_LIVEVIEW_EXIT_TIMEOUT for these runs
+SLACK = 2.0  # what a loaded CI machine may add to any bound
+
+
+def run(tmp_path: Path, endpoint: str, protocol: str) -> dict[str, float]:
+    """Run the script against `endpoint`; every figure it reports, plus the exit delays."""
+    script = tmp_path / "exit_publisher.py"
+    script.write_text(SCRIPT)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(ROOT),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+        "OTEL_LIVEVIEW_EXIT_TIMEOUT": str(EXIT_TIMEOUT),
+    }
+    process = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stdout, stderr = process.communicate(timeout=120)
+    ended = time.time()
+    assert process.returncode == 0, stderr[-3000:]
+    lines = [line.split() for line in stdout.splitlines()]
+    figures: dict[str, float] = {}
+    children = iter(float(words[1]) for words in lines if words[0] == "child-last")
+    for words in lines:
+        if words[0] == "flush":
+            figures["flush"] = float(words[2])
+        elif words[0] == "experiment-exit":
+            figures["experiment_exit"] = float(words[1])
+        elif words[0] in ("fork-end", "spawn-end"):
+            figures[words[0].replace("-end", "_exit")] = float(words[1]) - next(children)
+        elif words[0] == "last":
+            figures["exit"] = ended - float(words[1])
+    assert set(figures) == {"flush", "experiment_exit", "fork_exit", "spawn_exit", "exit"}, stdout
+    figures["warnings"] = stderr.count("otel-liveview: cannot export")
+    figures["stderr_lines"] = len(stderr.splitlines())
+    print(f"\n{protocol} {endpoint}: " + ", ".join(f"{k} {v:.2f}" for k, v in figures.items()))
+    return figures
+
+
+def refused_endpoint(protocol: str) -> str:
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def black_hole() -> Iterator[str]:
+    """Accepts connections and never answers (a hung collector or a stuck proxy)."""
+    with silent_listener() as listener:
+        yield listener.url
+
+
+PROTOCOLS = ["grpc", "http/protobuf"]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_refused_collector_costs_nothing(tmp_path: Path, protocol: str) -> None:
+    figures = run(tmp_path, refused_endpoint(protocol), protocol)
+    assert figures["flush"] < 1.0 + 0.1 * SLACK
+    for exit_kind in ("experiment_exit", "fork_exit", "spawn_exit", "exit"):
+        assert figures[exit_kind] < 0.5 + SLACK, exit_kind  # nothing is waited for
+    # One line per outage and process (main, fork, spawn), not the exporters' retry chatter.
+    assert 1 <= figures["warnings"] <= 3
+    assert figures["stderr_lines"] == figures["warnings"]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_collector_that_never_answers_costs_at_most_the_timeouts(
+    tmp_path: Path, protocol: str, black_hole: str
+) -> None:
+    figures = run(tmp_path, black_hole, protocol)
+    assert figures["flush"] < 1.0 + 0.1 * SLACK  # flush(1.0) keeps its word
+    for exit_kind in ("fork_exit", "spawn_exit", "exit"):
+        assert figures[exit_kind] < EXIT_TIMEOUT + SLACK, exit_kind
+    assert figures["experiment_exit"] < 5.0 + SLACK  # LiveViewExperiment's flush_timeout
+
+
+def test_slow_failing_answers_keep_the_bounds(tmp_path: Path) -> None:
+    with serving_http() as receiver:
+        receiver.status = 503  # retryable: the export thread retries, flush and exit do not wait
+        receiver.delay = 0.5
+        figures = run(tmp_path, receiver.endpoint, "http/protobuf")
+        assert receiver.requests == 0  # nothing was accepted
+        assert sum(receiver.attempts.values()) > 0  # but the endpoint was tried
+    assert figures["flush"] < 1.0 + 0.1 * SLACK
+    for exit_kind in ("fork_exit", "spawn_exit", "exit"):
+        assert figures[exit_kind] < EXIT_TIMEOUT + SLACK, exit_kind
+
+
+def test_a_healthy_collector_gets_everything_before_exit(tmp_path: Path, http_receiver: Receiver) -> None:
+    figures = run(tmp_path, http_receiver.endpoint, "http/protobuf")
+    assert figures["warnings"] == 0
+    pids = {row.resource["process.pid"] for row in http_receiver.log_rows()}
+    assert len(pids) == 3  # main, forked and spawned processes all delivered
+    statuses = [row.body["status"] for row in http_receiver.log_rows() if row.event_name == "liveview.status"]
+    assert statuses == ["initializing", "running", "completed"]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_deadline_already_passed_sends_nothing_and_reports_no_outage(protocol: str) -> None:
+    """A flush or exit whose time ran out while records were built: no attempt, no error, no warning."""
+    with silent_listener() as listener:
+        sender = otlp.OtlpSender(otlp.resolve(config.load(protocol=protocol, endpoint=listener.url), "logs"))
+        outcome = sender.send(ExportLogsServiceRequest(), time.monotonic() - 1)
+        sender.close()
+        assert (outcome.ok, outcome.reason) == (False, "the deadline passed before an attempt")
+        assert not sender.down
+        assert listener.connections == []
