@@ -30,7 +30,7 @@ class Settings:
     headers: dict[str, str] | None = None
     insecure: bool | None = None
     metric_export_interval: float = 1.0  # seconds; OTEL_METRIC_EXPORT_INTERVAL (ms) overrides the default
-    metric_events: bool = True  # also keep every update in liveview.metric events (one per series and interval)
+    metric_events: bool = True  # every update also in liveview.metric events, per series and interval
     max_queue_size: int = 32_768  # events/logs waiting for export; OTEL_BLRP_MAX_QUEUE_SIZE
     max_export_batch_size: int = 512  # OTEL_BLRP_MAX_EXPORT_BATCH_SIZE
     schedule_delay: float = 0.2  # seconds between event exports; OTEL_BLRP_SCHEDULE_DELAY (ms)

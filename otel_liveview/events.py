@@ -22,7 +22,8 @@ from otel_liveview.encoding import Doubles
 from otel_liveview.tables import Key, Tables
 
 INFO = SeverityNumber.INFO
-_SEVERITIES = {severity.value: severity for severity in SeverityNumber}  # several times cheaper than the Enum call
+# number -> SeverityNumber: a dict look-up is several times cheaper than calling the Enum
+_SEVERITIES = {severity.value: severity for severity in SeverityNumber}
 
 _log = logging.getLogger("otel_liveview")
 

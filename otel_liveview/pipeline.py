@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
-import netrc  # noqa: F401  requests imports it lazily on the first export; a fork during that import would leave its lock held in the child
 import os
 import socket
 import threading

@@ -12,7 +12,6 @@ from tests.support.receiver import Receiver
 
 SCRIPT = """
 import os, time, otel_liveview
-from tests.support.processes import publisher_env
 b = otel_liveview.ExperimentBroadcaster("flush:bounded")
 for i in range(5000):
     b.publish_log_sync("info", "x", i=i)

@@ -1,4 +1,4 @@
-"""TLS to the collector with the standard variables, and credentials that never leak."""
+"""TLS to the collector and proxies with the standard variables, and credentials that never leak."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ TOKEN = "s3cr3t-token-value"
 
 SCRIPT = """
 import otel_liveview
-from tests.support.processes import publisher_env
 b = otel_liveview.ExperimentBroadcaster("security")
 b.publish_log_sync("info", "over tls")
 b.publish_metric_sync("m", 1.0)
@@ -66,6 +65,23 @@ def test_tls_refuses_an_unknown_certificate(https_receiver: tuple[Receiver, Path
     result = run({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint})
     assert "log/export_failed" in result.stdout  # counted, not sent in the clear, not crashed
     assert receiver.log_rows() == []
+
+
+def test_otlp_http_goes_through_the_proxy_the_environment_names(http_receiver: Receiver) -> None:
+    # The receiver stands in for the forward proxy: it answers the absolute-form requests a proxy
+    # gets (`POST http://collector.invalid:4318/v1/logs`). ".invalid" never resolves, so whatever
+    # arrives came through the proxy.
+    collector = "http://collector.invalid:4318"
+    proxied = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector, "http_proxy": http_receiver.endpoint, "no_proxy": ""}
+    result = run(proxied)
+    assert result.stdout.split()[0] == "True", result.stderr[-2000:]
+    assert {f"{collector}/v1/logs", f"{collector}/v1/metrics"} <= set(http_receiver.attempts)
+    assert [row.body for row in http_receiver.log_rows() if row.event_name == ""] == ["over tls"]
+
+    http_receiver.clear()
+    result = run({**proxied, "no_proxy": "collector.invalid"})  # NO_PROXY: straight to the host
+    assert result.stdout.split()[0] == "False" and "log/export_failed" in result.stdout
+    assert http_receiver.log_rows() == []
 
 
 def test_auth_headers_never_appear_in_logs_or_errors(http_receiver: Receiver) -> None:
