@@ -28,7 +28,7 @@ _HOST = socket.gethostname()
 _now = time.time_ns
 _seconds = time.time  # metric points: a float packs straight into the event's time column
 _queue = _pipeline.QUEUE
-_updates = _pipeline.UPDATES
+_put_update = _pipeline.UPDATES.put  # the queue object stays; a fork only empties it
 _metric_table = TABLES.metric
 _step_table = TABLES.step
 _epoch_table = TABLES.epoch
@@ -91,7 +91,7 @@ class ExperimentBroadcaster:
         _published_metrics.add()
         if pipeline.settings.metric_events:
             extra = {k: v for k, v in attributes.items() if not mapping.is_label(v)} if mixed else None
-            if not _updates.put(("metric", _seconds(), key, number, step, epoch, extra)):
+            if not _put_update(("metric", _seconds(), key, number, step, epoch, extra)):
                 TABLES.count_dropped("metric", "queue_full")
 
     async def publish_metric(

@@ -36,6 +36,43 @@ def _pack(values: Doubles) -> bytes:
     return struct.pack("<" + "3sd" * len(values), *fields)
 
 
+# A map of floats (a sensor sample) is encoded in one step too: per key order, the bytes before each
+# value are fixed (KeyValueList entry, KeyValue key, AnyValue double tag), so one struct packs them all.
+_FLOAT_MAPS: dict[tuple[str, ...], tuple[struct.Struct, list[bytes]]] = {}
+_MAX_FLOAT_MAPS = 1_000  # key orders remembered; beyond that, maps are encoded entry by entry
+
+
+def _varint(number: int) -> bytes:
+    out = bytearray()
+    while number > 0x7F:
+        out.append(number & 0x7F | 0x80)
+        number >>= 7
+    out.append(number)
+    return bytes(out)
+
+
+def _entry_prefix(key: str) -> bytes:
+    """What precedes the 8 bytes of the double in KeyValueList.values[i] = {key, {double_value}}."""
+    encoded = key.encode()
+    key_value = b"\x0a" + _varint(len(encoded)) + encoded + b"\x12\x09\x21"
+    return b"\x0a" + _varint(len(key_value) + 8) + key_value
+
+
+def _pack_float_map(value: Mapping[str, float]) -> bytes | None:
+    keys = tuple(value)
+    known = _FLOAT_MAPS.get(keys)
+    if known is None:
+        if len(_FLOAT_MAPS) >= _MAX_FLOAT_MAPS or not all(type(key) is str and key for key in keys):
+            return None
+        prefixes = [_entry_prefix(key) for key in keys]
+        known = _FLOAT_MAPS[keys] = (struct.Struct("<" + "".join(f"{len(p)}sd" for p in prefixes)), prefixes)
+    packer, prefixes = known
+    fields: list[Any] = [b"", 0.0] * len(keys)
+    fields[0::2] = prefixes
+    fields[1::2] = value.values()
+    return packer.pack(*fields)
+
+
 def fill(target: AnyValue, value: Any) -> None:
     """Write `value` (what `mapping.to_body` / `mapping.attributes` produce) into `target`."""
     kind = type(value)
@@ -48,8 +85,13 @@ def fill(target: AnyValue, value: Any) -> None:
     elif kind is int:
         target.int_value = value
     elif isinstance(value, Mapping):
-        entries = target.kvlist_value.values
         target.kvlist_value.SetInParent()  # an empty map is still a map
+        if value and all(type(item) is float for item in value.values()):
+            packed = _pack_float_map(value)
+            if packed is not None:
+                target.kvlist_value.MergeFromString(packed)
+                return
+        entries = target.kvlist_value.values
         for key, item in value.items():
             entry = entries.add(key=str(key))
             if type(item) is float:  # the common leaves inline: a call per value costs as much

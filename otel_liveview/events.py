@@ -79,12 +79,17 @@ def _column(numbers: tuple[float | None, ...]) -> Any:
 def data_event(item: tuple[Any, ...], tables: Tables) -> dict[str, Any]:
     _, timestamp, topic, stream, data = item
     body = mapping.to_body(data)
-    gauge = tables.data
     known = tables.stream_keys.get((topic, stream), {})  # the series of keys seen before
+    points, beyond_cap = [], 0
     for key, value in mapping.body_leaves(body):
         series = known.get(key) or tables.stream_series(topic, stream, key)
-        if series is None or not gauge.set(series, value):
-            tables.count_dropped("data", "cardinality")
+        if series is None:
+            beyond_cap += 1
+        else:
+            points.append((series, value))
+    refused = beyond_cap + tables.data.set_many(points)
+    if refused:
+        tables.count_dropped("data", "cardinality", refused)
     return _event("liveview.data", timestamp, body, {"stream": stream, "topic": topic})
 
 

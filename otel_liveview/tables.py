@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 Key = tuple[tuple[str, str], ...]
 
@@ -33,6 +33,16 @@ class GaugeTable:
             values[key] = value
             return True
         return False
+
+    def set_many(self, items: Iterable[tuple[Key, float]]) -> int:
+        """`set` each (key, value); how many were refused because the table was full."""
+        values, limit, refused = self.values, self.limit, 0
+        for key, value in items:
+            if key in values or len(values) < limit:
+                values[key] = value
+            else:
+                refused += 1
+        return refused
 
     def items(self) -> list[tuple[Key, float]]:
         return list(self.values.copy().items())  # copy() is atomic; writers may run meanwhile

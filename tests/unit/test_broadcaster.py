@@ -313,7 +313,7 @@ def test_a_full_queue_drops_and_counts_each_kind(monkeypatch: pytest.MonkeyPatch
 
     broadcaster = ExperimentBroadcaster(base_topic="unit:full")
     monkeypatch.setattr(module, "_queue", RecordQueue(capacity=0, wake_at=1))
-    monkeypatch.setattr(module, "_updates", RecordQueue(capacity=0, wake_at=1))
+    monkeypatch.setattr(module, "_put_update", RecordQueue(capacity=0, wake_at=1).put)
     before_dropped, before_published = dropped(), published()
     broadcaster.publish_metric_sync("loss", 0.5)
     broadcaster.publish_data_sync("s", {"v": 1})

@@ -121,3 +121,27 @@ def test_a_batch_counts_its_records_by_kind() -> None:
         batch.add({"timestamp": 1, "body": kind}, kind, observed=0)
     assert batch.kinds == {"log": 3, "data": 1, "status": 1}
     assert len(batch) == 5
+
+
+@pytest.mark.parametrize("remembered", [1_000, 0], ids=["packed", "entry-by-entry"])
+def test_maps_of_floats_encode_as_the_sdk_does(monkeypatch: pytest.MonkeyPatch, remembered: int) -> None:
+    """A map of floats is packed in one step (or, beyond the key orders remembered, entry by entry):
+    the same bytes either way, for long, non-ASCII and zero-valued keys and values."""
+    monkeypatch.setattr(encoding, "_MAX_FLOAT_MAPS", remembered)
+    monkeypatch.setattr(encoding, "_FLOAT_MAPS", {})
+    body = {
+        "sensor": 0.5,
+        "zero": 0.0,
+        "minus_zero": -0.0,
+        "huge": 1e308,
+        "k" * 200: 2.5,  # a key longer than 127 bytes: a two-byte length
+        "température": -3.25,
+        "arm": {"x": 1.0, "y": -2.0},
+        "mixed": {"x": 1.0, "label": "ok"},
+    }
+    record = {"timestamp": 1, "event_name": "liveview.data", "body": body, "attributes": {"stream": "s"}}
+    own = own_request([record], ["data"])
+    assert own.SerializeToString(deterministic=True) == sdk_request([record]).SerializeToString(
+        deterministic=True
+    )
+    assert bool(encoding._FLOAT_MAPS) is bool(remembered)
