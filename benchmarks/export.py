@@ -1,6 +1,6 @@
 """The export path of otel-liveview against the raw OpenTelemetry SDK, measured in one run.
 
-    python -m benchmarks.export            # the full table (about two minutes)
+    python -m benchmarks.export            # the full table (about five minutes)
     python -m benchmarks.export --quick    # 1-second rungs and small sizes: a smoke run
 
 benchmarks.run measures what a publish call costs its caller; this measures what it costs to get
