@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from otel_liveview import alerts
+from otel_liveview import alerts, thresholds
 from tests.support import ROOT
 from tests.support.servers import server_binary
 
@@ -30,7 +30,7 @@ def test_checked_in_files_are_rendered_from_the_example(tmp_path: Path) -> None:
 
 
 def test_rules_for_the_example() -> None:
-    rules = {r["alert"]: r for r in alerts.prometheus_rules(alerts.load(EXAMPLE))["groups"][0]["rules"]}
+    rules = {r["alert"]: r for r in alerts.prometheus_rules(thresholds.load(EXAMPLE))["groups"][0]["rules"]}
     assert rules["LiveViewLossAbove"]["expr"] == 'liveview_metric{metric="loss",phase="train"} > 2'
     assert rules["LiveViewLossAbove"]["for"] == "5m"
     assert rules["LiveViewSensorTooCold"]["expr"] == 'liveview_data{stream="sensors",key="temperature"} < 10'
@@ -41,7 +41,7 @@ def test_rules_for_the_example() -> None:
 def test_label_values_are_escaped(tmp_path: Path) -> None:
     path = tmp_path / "t.yaml"
     path.write_text("thresholds:\n  - metric: 'odd \"name\"\\x'\n    topic: a\n    below: 0.5\n")
-    (threshold,) = alerts.load(path)
+    (threshold,) = thresholds.load(path)
     assert threshold.expr == 'liveview_metric{metric="odd \\"name\\"\\\\x",topic="a"} < 0.5'
     assert threshold.name == "LiveViewOddNameXBelow"
 
@@ -72,7 +72,7 @@ def test_errors_name_the_line_and_the_field_and_nothing_is_written(
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     out = tmp_path / "out"
-    with pytest.raises(alerts.ThresholdsError, match=rf"bad\.yaml:{line}: field '{field}'"):
+    with pytest.raises(thresholds.ThresholdsError, match=rf"bad\.yaml:{line}: field '{field}'"):
         alerts.render(path, out)
     assert not out.exists()
 
@@ -81,8 +81,8 @@ def test_errors_name_the_line_and_the_field_and_nothing_is_written(
 def test_malformed_files_get_a_clear_error(tmp_path: Path, text: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    with pytest.raises(alerts.ThresholdsError, match=r"bad\.yaml"):
-        alerts.load(path)
+    with pytest.raises(thresholds.ThresholdsError, match=r"bad\.yaml"):
+        thresholds.load(path)
 
 
 def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -144,7 +144,7 @@ def test_grafana_provisioning_has_what_grafana_requires() -> None:
         for query in rule["data"]:
             assert query["datasourceUid"] in provisioned | {"__expr__"}
             assert query["model"]["refId"] == query["refId"]
-        assert rule["labels"]["severity"] in alerts.SEVERITIES
+        assert rule["labels"]["severity"] in thresholds.SEVERITIES
     (contact,) = document["contactPoints"]
     assert document["policies"][0]["receiver"] == contact["name"]
 
@@ -213,7 +213,7 @@ def test_grafana_rules_query_the_given_datasource_and_no_other(
 def test_a_bad_datasource_uid_names_its_line(tmp_path: Path, text: str, line: int) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    with pytest.raises(alerts.ThresholdsError, match=rf"bad\.yaml:{line}: field 'datasource_uid'"):
+    with pytest.raises(thresholds.ThresholdsError, match=rf"bad\.yaml:{line}: field 'datasource_uid'"):
         alerts.render(path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -221,8 +221,8 @@ def test_a_bad_datasource_uid_names_its_line(tmp_path: Path, text: str, line: in
 def test_unknown_top_level_fields_are_errors(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("thresholds: []\ndatasource-uid: x\n")
-    with pytest.raises(alerts.ThresholdsError, match=r"bad\.yaml:2: field 'datasource-uid': unknown"):
-        alerts.load(path)
+    with pytest.raises(thresholds.ThresholdsError, match=r"bad\.yaml:2: field 'datasource-uid': unknown"):
+        thresholds.load(path)
 
 
 def test_a_bad_datasource_uid_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -310,7 +310,7 @@ def test_alertmanager_config_is_valid() -> None:
 def load_text(tmp_path: Path, text: str) -> list[alerts.Threshold]:
     path = tmp_path / "t.yaml"
     path.write_text(text, encoding="utf-8")
-    return alerts.load(path)
+    return thresholds.load(path)
 
 
 @pytest.mark.parametrize(
@@ -384,23 +384,23 @@ def load_text(tmp_path: Path, text: str) -> list[alerts.Threshold]:
     ],
 )
 def test_every_error_says_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
-    with pytest.raises(alerts.ThresholdsError) as raised:
+    with pytest.raises(thresholds.ThresholdsError) as raised:
         load_text(tmp_path, text)
     assert str(raised.value) == f"{tmp_path / 't.yaml'}:{message}"
 
 
 def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
     missing = tmp_path / "missing.yaml"
-    with pytest.raises(alerts.ThresholdsError) as raised:
-        alerts.load(missing)
+    with pytest.raises(thresholds.ThresholdsError) as raised:
+        thresholds.load(missing)
     assert str(raised.value) == f"{missing}: cannot read: No such file or directory"
-    with pytest.raises(alerts.ThresholdsError, match=r"t\.yaml: not valid YAML: "):
+    with pytest.raises(thresholds.ThresholdsError, match=r"t\.yaml: not valid YAML: "):
         load_text(tmp_path, "a: [\n")
 
 
 def test_a_threshold_with_defaults(tmp_path: Path) -> None:
     (threshold,) = load_text(tmp_path, "thresholds:\n  - metric: valLoss\n    above: 0.5\n")
-    assert threshold == alerts.Threshold(
+    assert threshold == thresholds.Threshold(
         name="LiveViewValLossAbove",
         above=0.5,
         below=None,
@@ -414,7 +414,7 @@ def test_a_stream_threshold_gets_a_name_from_stream_and_key(tmp_path: Path) -> N
     (threshold,) = load_text(
         tmp_path, "thresholds:\n  - stream: sensors\n    key: arm.temp C\n    below: -3\n"
     )
-    assert threshold == alerts.Threshold(
+    assert threshold == thresholds.Threshold(
         name="LiveViewSensorsArmTempCBelow",
         above=None,
         below=-3,
@@ -536,11 +536,11 @@ def test_a_bad_datasource_uid_flag_says_what_a_uid_is(capsys: pytest.CaptureFixt
 def test_unknown_top_level_fields_and_a_file_without_a_datasource(tmp_path: Path) -> None:
     path = tmp_path / "t.yaml"
     path.write_text("thresholds: []\ncolour: red\n")
-    with pytest.raises(alerts.ThresholdsError) as raised:
-        alerts.load_file(path)
+    with pytest.raises(thresholds.ThresholdsError) as raised:
+        thresholds.load_file(path)
     assert str(raised.value) == f"{path}:2: field 'colour': unknown; use thresholds or datasource_uid"
     path.write_text("thresholds: []\n")
-    assert alerts.load_file(path) == ([], None)
+    assert thresholds.load_file(path) == ([], None)
 
 
 def test_the_command_runs_from_a_namespace_without_a_datasource(
