@@ -134,10 +134,12 @@ def test_maps_of_floats_encode_as_the_sdk_does(monkeypatch: pytest.MonkeyPatch, 
         "zero": 0.0,
         "minus_zero": -0.0,
         "huge": 1e308,
-        "k" * 200: 2.5,  # a key longer than 127 bytes: a two-byte length
         "température": -3.25,
         "arm": {"x": 1.0, "y": -2.0},
         "mixed": {"x": 1.0, "label": "ok"},
+        # Lengths around a varint's one-byte limit (127), and an empty key (proto3 omits it).
+        "long": {"k" * 118: 1.0, "k" * 119: 2.0, "k" * 127: 3.0, "k" * 128: 4.0, "k" * 300: 5.0},
+        "empty key": {"": 1.5, "x": 2.5},
     }
     record = {"timestamp": 1, "event_name": "liveview.data", "body": body, "attributes": {"stream": "s"}}
     own = own_request([record], ["data"])

@@ -267,10 +267,10 @@ def test_a_record_that_cannot_be_built_is_counted_and_the_others_go_on(
     unknown_severity = ("log", 1, "topic", 999, "X", "line", {})
     not_a_series = ("metric", 1.0, None, 0.5, None, None, None)
     with caplog.at_level(logging.ERROR, logger="otel_liveview"):
-        ship.emit([log_item(0), unknown_severity, not_a_series, log_item(2)])
+        ship.emit([log_item(0), unknown_severity, not_a_series, log_item(2), not_a_series])
     assert ship.ship() is True
     assert [decode_any(r.body) for r in sink.batches[0].records()] == ["line 0", "line 2"]
-    assert dropped(tables) == {"log/invalid": 1, "metric/invalid": 1}
+    assert dropped(tables) == {"log/invalid": 1, "metric/invalid": 2}  # each update of the series
     assert [r.getMessage() for r in caplog.records] == [
         "building a log record failed",
         "building a metric record failed",
