@@ -409,8 +409,9 @@ def main() -> None:
             print(json.dumps({"kind": kind, "count": count}), flush=True)
 
     receiver.store = store_and_report  # type: ignore[method-assign]
-    server = (start_http if args.protocol == "http" else start_grpc)(receiver, args.port)
-    print(json.dumps({"endpoint": receiver.endpoint}), flush=True)
+    with printing:  # the endpoint line first, though a publisher may be sending already
+        server = (start_http if args.protocol == "http" else start_grpc)(receiver, args.port)
+        print(json.dumps({"endpoint": receiver.endpoint}), flush=True)
     threading.Event().wait()
     del server
 
