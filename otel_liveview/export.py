@@ -243,9 +243,8 @@ class ExportWorker:
         full requests, not in whatever trickled in during the previous export. Metric updates go
         when their interval has passed or their queue is half full."""
         wake = self._queue.wake  # the updates queue sets the same event
-        due = updates_due = time.monotonic()
-        due += self._delay
-        updates_due += self._updates_interval
+        started = time.monotonic()
+        due, updates_due = started + self._delay, started + self._updates_interval
         while not self._stopping:
             wake.wait(max(0.0, min(due, updates_due) - time.monotonic()))
             wake.clear()
@@ -273,12 +272,11 @@ class ExportWorker:
         """
         delivered = True
         while True:
-            wait = -1 if deadline is None else deadline - time.monotonic()
-            if deadline is not None and wait <= 0:
+            if deadline is not None and time.monotonic() >= deadline:
                 return delivered and not len(self._queue)
             if full_only and len(self._queue) < self._queue.wake_at:  # a full batch, or queue pressure
                 return delivered
-            if not self._drain_lock.acquire(timeout=wait):  # stuck behind a slow export
+            if not self._acquire(deadline):  # stuck behind a slow export
                 return False
             try:
                 batch = self._queue.take(self._batch_size)
@@ -296,15 +294,19 @@ class ExportWorker:
         or the deadline passed first."""
         if not len(self._updates):
             return True
-        wait = -1 if deadline is None else deadline - time.monotonic()
-        if deadline is not None and wait <= 0:
-            return False
-        if not self._drain_lock.acquire(timeout=wait):
+        if not self._acquire(deadline):
             return False
         try:
             return self._ship(self._updates.take(len(self._updates)), deadline)
         finally:
             self._drain_lock.release()
+
+    def _acquire(self, deadline: float | None) -> bool:
+        """Take the drain lock, waiting until `deadline` at the latest (None: as long as it takes)."""
+        if deadline is None:
+            return self._drain_lock.acquire()
+        wait = deadline - time.monotonic()
+        return wait > 0 and self._drain_lock.acquire(timeout=wait)
 
     def _ship(self, items: list[tuple[Any, ...]], deadline: float | None) -> bool:
         self._emit(items)
