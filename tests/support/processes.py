@@ -39,8 +39,18 @@ def publisher_env(
 
 def run_python(script: str, env: dict[str, str], timeout: float = 120) -> str:
     """Run `script` to its end; its stdout (a non-zero exit fails the test with the stderr tail)."""
+    return _run(["-c", script], env, timeout)
+
+
+def run_module(module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> str:
+    """Run `python -m module args...` (in the caller's environment unless `env`) to its end; its
+    stdout (a non-zero exit fails the test with the stderr tail)."""
+    return _run(["-m", module, *args], dict(os.environ) if env is None else env, timeout)
+
+
+def _run(arguments: list[str], env: dict[str, str], timeout: float) -> str:
     result = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, *arguments], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout

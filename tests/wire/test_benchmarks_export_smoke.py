@@ -4,10 +4,8 @@ asserted: only that every row is there and that the library accounts for every r
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
-from tests.support import ROOT
+from tests.support.processes import run_module
 
 ROWS = (
     "steady 5,000/s",
@@ -30,15 +28,7 @@ RATIOS = (
 
 
 def test_export_benchmark_prints_every_row_and_accounts_for_every_record() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.export", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
+    out = run_module("benchmarks.export", "--quick")
     print(out)
     table = [re.split(r"\s{2,}", line.strip()) for line in out.splitlines()]
     rows = {(cells[0], cells[1]): cells[2:] for cells in table if len(cells) == 9}

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from tests.support import ROOT
+from tests.support.processes import run_module
 
 
 def test_benchmark_runner_prints_every_row() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
+    out = run_module("benchmarks.run", "--quick", timeout=300)
     print(out)
     for row in (
         "raw Gauge.set",

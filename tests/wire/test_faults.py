@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.support import ROOT, free_port
-from tests.support.processes import publisher_env, run_python
+from tests.support.processes import publisher_env, run_module, run_python
 from tests.support.receiver import Receiver, wait_until
 
 BLOCKED_MS = 200  # a call that waited on the network would take seconds
@@ -31,12 +31,10 @@ def publish(endpoint: str, rate: int, seconds: float, **env: str) -> dict[str, A
         "OTEL_LIVEVIEW_EXIT_TIMEOUT": "1",
     }
     environment = publisher_env(endpoint, **{**defaults, **env})
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.support.fault_publisher", str(rate), str(seconds)],
-        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=seconds + 60,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    out = run_module(
+        "tests.support.fault_publisher", str(rate), str(seconds), env=environment, timeout=seconds + 60
+    )
+    report = json.loads(out.strip().splitlines()[-1])
     print(f"\n{rate}/s for {seconds} s: {report}")
     return report
 

@@ -7,13 +7,10 @@ the receiver, and asserts exact names, attributes, bodies and counts.
 from __future__ import annotations
 
 import collections
-import subprocess
-import sys
 
 import pytest
 
-from tests.support import ROOT
-from tests.support.processes import publisher_env
+from tests.support.processes import publisher_env, run_module
 from tests.support.receiver import Receiver, wait_until
 
 COUNT = 50
@@ -39,15 +36,7 @@ def run_publisher(
         OTEL_SERVICE_NAME="wire-test",
         **(env or {}),
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.support.publisher", topic, str(COUNT), *origins],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
+    run_module("tests.support.publisher", topic, str(COUNT), *origins, env=environment)
 
 
 @pytest.fixture(params=["http/protobuf", "grpc"])
