@@ -792,9 +792,9 @@ _MEDIUM_BANDS = (
     (("Logs", 3), ("Errors", 2)),
 )
 _WIDE_BANDS = (
-    (("Experiments", 3), ("Errors", 2)),
+    (("Experiments", 1), ("Errors", 1)),
     (("Metrics", 3), ("Data streams", 2)),
-    (("Logs", 3), ("Publishers", 2)),
+    (("Logs", 1), ("Publishers", 1)),
 )
 
 
@@ -986,10 +986,8 @@ def render_screen(
         no_wrap=True,
         overflow="ellipsis",
     )
-    parts = [Layout(header, size=1)]
+    parts = [Layout(header, size=1 if any(sizes) else None)]  # alone, it has the screen to itself
     parts += [band.layout(width, size) for band, size in zip(bands, sizes, strict=True) if size]
-    if sum(sizes) < height - 1:
-        parts.append(Layout(Text(""), ratio=1))
     layout = Layout()
     layout.split_column(*parts)
     return layout
