@@ -586,11 +586,11 @@ def streams_sheet(rows: Sequence[StreamRow], limit: int) -> Sheet:
     the others, and a stream cut short ends in `… N more keys`."""
     columns = (
         Column("stream", 0),
-        Column("topic", 5, shared="topic {}"),
         Column("key", 1),
         Column("value", 2, flexible=True),
         Column("events", 4, width=6, right=True),
         Column("updated", 3, width=8),
+        Column("topic", 5, shared="topic {}"),
     )
     streams, more = _fit(rows, limit)
     shares = [0] * len(streams)
@@ -611,11 +611,11 @@ def streams_sheet(rows: Sequence[StreamRow], limit: int) -> Sheet:
                 Row(
                     (
                         row.stream if first else "",
-                        row.topic if first else "",
                         key,
                         value,
                         str(row.events) if first else "",
                         f"{_age(row.age)} ago" if first else "",
+                        row.topic if first else "",
                     ),
                     style,
                     continued=not first,
