@@ -582,8 +582,8 @@ def metrics_sheet(rows: Sequence[MetricRow], limit: int, spark_width: int = 40) 
 
 
 def streams_sheet(rows: Sequence[StreamRow], limit: int) -> Sheet:
-    """One line per key; every stream gets its share of the lines, so one wide stream does not hide
-    the others, and a stream cut short ends in `… N more keys`."""
+    """One line per key. Every stream shown gets two lines at least (a key and `… N more keys`), then
+    its share of the rest, so one wide stream does not hide the others."""
     columns = (
         Column("stream", 0),
         Column("key", 1),
@@ -592,19 +592,23 @@ def streams_sheet(rows: Sequence[StreamRow], limit: int) -> Sheet:
         Column("updated", 3, width=8),
         Column("topic", 5, shared="topic {}"),
     )
-    streams, more = _fit(rows, limit)
-    shares = [0] * len(streams)
-    _water_fill(shares, [max(1, len(row.values)) for row in streams], max(0, limit - bool(more)))
+    if limit < 1:
+        return Sheet(columns, ())
+    wants = [max(1, len(row.values)) for row in rows]
+    shares = [min(2, want) for want in wants]
+    more = ""
+    if sum(shares) > limit:  # not every stream fits: as many as do, and a line to say so
+        count = 0
+        while sum(shares[: count + 1]) <= limit - 1:
+            count += 1
+        shares, more = shares[:count], f"… {len(rows) - count} more streams"
+    _water_fill(shares, wants, limit - bool(more) - sum(shares))
     lines = []
-    for row, share in zip(streams, shares, strict=True):
+    for row, share in zip(rows, shares, strict=False):
         style = "dim" if row.age > STALE_SECONDS else ""
         keys: list[tuple[Cell, Cell]] = [(key, fmt(value)) for key, value in row.values] or [("", "")]
         if len(keys) > share:
-            hidden = len(keys) - share + 1
-            keys = [
-                *keys[: share - 1],
-                (Text(f"… {hidden} {'more ' if share > 1 else ''}keys", style="dim"), ""),
-            ]
+            keys = [*keys[: share - 1], (Text(f"… {len(keys) - share + 1} more keys", style="dim"), "")]
         for index, (key, value) in enumerate(keys):
             first = index == 0
             lines.append(
@@ -621,7 +625,7 @@ def streams_sheet(rows: Sequence[StreamRow], limit: int) -> Sheet:
                     continued=not first,
                 )
             )
-    return Sheet(columns, tuple(lines), more.replace("more", "more streams"))
+    return Sheet(columns, tuple(lines), more)
 
 
 def publishers_sheet(rows: Sequence[PublisherRow], limit: int) -> Sheet:

@@ -382,3 +382,32 @@ def test_a_wide_stream_keeps_its_first_keys_as_the_library_does_and_leaves_room_
     shown = len(rows) - 3 - 1  # the narrow stream's keys and the wide one's last line
     assert shown >= 3
     assert rows[-1].split()[:4] == ["…", str(Settings.max_stream_keys - shown), "more", "keys"]
+
+
+def test_many_rows_each_panel_says_how_many_more_and_status_words_stay_whole() -> None:
+    statuses = ("running", "completed", "failed", "aborted", "initializing")
+    many = demo(
+        experiments=tuple(
+            ExperimentRow(TOPIC, f"run-{i:02d}", statuses[i % 5], None, TRAINER, 1.0, 5.0) for i in range(30)
+        ),
+        metrics=tuple(metric(f"m{i:03d}", "train", i * 1.5, i) for i in range(200)),
+        streams=tuple(
+            StreamRow(TOPIC, f"s{i}", tuple((f"k{j:02d}", j) for j in range(20)), 5, 0.1) for i in range(10)
+        ),
+    )
+    for width, height in ((80, 24), (120, 40), (200, 60)):
+        _, found = checked(many, width, height)
+        experiments_box = panel(found, "Experiments")
+        shown = body_rows(experiments_box)
+        assert status_words(experiments_box) == [statuses[i % 5] for i in range(len(shown) - 1)]
+        assert shown[-1].strip() == f"… {30 - len(shown) + 1} more"
+        metrics_rows = body_rows(panel(found, "Metrics"))
+        assert metrics_rows[-1].strip() == f"… {200 - len(metrics_rows) + 1} more"
+    _, found = checked(many, 120, 40)
+    rows = body_rows(panel(found, "Data streams"))
+    assert [row.split() for row in rows] == [
+        ["s0", "k00", "0", "5", "0s", "ago"], ["…", "19", "more", "keys"],
+        ["s1", "k00", "0", "5", "0s", "ago"], ["…", "19", "more", "keys"],
+        ["s2", "k00", "0", "5", "0s", "ago"], ["…", "19", "more", "keys"],
+        ["…", "7", "more", "streams"],
+    ]  # fmt: skip
