@@ -7,7 +7,8 @@ maps: a gauge or sum is a metric row under its own name, a histogram a row of it
 log line.
 
 Memory is bounded: every table has a cap, the least recently updated row goes first when it is
-reached, and what was cut is counted (`Snapshot.cut`). Cumulative exporters repeat every value at
+reached (a stream keeps its first keys instead, as the library does), and what was cut is counted
+(`Snapshot.cut`). Cumulative exporters repeat every value at
 each export, so a metric's history grows only when its value or step changes.
 """
 
