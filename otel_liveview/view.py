@@ -40,7 +40,7 @@ from otel_liveview.board import (
 )
 from otel_liveview.receiver import ListenError, OtlpReceiver, format_address, parse_address
 
-__all__ = ["ViewSession", "register", "render_plain", "run", "sparkline", "start"]
+__all__ = ["ViewSession", "register", "render_plain", "render_screen", "run", "sparkline", "start"]
 
 DEFAULT_GRPC = "127.0.0.1:4317"
 DEFAULT_HTTP = "127.0.0.1:4318"
