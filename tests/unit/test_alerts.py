@@ -379,7 +379,6 @@ def load_text(tmp_path: Path, text: str) -> list[alerts.Threshold]:
         ("thresholds:\n  - 3\n", "2: each threshold must be a mapping"),
         ("# rules\n\njust text\n", "3: expected a mapping with a 'thresholds' list"),
         ("", "1: expected a mapping with a 'thresholds' list"),
-        ("other: 1\n", "1: expected a mapping with a 'thresholds' list"),
         ("thresholds:\n\n\n  3\n", "4: 'thresholds' must be a list"),
     ],
 )
@@ -394,8 +393,57 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
     with pytest.raises(thresholds.ThresholdsError) as raised:
         thresholds.load(missing)
     assert str(raised.value) == f"{missing}: cannot read: No such file or directory"
-    with pytest.raises(thresholds.ThresholdsError, match=r"t\.yaml: not valid YAML: "):
-        load_text(tmp_path, "a: [\n")
+    with pytest.raises(thresholds.ThresholdsError) as raised:
+        load_text(tmp_path, "thresholds:\n  - metric: [loss\n")
+    assert str(raised.value) == (  # the file's own name, not the parser's "<unicode string>"
+        f"{tmp_path / 't.yaml'}:3: not valid YAML: expected ',' or ']', but got '<stream end>' "
+        "(while parsing a flow sequence)"
+    )
+
+
+def test_a_file_that_is_not_utf8_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("thresholds:\n  - metric: Temperatur\n    summary: zu hei\xdf\n".encode("latin-1"))
+    with pytest.raises(thresholds.ThresholdsError) as raised:
+        thresholds.load(path)
+    assert str(raised.value) == f"{path}:3: not UTF-8 text (byte 0xdf at offset 54)"
+
+
+def test_every_mistake_of_every_entry_at_once_in_file_order(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "thresholds:\n"
+        "  - metric: loss\n    above: x\n    for: soon\n    colour: red\n"
+        "  - metric: [acc]\n    severity: page\n    name: has space\n"
+        "  - stream: s\n    above: 1\n    below: 2\n"
+        "  - metric: fine\n    above: 1\n"
+    )
+    with pytest.raises(thresholds.ThresholdsError) as raised:
+        thresholds.load(path)
+    assert str(raised.value).splitlines() == [
+        f"{path}:3: field 'above': must be a number, not 'x'",
+        f"{path}:4: field 'for': 'soon' is not a Prometheus duration such as 30s, 5m or 1h30m",
+        f"{path}:5: field 'colour': unknown field; use above, below, description, for, key, metric, name, "
+        "phase, severity, stream, summary, topic",
+        f"{path}:6: field 'above': give exactly one of 'above' or 'below'",
+        f"{path}:6: field 'metric': must be a single value",
+        f"{path}:7: field 'severity': 'page' is not one of info, warning, critical",
+        f"{path}:8: field 'name': 'has space' is not a valid alert name ([A-Za-z_][A-Za-z0-9_]*)",
+        f"{path}:9: field 'key': a 'stream' threshold needs the 'key' of the value to watch",
+        f"{path}:11: field 'below': give exactly one of 'above' or 'below'",
+    ]
+
+
+def test_a_misspelt_top_level_key_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("threshold:\n  - metric: loss\n    above: 1\ndatasource_uid: ok\ncolour: red\n")
+    with pytest.raises(thresholds.ThresholdsError) as raised:
+        thresholds.load(path)
+    assert str(raised.value).splitlines() == [
+        f"{path}:1: expected a mapping with a 'thresholds' list",
+        f"{path}:1: field 'threshold': unknown; use thresholds or datasource_uid",
+        f"{path}:5: field 'colour': unknown; use thresholds or datasource_uid",
+    ]
 
 
 def test_a_threshold_with_defaults(tmp_path: Path) -> None:
@@ -508,18 +556,51 @@ def test_the_command_explains_itself() -> None:
     overview = " ".join(parser.format_help().split())
     assert "alerts render Prometheus rules and Grafana alerting from a thresholds file" in overview
     help_text = commands.choices["alerts"].format_help()
-    # The module's description, line breaks as written.
-    assert "\n" + alerts.__doc__.splitlines()[2] + "\n" in help_text
+    # The description, line breaks as written, for someone who installed the package: no checkout
+    # paths, no Markdown.
+    assert "\n" + alerts.DESCRIPTION + "\n" in help_text
+    assert "  thresholds:\n    - metric: loss\n      phase: train\n" in help_text
+    assert "`" not in help_text and "deploy/" not in help_text and "docs/" not in help_text
     words = " ".join(help_text.split())
-    assert "thresholds the thresholds YAML file (see deploy/alerts/thresholds.yaml)" in words
+    assert "thresholds the thresholds YAML file" in words
     assert (
-        "--out-dir OUT_DIR where to write prometheus/ and grafana/ (default: ./deploy, which must exist)"
-        in words
-    )
+        "--out-dir OUT_DIR where to write prometheus/ and grafana/; made if missing, but its parent "
+        "must exist (default: ./deploy, which must exist)"
+    ) in words
     assert (
         "--datasource-uid UID uid of the Prometheus datasource the Grafana rules query (wins over the "
         "file's datasource_uid; default liveview-prometheus, the bundle's)"
     ) in words
+
+
+@pytest.mark.parametrize(
+    ("out_dir", "message"),
+    [
+        ("missing/dir", "argument --out-dir: '{}': its parent directory does not exist"),
+        ("file", "argument --out-dir: '{}' is not a directory"),
+    ],
+)
+def test_an_out_dir_that_cannot_be_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], out_dir: str, message: str
+) -> None:
+    (tmp_path / "file").write_text("")
+    parser = argparse.ArgumentParser(prog="otel-liveview")
+    alerts.register(parser.add_subparsers())
+    target = str(tmp_path / out_dir)
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["alerts", str(EXAMPLE), "--out-dir", target])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"otel-liveview alerts: error: {message.format(target)}"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["file"]  # no tree made
+
+
+def test_an_unwritable_output_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "prometheus").write_text("a file where a directory goes")
+    args = argparse.Namespace(thresholds=str(EXAMPLE), out_dir=tmp_path, datasource_uid=None)
+    assert alerts.run(args) == 2
+    assert capsys.readouterr().err == (
+        f"otel-liveview alerts: cannot write {tmp_path / 'prometheus' / 'rules'}: Not a directory\n"
+    )
 
 
 def test_a_bad_datasource_uid_flag_says_what_a_uid_is(capsys: pytest.CaptureFixture[str]) -> None:
