@@ -590,7 +590,9 @@ def test_an_out_dir_that_cannot_be_is_a_usage_error(
     with pytest.raises(SystemExit) as exit_info:
         parser.parse_args(["alerts", str(EXAMPLE), "--out-dir", target])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.splitlines()[-1] == f"otel-liveview alerts: error: {message.format(target)}"
+    assert (
+        capsys.readouterr().err.splitlines()[-1] == f"otel-liveview alerts: error: {message.format(target)}"
+    )
     assert sorted(path.name for path in tmp_path.iterdir()) == ["file"]  # no tree made
 
 
