@@ -115,7 +115,10 @@ def load_file(path: str | Path) -> tuple[list[Threshold], str | None]:
     datasource_uid = None
     if "datasource_uid" in top:
         node = top["datasource_uid"]
-        value = _value(node) if isinstance(node, yaml.ScalarNode) else None
+        try:
+            value = _value(node) if isinstance(node, yaml.ScalarNode) else None
+        except _Unreadable:
+            value = None
         if isinstance(value, str) and DATASOURCE_UID.match(value):
             datasource_uid = value
         else:
@@ -157,6 +160,8 @@ def _compose(path: Path) -> yaml.Node | None:
         raise ThresholdsError(f"{where}: not valid YAML: {error.problem}{context}") from None
     except yaml.YAMLError as error:  # the reader's: a character YAML does not allow
         raise ThresholdsError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
+    except RecursionError:  # the composer recurses once per level
+        raise ThresholdsError(f"{path}: nested too deeply to be a thresholds file") from None
 
 
 def _thresholds(entries: yaml.SequenceNode, problems: list[tuple[int, str]]) -> list[Threshold]:
@@ -186,8 +191,17 @@ def _line(node: yaml.Node | None) -> int:
     return node.start_mark.line + 1 if node is not None else 1
 
 
+class _Unreadable(Exception):
+    """A scalar YAML cannot make a value of (an unknown tag, `!!float abc`, a 13th month)."""
+
+
 def _value(node: yaml.ScalarNode) -> Any:
-    return yaml.safe_load(yaml.serialize(node))
+    try:
+        return yaml.safe_load(yaml.serialize(node))
+    except yaml.MarkedYAMLError as error:
+        raise _Unreadable(error.problem) from None
+    except (yaml.YAMLError, ValueError, TypeError) as error:
+        raise _Unreadable(str(error)) from None
 
 
 def _threshold(node: yaml.Node, problems: list[tuple[int, str]]) -> Threshold | None:
@@ -208,7 +222,10 @@ def _threshold(node: yaml.Node, problems: list[tuple[int, str]]) -> Threshold | 
         elif not isinstance(value_node, yaml.ScalarNode):
             fail(field, "must be a single value")
         else:
-            values[field] = _value(value_node)
+            try:
+                values[field] = _value(value_node)
+            except _Unreadable as error:
+                fail(field, f"cannot be read: {error}")
 
     def text(field: str) -> str | None:
         value = values.get(field)

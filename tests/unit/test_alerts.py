@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from otel_liveview import alerts, thresholds
 from tests.support import ROOT
@@ -631,3 +636,74 @@ def test_the_command_runs_from_a_namespace_without_a_datasource(
 ) -> None:
     assert alerts.run(argparse.Namespace(thresholds=str(EXAMPLE), out_dir=str(tmp_path))) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "thresholds:\n  - metric: !!python/name:os.system x\n    above: 1\n",
+            "2: field 'metric': cannot be read: could not determine a constructor for the tag "
+            "'tag:yaml.org,2002:python/name:os.system'",
+        ),
+        (
+            "thresholds:\n  - metric: loss\n    above: !!float abc\n",
+            "3: field 'above': cannot be read: could not convert string to float: 'abc'",
+        ),
+        (
+            "thresholds:\n  - metric: loss\n    above: !!timestamp 2020-13-45\n",
+            "3: field 'above': cannot be read: month must be in 1..12",
+        ),
+        (
+            "datasource_uid: !!binary '%%%%'\nthresholds: []\n",
+            f"1: field 'datasource_uid': {thresholds.UID_RULE}",
+        ),
+    ],
+)
+def test_a_value_yaml_cannot_construct_is_a_mistake_of_its_field(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(thresholds.ThresholdsError) as raised:
+        load_text(tmp_path, text)
+    assert str(raised.value) == f"{tmp_path / 't.yaml'}:{message}"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "thresholds: " + "[" * 3000 + "\n",
+        "thresholds:\n" + "".join("  " * i + "- \n" for i in range(1, 1500)),
+    ],
+)
+def test_a_file_nested_too_deeply_is_one_error(tmp_path: Path, text: str) -> None:
+    with pytest.raises(thresholds.ThresholdsError) as raised:
+        load_text(tmp_path, text)
+    assert str(raised.value) == f"{tmp_path / 't.yaml'}: nested too deeply to be a thresholds file"
+
+
+_FRAGMENTS = st.sampled_from(
+    ["thresholds:", "- ", "metric: loss", "stream: s", "key: k", "above: 1", "below: x", "for: 5m",
+     "for: soon", "severity: page", "name: N", "name: LiveViewLossAbove", "datasource_uid: u",
+     "colour: red", "!!float abc", "!!python/tuple [1]", "!!timestamp 2020-13-45", "&a", "*a", "[",
+     "]", "{", "}", "'", '"', "\t", "é", ": ", "? ", "%YAML 1.1", "---", "...", "#", "1e400", "~"]
+)  # fmt: skip
+_YAMLISH = st.lists(
+    st.tuples(st.sampled_from(["", "  ", "    "]), st.lists(_FRAGMENTS, max_size=3)), max_size=8
+).map(lambda lines: "\n".join(indent + " ".join(parts) for indent, parts in lines).encode())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(content=_YAMLISH | st.binary(max_size=80))
+def test_any_file_renders_or_is_reported_line_by_line_with_nothing_written(content: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path, out = Path(folder) / "t.yaml", Path(folder) / "out"
+        path.write_bytes(content)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = alerts.run(argparse.Namespace(thresholds=str(path), out_dir=out, datasource_uid=None))
+        if code == 0:
+            assert len(list(out.rglob("*.y*ml"))) == 3
+            return
+        assert code == 2 and not out.exists()
+        lines = err.getvalue().removeprefix("otel-liveview alerts: ").splitlines()
+        assert lines and all(line.startswith(f"{path}:") for line in lines), err.getvalue()
