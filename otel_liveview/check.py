@@ -128,7 +128,7 @@ def verdict(endpoint: otlp.Endpoint, outcome: otlp.Outcome) -> str:
 
 
 def _status(reason: str) -> str:
-    """ "HTTP 401" of an HTTP failure, the status code name ("UNAUTHENTICATED") of a gRPC one."""
+    """The status of a failure: "HTTP 401" over HTTP, the code's name ("UNAUTHENTICATED") over gRPC."""
     words = reason.split()
     return " ".join(words[:2]) if reason.startswith("HTTP ") else words[0]
 

@@ -1,5 +1,5 @@
-"""The `OTEL_*` variables the library reads, each checked on its own, for the command line: an error
-there names the variable and its value. (The library itself warns and goes on.)"""
+"""The `OTEL_*` variables the library reads (config.py, otlp.py), each checked on its own for the
+command line, so that an error names the variable and its value."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from collections.abc import Callable, Mapping
 from urllib.parse import unquote, urlsplit
 
 from otel_liveview import config
+from otel_liveview.otlp import SIGNALS
 
-SIGNALS = ("metrics", "logs")
 _HEADER_KEY = re.compile(r"^[0-9a-z_.-]+$")  # gRPC metadata keys (lower-cased), a subset of HTTP's
 _HEADER_VALUE = re.compile(r"^[\x20-\x7e]*$")  # printable ASCII: what gRPC metadata and HTTP both take
 _BOOLEANS = ("1", "true", "yes", "on", "0", "false", "no", "off")  # as config reads them
@@ -32,15 +32,11 @@ def _number(raw: str) -> float:
     return value
 
 
-def _milliseconds(raw: str) -> str | None:
-    return None if _number(raw) >= 0 else "must not be negative"
-
-
 def _timeout(raw: str) -> str | None:
     return None if _number(raw) > 0 else "must be more than 0 (milliseconds)"
 
 
-def _seconds(raw: str) -> str | None:
+def _not_negative(raw: str) -> str | None:
     return None if _number(raw) >= 0 else "must not be negative"
 
 
@@ -123,15 +119,15 @@ def _endpoint(raw: str) -> str | None:
 
 
 _RULES: dict[str, Callable[[str], str | None]] = {
-    "OTEL_METRIC_EXPORT_INTERVAL": _milliseconds,
-    "OTEL_BLRP_SCHEDULE_DELAY": _milliseconds,
+    "OTEL_METRIC_EXPORT_INTERVAL": _not_negative,
+    "OTEL_BLRP_SCHEDULE_DELAY": _not_negative,
     "OTEL_BLRP_MAX_QUEUE_SIZE": _count,
     "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE": _count,
     "OTEL_ATTRIBUTE_COUNT_LIMIT": _count,
     "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT": _count,
     "OTEL_LIVEVIEW_MAX_SERIES": _count,
     "OTEL_LIVEVIEW_MAX_STREAM_KEYS": _count,
-    "OTEL_LIVEVIEW_EXIT_TIMEOUT": _seconds,
+    "OTEL_LIVEVIEW_EXIT_TIMEOUT": _not_negative,
     "OTEL_LIVEVIEW_PROMETHEUS_PORT": _port,
     "OTEL_LIVEVIEW_METRIC_EVENTS": _boolean,
     "OTEL_SDK_DISABLED": _boolean,

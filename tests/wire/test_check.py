@@ -189,6 +189,21 @@ def test_a_grpc_server_refusing_the_credentials(check: Any, status: grpc.StatusC
     )
 
 
+def test_a_grpc_server_without_the_otlp_services(check: Any) -> None:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))  # no service at all
+    url = f"http://127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    server.start()
+    try:
+        code, out, _ = check({"OTEL_EXPORTER_OTLP_ENDPOINT": url, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+    finally:
+        server.stop(grace=None)
+    assert code == 1
+    assert endpoints(out) == {
+        signal: f"grpc -> {url}: not an OTLP/gRPC endpoint: a gRPC server without the OTLP {signal} service"
+        for signal in ("metrics", "logs")
+    }
+
+
 def test_tls_failures_say_which(check: Any, tls_files: tuple[Path, ssl.SSLContext]) -> None:
     cert, context = tls_files
     with serving_http(tls=context) as receiver:
