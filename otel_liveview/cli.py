@@ -15,13 +15,8 @@ from typing import Any
 
 from otel_liveview.pipeline import VERSION
 
-# subcommand -> (what it needs beyond the core, the extra that installs it)
-_SUBCOMMANDS = {
-    "demo": None,
-    "view": (("rich",), "view"),
-    "alerts": (("yaml",), "alerts"),
-    "check": None,
-}
+# subcommand -> (the module beyond the core it needs, the extra that installs it)
+_SUBCOMMANDS = {"demo": None, "view": ("rich", "view"), "alerts": ("yaml", "alerts"), "check": None}
 _DISTRIBUTIONS = {"yaml": "PyYAML"}  # what pip calls a module's package, where the names differ
 _HELP_WITHOUT_EXTRA = {
     "view": "receive OTLP locally and show the LiveView panels in this terminal",
@@ -60,16 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module: Any = importlib.import_module(f"otel_liveview.{name}")
         except ModuleNotFoundError as error:
-            if needs is None or error.name not in needs[0]:
+            if needs is None or error.name != needs[0]:
                 raise
-            _register_missing(commands, name, needs[1], error.name)
+            _register_missing(commands, name, extra=needs[1], module=needs[0])
         else:
             module.register(commands)
     return parser
 
 
 def _register_missing(
-    commands: argparse._SubParsersAction[CommandParser], name: str, extra: str, module: str
+    commands: argparse._SubParsersAction[CommandParser], name: str, *, extra: str, module: str
 ) -> None:
     """A subcommand whose extra is not installed: it says which to install."""
     parser = commands.add_parser(name, help=f"{_HELP_WITHOUT_EXTRA[name]} (needs the '{extra}' extra)")
