@@ -143,13 +143,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"metric export interval: {settings.metric_export_interval:g} s")
     print(f"metric events: {settings.metric_events}")
     print(f"event queue: {settings.max_queue_size} records; exit timeout: {settings.exit_timeout:g} s")
+    failures = 0
     if settings.prometheus_port is not None:
-        print(f"pull mode: http://{settings.prometheus_addr}:{settings.prometheus_port}/metrics")
+        served = "" if _has_pull_extra() else ": NOT served, prometheus-client is missing (the 'pull' extra)"
+        print(f"pull mode: http://{settings.prometheus_addr}:{settings.prometheus_port}/metrics{served}")
+        failures += bool(served)
     if settings.disabled:
         print("OTEL_SDK_DISABLED: publishing does nothing, no connection is made")
-        return 0
+        return 1 if failures else 0
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # gRPC's own log lines would repeat the verdict
-    failures = 0
     exporters = {"metrics": settings.metrics_exporter, "logs": settings.logs_exporter}
     for signal in otlp.SIGNALS:
         others = [name for name in exporters[signal] if name != "otlp"]
@@ -165,6 +167,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"{signal}: {endpoint.protocol} -> {endpoint.url}: {verdict(endpoint, outcome)}{also}")
         failures += not outcome.ok
     return 1 if failures else 0
+
+
+def _has_pull_extra() -> bool:
+    try:
+        import prometheus_client  # noqa: F401
+    except ModuleNotFoundError:
+        return False
+    return True
 
 
 def show_environment() -> None:

@@ -9,6 +9,7 @@ import http.server
 import os
 import ssl
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -307,6 +308,23 @@ def test_grpc_takes_host_and_port(check: Any, grpc_receiver: Receiver) -> None:
     )
     assert code == 0, out
     assert endpoints(out)["metrics"] == f"grpc -> {host_port}: export accepted"
+
+
+def test_pull_mode_without_its_extra_is_a_failure(check: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {
+        "OTEL_LIVEVIEW_PROMETHEUS_PORT": "9464",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+    }
+    code, out, _ = check(env)
+    assert code == 0 and "pull mode: http://127.0.0.1:9464/metrics\n" in out
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as after a plain `pip install .`
+    code, out, _ = check(env)
+    assert code == 1
+    assert (
+        "pull mode: http://127.0.0.1:9464/metrics: NOT served, prometheus-client is missing (the 'pull' extra)\n"
+        in out
+    )
 
 
 def test_no_environment_heading_without_variables(check: Any) -> None:
