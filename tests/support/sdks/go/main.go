@@ -1,0 +1,105 @@
+// Publishes one gauge and one log record through the OpenTelemetry Go SDK's OTLP exporters, then
+// shuts the providers down (which flushes them) and exits non-zero if any export failed.
+//
+// The exporters read the standard OTEL_EXPORTER_OTLP_* variables (endpoint, protocol via the
+// -protocol flag, compression, timeout); the metric name and log body come from the arguments.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"sync"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
+	"go.opentelemetry.io/otel/log"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+)
+
+// The log processor reports a failed export through the global error handler only; a failed export
+// must fail the run.
+var (
+	mu       sync.Mutex
+	reported []error
+)
+
+func main() {
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		reported = append(reported, err)
+	}))
+	protocol := flag.String("protocol", "http/protobuf", "http/protobuf or grpc")
+	metricName := flag.String("metric", "go_sdk_value", "gauge name")
+	value := flag.Float64("value", 42, "gauge value")
+	body := flag.String("log", "hello from go", "log record body")
+	flag.Parse()
+	err := publish(context.Background(), *protocol, *metricName, *value, *body)
+	mu.Lock()
+	defer mu.Unlock()
+	if err == nil && len(reported) > 0 {
+		err = reported[0]
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "go publisher:", err)
+		os.Exit(1)
+	}
+}
+
+func exporters(ctx context.Context, protocol string) (sdkmetric.Exporter, sdklog.Exporter, error) {
+	switch protocol {
+	case "http/protobuf":
+		metrics, err := otlpmetrichttp.New(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		logs, err := otlploghttp.New(ctx)
+		return metrics, logs, err
+	case "grpc":
+		metrics, err := otlpmetricgrpc.New(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		logs, err := otlploggrpc.New(ctx)
+		return metrics, logs, err
+	}
+	return nil, nil, fmt.Errorf("unknown protocol %q", protocol)
+}
+
+func publish(ctx context.Context, protocol, metricName string, value float64, body string) error {
+	metricExporter, logExporter, err := exporters(ctx, protocol)
+	if err != nil {
+		return err
+	}
+	// The reader's Shutdown collects and exports once; no periodic export is needed.
+	meters := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewPeriodicReader(metricExporter)))
+	gauge, err := meters.Meter("otel-liveview-sdk-check").Float64Gauge(metricName)
+	if err != nil {
+		return err
+	}
+	gauge.Record(ctx, value)
+
+	loggers := sdklog.NewLoggerProvider(sdklog.WithProcessor(sdklog.NewSimpleProcessor(logExporter)))
+	var record log.Record
+	record.SetBody(attribute.StringValue(body))
+	record.SetSeverity(log.SeverityInfo)
+	record.AddAttributes(attribute.String("sdk", "go"))
+	loggers.Logger("otel-liveview-sdk-check").Emit(ctx, record)
+
+	metricErr := meters.Shutdown(ctx)
+	logErr := loggers.Shutdown(ctx)
+	if metricErr != nil {
+		return fmt.Errorf("metrics: %w", metricErr)
+	}
+	if logErr != nil {
+		return fmt.Errorf("logs: %w", logErr)
+	}
+	return nil
+}
