@@ -1,10 +1,10 @@
-"""The view takes what the Collector's OTLP receiver takes: the OpenTelemetry SDK exporters of Go and
-Node.js (tests/support/sdks, built on demand) and the Python SDK's gRPC exporter with gzip publish to a
+"""The view takes what the Collector's OTLP receiver takes: the OpenTelemetry SDK exporters of Go,
+Node.js and Java (tests/support/sdks, built on demand) and the Python SDK's gRPC exporter with gzip publish to a
 running view and its Board shows their metric and log; hand-made requests check chunked bodies,
 compression and the size limit applied to the body as sent and as decompressed.
 
-The Go and Node.js cases are marked `sdks` (`pytest -m "not sdks"` leaves them out): they need `go`
-and `node`/`npm`, and a first run builds the publishers (minutes).
+The Go, Node.js and Java cases are marked `sdks` (`pytest -m "not sdks"` leaves them out): they need
+`go`, `node`/`npm` and `mvn`/a JDK, and a first run builds the publishers (minutes).
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ from otel_liveview.board import Board, Snapshot
 from otel_liveview.receiver import OtlpReceiver
 from otel_liveview.view import ViewSession
 from tests.support.processes import publisher_env
-from tests.support.sdks import go_publisher, node_publisher
+from tests.support.sdks import go_publisher, java_publisher, node_publisher
 
-pytestmark = pytest.mark.timeout(1500)  # a first run builds the Go and Node.js publishers
+pytestmark = pytest.mark.timeout(1500)  # a first run builds the publishers
 
 LIMIT = 1024 * 1024
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
@@ -71,11 +71,15 @@ class RecordingProxy:
             return bytes(self._sent)
 
     def http_heads(self) -> list[dict[str, str]]:
-        """The header fields of every request sent, names in lower case."""
-        heads = re.findall(rb"POST /v1/\w+ HTTP/1\.1\r\n((?:[^\r\n]+\r\n)*)\r\n", self.sent)
+        """The path and header fields (names in lower case) of every request sent."""
+        heads = re.findall(rb"POST (/v1/\w+) HTTP/1\.1\r\n((?:[^\r\n]+\r\n)*)\r\n", self.sent)
         return [
-            {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in head)}
-            for head in (block.decode().splitlines() for block in heads)
+            {"path": path.decode()}
+            | {
+                name.strip().lower(): value.strip()
+                for name, _, value in (line.partition(":") for line in lines)
+            }
+            for path, lines in ((path, block.decode().splitlines()) for path, block in heads)
         ]
 
     def _accept(self) -> None:
@@ -129,7 +133,8 @@ def shown(snapshot: Snapshot, metric: str, value: float, sdk: str) -> None:
 # -- other languages' SDKs ------------------------------------------------------------------------------
 
 # How each pinned exporter frames its OTLP/HTTP requests (seen through the proxy): Node.js always
-# streams its body (chunked), Go sends a Content-Length unless it compresses.
+# streams its body (chunked), Go and Java send a Content-Length unless they compress. Java's
+# autoconfiguration has no http/json.
 SDK_CASES = [
     ("go", "http/protobuf", "none", "content-length"),
     ("go", "http/protobuf", "gzip", "chunked"),
@@ -141,7 +146,26 @@ SDK_CASES = [
     ("node", "http/json", "gzip", "chunked"),
     ("node", "grpc", "none", None),
     ("node", "grpc", "gzip", None),
+    ("java", "http/protobuf", "none", "content-length"),
+    ("java", "http/protobuf", "gzip", "chunked"),
+    ("java", "grpc", "none", None),
+    ("java", "grpc", "gzip", None),
 ]
+PUBLISHERS = {
+    "go": lambda protocol, metric: [
+        *go_publisher(),
+        "-protocol",
+        protocol,
+        "-metric",
+        metric,
+        "-value",
+        "42",
+        "-log",
+        metric,
+    ],
+    "node": lambda protocol, metric: [*node_publisher(), protocol, metric, "42", metric],
+    "java": lambda protocol, metric: [*java_publisher(), metric, "42", metric],
+}
 
 
 @pytest.mark.sdks
@@ -160,21 +184,7 @@ def test_another_languages_sdk_exporters_show_their_metric_and_log(
             OTEL_EXPORTER_OTLP_COMPRESSION=compression,
             OTEL_EXPORTER_OTLP_TIMEOUT="20000",
         )
-        if sdk == "go":
-            command = [
-                *go_publisher(),
-                "-protocol",
-                protocol,
-                "-metric",
-                metric,
-                "-value",
-                "42",
-                "-log",
-                metric,
-            ]
-        else:
-            command = [*node_publisher(), protocol, metric, "42", metric]
-        run(command, env)
+        run(PUBLISHERS[sdk](protocol, metric), env)
         heads = proxy.http_heads()
     finally:
         proxy.close()
@@ -182,7 +192,7 @@ def test_another_languages_sdk_exporters_show_their_metric_and_log(
     if framing is None:  # gRPC: HTTP/2 frames, no HTTP/1.1 heads to look at
         assert heads == []
         return
-    assert len(heads) == 2, heads  # one request per signal
+    assert {head["path"] for head in heads} == {"/v1/metrics", "/v1/logs"}, heads
     for head in heads:
         assert ("transfer-encoding" if framing == "chunked" else "content-length") in head, head
         assert head.get("content-encoding") == (None if compression == "none" else compression), head

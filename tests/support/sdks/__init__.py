@@ -1,10 +1,11 @@
-"""Publishers written with other languages' OpenTelemetry SDKs (go/, node/), built on demand.
+"""Publishers written with other languages' OpenTelemetry SDKs (go/, node/, java/), built on demand.
 
 Each publishes one gauge and one log record through its SDK's own OTLP exporters, configured by the
 standard `OTEL_EXPORTER_OTLP_*` variables, and exits non-zero if an export failed. The build goes to
 a cache folder outside the repository (`LIVEVIEW_SDKS_DIR`, default ~/.cache/otel-liveview/sdks),
 one folder per hash of the sources and lock files, so it runs once per change: `go build` through
-the Go module proxy, `npm ci` from the npm registry. A missing toolchain fails the test when `CI` is
+the Go module proxy, `npm ci` from the npm registry, Maven from Maven Central (the pom pins the SDK's
+BOM, whose modules pin the rest: Maven has no lock file) and `javac`. A missing toolchain fails the test when `CI` is
 set and skips it otherwise, as a missing server binary does (tests/support/servers.py).
 """
 
@@ -20,12 +21,13 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["go_publisher", "node_publisher"]
+__all__ = ["go_publisher", "java_publisher", "node_publisher"]
 
 HERE = Path(__file__).resolve().parent
 BUILD_TIMEOUT = 1200.0  # seconds: a first build downloads the modules and compiles gRPC on 2 cores
 GO_SOURCES = ("go.mod", "go.sum", "main.go")
 NODE_SOURCES = ("package.json", "package-lock.json", "publish.js")
+JAVA_SOURCES = ("pom.xml", "Publish.java")
 
 
 def cache_dir() -> Path:
@@ -56,6 +58,24 @@ def node_publisher() -> list[str]:
         _run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=folder, env=dict(os.environ))
 
     return [node, str(_cached("node", NODE_SOURCES, install) / "publish.js")]
+
+
+def java_publisher() -> list[str]:
+    """The command that runs the Java publisher (arguments: METRIC VALUE LOG_BODY)."""
+    mvn, javac, java = _tool("mvn"), _tool("javac"), _tool("java")
+
+    def build(folder: Path) -> None:
+        env = dict(os.environ)
+        fetch = [mvn, "-B", "-q", "dependency:copy-dependencies", "-DincludeScope=runtime"]
+        _run([*fetch, f"-DoutputDirectory={folder / 'lib'}"], cwd=HERE / "java", env=env)
+        _run(
+            [javac, "-d", str(folder / "classes"), "-cp", f"{folder / 'lib'}/*", "Publish.java"],
+            cwd=HERE / "java",
+            env=env,
+        )
+
+    folder = _cached("java", JAVA_SOURCES, build)
+    return [java, "-cp", f"{folder / 'classes'}:{folder / 'lib'}/*", "Publish"]
 
 
 def _tool(name: str, *fallbacks: str) -> str:
