@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
+import functools
 import importlib
 import io
 import json
@@ -139,16 +140,12 @@ def _zstd_decompressor() -> Any:
     raise _BadRequest(415, "Content-Encoding 'zstd' needs Python 3.14 or the backports.zstd package")
 
 
-def _zlib_decompressor(wbits: int) -> Callable[[], Any]:
-    return lambda: zlib.decompressobj(wbits=wbits)
-
-
 # What the Collector's confighttp decodes, less snappy and lz4 (no module for them in the standard
 # library); "deflate" is the zlib format, as HTTP defines it and the Collector reads it.
 _DECOMPRESSORS: dict[str, Callable[[], Any]] = {
-    "gzip": _zlib_decompressor(31),
-    "deflate": _zlib_decompressor(15),
-    "zlib": _zlib_decompressor(15),
+    "gzip": functools.partial(zlib.decompressobj, wbits=31),
+    "deflate": functools.partial(zlib.decompressobj, wbits=15),
+    "zlib": functools.partial(zlib.decompressobj, wbits=15),
     "zstd": _zstd_decompressor,
 }
 
