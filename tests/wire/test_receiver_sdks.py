@@ -151,21 +151,12 @@ SDK_CASES = [
     ("java", "grpc", "none", None),
     ("java", "grpc", "gzip", None),
 ]
-PUBLISHERS = {
-    "go": lambda protocol, metric: [
-        *go_publisher(),
-        "-protocol",
-        protocol,
-        "-metric",
-        metric,
-        "-value",
-        "42",
-        "-log",
-        metric,
-    ],
-    "node": lambda protocol, metric: [*node_publisher(), protocol, metric, "42", metric],
-    "java": lambda protocol, metric: [*java_publisher(), metric, "42", metric],
-}
+PUBLISHERS = {"go": go_publisher, "node": node_publisher, "java": java_publisher}
+
+
+def run(command: list[str], env: dict[str, str]) -> None:
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 @pytest.mark.sdks
@@ -184,7 +175,7 @@ def test_another_languages_sdk_exporters_show_their_metric_and_log(
             OTEL_EXPORTER_OTLP_COMPRESSION=compression,
             OTEL_EXPORTER_OTLP_TIMEOUT="20000",
         )
-        run(PUBLISHERS[sdk](protocol, metric), env)
+        run([*PUBLISHERS[sdk](), metric, "42", metric], env)
         heads = proxy.http_heads()
     finally:
         proxy.close()
@@ -196,11 +187,6 @@ def test_another_languages_sdk_exporters_show_their_metric_and_log(
     for head in heads:
         assert ("transfer-encoding" if framing == "chunked" else "content-length") in head, head
         assert head.get("content-encoding") == (None if compression == "none" else compression), head
-
-
-def run(command: list[str], env: dict[str, str]) -> None:
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
 
 
 # -- the Python SDK's gRPC exporter with gzip -----------------------------------------------------------

@@ -1,7 +1,8 @@
 """Publishers written with other languages' OpenTelemetry SDKs (go/, node/, java/), built on demand.
 
-Each publishes one gauge and one log record through its SDK's own OTLP exporters, configured by the
-standard `OTEL_EXPORTER_OTLP_*` variables, and exits non-zero if an export failed. The build goes to
+Each takes the arguments METRIC VALUE LOG_BODY, publishes one gauge and one log record (attribute
+`sdk` = its language) through its SDK's own OTLP exporters, configured by the standard
+`OTEL_EXPORTER_OTLP_*` variables (the protocol too), and exits non-zero if an export failed. The build goes to
 a cache folder outside the repository (`LIVEVIEW_SDKS_DIR`, default ~/.cache/otel-liveview/sdks),
 one folder per hash of the sources and lock files, so it runs once per change: `go build` through
 the Go module proxy, `npm ci` from the npm registry, Maven from Maven Central (the pom pins the SDK's
@@ -36,7 +37,7 @@ def cache_dir() -> Path:
 
 
 def go_publisher() -> list[str]:
-    """The command that runs the Go publisher (`-protocol`, `-metric`, `-value`, `-log` flags)."""
+    """The command that runs the Go publisher."""
     go = _tool("go", "/usr/local/go/bin/go")
 
     def build(folder: Path) -> None:
@@ -47,7 +48,7 @@ def go_publisher() -> list[str]:
 
 
 def node_publisher() -> list[str]:
-    """The command that runs the Node.js publisher (arguments: PROTOCOL METRIC VALUE LOG_BODY)."""
+    """The command that runs the Node.js publisher."""
     node = _tool("node")
     npm = _tool("npm")
 
@@ -61,7 +62,7 @@ def node_publisher() -> list[str]:
 
 
 def java_publisher() -> list[str]:
-    """The command that runs the Java publisher (arguments: METRIC VALUE LOG_BODY)."""
+    """The command that runs the Java publisher."""
     mvn, javac, java = _tool("mvn"), _tool("javac"), _tool("java")
 
     def build(folder: Path) -> None:

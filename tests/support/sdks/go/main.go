@@ -1,15 +1,16 @@
 // Publishes one gauge and one log record through the OpenTelemetry Go SDK's OTLP exporters, then
 // shuts the providers down (which flushes them) and exits non-zero if any export failed.
 //
-// The exporters read the standard OTEL_EXPORTER_OTLP_* variables (endpoint, protocol via the
-// -protocol flag, compression, timeout); the metric name and log body come from the arguments.
+// Usage: publisher METRIC VALUE LOG_BODY. The exporters read the standard OTEL_EXPORTER_OTLP_*
+// variables (endpoint, compression, timeout); OTEL_EXPORTER_OTLP_PROTOCOL, which the Go exporters
+// leave to the program, picks them: http/protobuf (the default) or grpc.
 package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"sync"
 
 	"go.opentelemetry.io/otel"
@@ -36,12 +37,14 @@ func main() {
 		defer mu.Unlock()
 		reported = append(reported, err)
 	}))
-	protocol := flag.String("protocol", "http/protobuf", "http/protobuf or grpc")
-	metricName := flag.String("metric", "go_sdk_value", "gauge name")
-	value := flag.Float64("value", 42, "gauge value")
-	body := flag.String("log", "hello from go", "log record body")
-	flag.Parse()
-	err := publish(context.Background(), *protocol, *metricName, *value, *body)
+	if len(os.Args) != 4 {
+		fmt.Fprintln(os.Stderr, "usage: publisher METRIC VALUE LOG_BODY")
+		os.Exit(2)
+	}
+	value, err := strconv.ParseFloat(os.Args[2], 64)
+	if err == nil {
+		err = publish(context.Background(), protocol(), os.Args[1], value, os.Args[3])
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if err == nil && len(reported) > 0 {
@@ -51,6 +54,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "go publisher:", err)
 		os.Exit(1)
 	}
+}
+
+func protocol() string {
+	if value := os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL"); value != "" {
+		return value
+	}
+	return "http/protobuf"
 }
 
 func exporters(ctx context.Context, protocol string) (sdkmetric.Exporter, sdklog.Exporter, error) {

@@ -1,8 +1,9 @@
 // Publishes one gauge and one log record through the OpenTelemetry JavaScript SDK's OTLP exporters,
 // then shuts the providers down (which flushes them) and exits non-zero if an export failed.
 //
-// Usage: node publish.js PROTOCOL METRIC VALUE LOG_BODY, PROTOCOL one of http/protobuf, http/json,
-// grpc. The exporters read the standard OTEL_EXPORTER_OTLP_* variables (endpoint, compression, ...).
+// Usage: node publish.js METRIC VALUE LOG_BODY. The exporters read the standard OTEL_EXPORTER_OTLP_*
+// variables (endpoint, compression, ...); OTEL_EXPORTER_OTLP_PROTOCOL, which each exporter package
+// leaves to the program, picks the package: http/protobuf (the default), http/json or grpc.
 'use strict';
 
 const { MeterProvider, PeriodicExportingMetricReader } = require('@opentelemetry/sdk-metrics');
@@ -35,9 +36,9 @@ function failOnExportError(exporter, signal) {
 const failures = [];
 
 async function main() {
-  const [protocol = 'http/protobuf', metric = 'node_sdk_value', value = '42', body = 'hello from node'] =
-    process.argv.slice(2);
-  const [metricExporter, logExporter] = exporters(protocol);
+  if (process.argv.length !== 5) throw new Error('usage: node publish.js METRIC VALUE LOG_BODY');
+  const [metric, value, body] = process.argv.slice(2);
+  const [metricExporter, logExporter] = exporters(process.env.OTEL_EXPORTER_OTLP_PROTOCOL || 'http/protobuf');
   // Long intervals: the single export of each signal happens at shutdown.
   const reader = new PeriodicExportingMetricReader({
     exporter: failOnExportError(metricExporter, 'metrics'),
