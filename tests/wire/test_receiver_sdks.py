@@ -356,16 +356,17 @@ def test_length_and_transfer_encoding_headers_as_http_1_1_defines_them(
     assert board.snapshot().totals["rejected"] == 3
 
 
+@pytest.mark.parametrize("compression", [grpc.Compression.Gzip, grpc.Compression.Deflate])
 def test_grpc_messages_are_inflated_and_bounded_after_inflating(
-    bounded: tuple[Board, http.client.HTTPConnection, str],
+    bounded: tuple[Board, http.client.HTTPConnection, str], compression: grpc.Compression
 ) -> None:
     board, _, address = bounded
-    with grpc.insecure_channel(address, compression=grpc.Compression.Gzip) as channel:
+    with grpc.insecure_channel(address, compression=compression) as channel:
         export = channel.unary_unary("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export")
-        export(gauge("grpc_gzip", 4.5).SerializeToString(), timeout=30)
+        export(gauge("grpc_compressed", 4.5).SerializeToString(), timeout=30)
         bomb = ExportMetricsServiceRequest(resource_metrics=[ResourceMetrics(schema_url="0" * 8 * LIMIT)])
         with pytest.raises(grpc.RpcError) as error:
             export(bomb.SerializeToString(), timeout=30)
     assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "Decompressed message larger than max" in (error.value.details() or "")
-    assert [(row.name, row.value) for row in board.snapshot().metrics] == [("grpc_gzip", 4.5)]
+    assert [(row.name, row.value) for row in board.snapshot().metrics] == [("grpc_compressed", 4.5)]
