@@ -10,13 +10,17 @@ with one warning line instead of a line per attempt.
 from __future__ import annotations
 
 import contextlib
+import glob
 import gzip
+import hashlib
 import logging
 import os
 import random
+import tempfile
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -269,38 +273,120 @@ def _short(error: object) -> str:
     return text if len(text) <= 200 else text[:200] + "…"
 
 
-class Outage:
-    """One warning line when exporting starts to fail, one when every signal gets through again.
+SIGNAL_WORDS = {"metrics": "metrics", "logs": "events and logs"}  # what each OTLP signal carries here
+TREE_VARIABLE = "OTEL_LIVEVIEW_PROCESS_TREE"  # set by a tree's first process, inherited by its children
 
-    Shared by the senders of one pipeline, so a dead collector is one line, not one per signal
-    and attempt (the drops themselves are counted in liveview.dropped).
+
+class Outage:
+    """One warning line when exporting a signal to its endpoint starts to fail, one when it gets
+    through again (the drops themselves are counted in liveview.dropped).
+
+    Per signal, and once per outage for the whole process tree: the process that first sees a
+    signal fail creates a marker file (`OutageMarkers`) and says so, the others see the file and
+    stay quiet; the first to get through again removes it and says that.
     """
 
-    def __init__(self) -> None:
-        self._since: dict[str, float] = {}  # signal -> monotonic time of its first failure
+    def __init__(self, markers: OutageMarkers | None = None) -> None:
+        self._since: dict[tuple[str, str], float] = {}  # (signal, url) -> monotonic time of its first failure
+        self._markers = markers or OutageMarkers.of_this_tree()
 
     def failed(self, endpoint: Endpoint, reason: str) -> None:
-        if endpoint.signal in self._since:
+        key = (endpoint.signal, endpoint.url)
+        if key in self._since:
             return
-        if not self._since:
+        self._since[key] = time.monotonic()
+        if self._markers.claim(key):
             _log.warning(
                 "otel-liveview: cannot export %s to %s (%s); counting what is dropped "
                 "(liveview_dropped_total) until it is back",
-                endpoint.signal,
+                SIGNAL_WORDS[endpoint.signal],
                 endpoint.url,
                 reason,
             )
-        self._since[endpoint.signal] = time.monotonic()
 
     def recovered(self, endpoint: Endpoint) -> None:
-        since = self._since.pop(endpoint.signal, None)
-        if since is not None and not self._since:
+        key = (endpoint.signal, endpoint.url)
+        since = self._since.pop(key, None)
+        if since is None:
+            return
+        lasted = self._markers.release(key, time.monotonic() - since)
+        if lasted is not None:
             _log.warning(
-                "otel-liveview: exporting to %s again after %.1f s", endpoint.url, time.monotonic() - since
+                "otel-liveview: exporting %s to %s again after %.1f s",
+                SIGNAL_WORDS[endpoint.signal],
+                endpoint.url,
+                lasted,
             )
 
     def affects(self, signal: str) -> bool:
-        return signal in self._since
+        return any(failing == signal for failing, _ in self._since)
+
+    def forget(self) -> None:
+        """The process is exiting: if it started the tree, the tree's markers go with it (an outage
+        still going on is not carried into a later run)."""
+        if self._markers.is_root:
+            self._markers.clear()
+
+
+class OutageMarkers:
+    """The outages a process tree has reported: one empty file per signal and endpoint in the
+    temporary directory, its name made of the tree's id and a hash of both.
+
+    The tree's id (TREE_VARIABLE) is set in the environment by its first process, so forked,
+    spawned and subprocess children inherit it; a new run is a new tree.
+    """
+
+    PREFIX = "otel-liveview-outage-"
+
+    def __init__(self, tree: str, directory: str) -> None:
+        self.tree = tree
+        self._directory = directory
+        self._unmarked: set[tuple[str, str]] = set()  # claimed without a file (the directory failed us)
+
+    @classmethod
+    def of_this_tree(cls) -> OutageMarkers:
+        tree = os.environ.setdefault(TREE_VARIABLE, f"{os.getpid()}-{uuid.uuid4().hex[:16]}")
+        return cls(tree, tempfile.gettempdir())
+
+    def _path(self, key: tuple[str, str]) -> str:
+        digest = hashlib.sha256("\0".join(key).encode()).hexdigest()[:16]
+        return os.path.join(self._directory, f"{self.PREFIX}{self.tree}-{digest}")
+
+    def claim(self, key: tuple[str, str]) -> bool:
+        """True if this process is the tree's first to see `key` fail (so it reports the outage)."""
+        try:
+            os.close(os.open(self._path(key), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            return False
+        except OSError:  # no usable temporary directory: better a line per process than none
+            self._unmarked.add(key)
+        return True
+
+    def release(self, key: tuple[str, str], seen: float) -> float | None:
+        """How long the tree's outage of `key` lasted if this process ends it (reports its end),
+        else None; `seen`: how long this process saw it, should the file tell nothing."""
+        if key in self._unmarked:
+            self._unmarked.discard(key)
+            return seen
+        path = self._path(key)
+        try:
+            began = os.stat(path).st_mtime
+            os.unlink(path)
+        except OSError:  # gone: another process of the tree got through first and said so
+            return None
+        return max(seen, time.time() - began)
+
+    def clear(self) -> None:
+        """Remove the tree's markers (its first process exits; an outage still going on is not
+        carried into another run)."""
+        for path in glob.glob(os.path.join(glob.escape(self._directory), f"{self.PREFIX}{self.tree}-*")):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    @property
+    def is_root(self) -> bool:
+        """Whether this process started the tree."""
+        return self.tree.split("-", 1)[0] == str(os.getpid())
 
 
 class OtlpSender:

@@ -84,7 +84,21 @@ _pipeline: Pipeline | None = None
 _settings: Settings | None = None  # from configure(), kept for lazy start and forked children
 _exit_hooks_pid: int | None = None
 _stale: list[Pipeline] = []  # inherited over fork; stopped when the child starts its own
-_OUTAGE = Outage()  # one warning per collector outage for the whole process, whatever the pipeline
+_OUTAGE = Outage()  # one warning per signal and collector outage for the process tree, whatever the pipeline
+
+
+def _remove_outage_markers_at_exit() -> None:
+    """At the very end of the exit (multiprocessing's last finalizers run after it joined its
+    children, whatever imported what first), the tree's first process removes its outage markers."""
+    try:
+        from multiprocessing import util
+
+        util.Finalize(None, _OUTAGE.forget, exitpriority=-100)
+    except Exception:  # multiprocessing unavailable: at interpreter exit
+        atexit.register(_OUTAGE.forget)
+
+
+_remove_outage_markers_at_exit()
 
 
 def active() -> Pipeline | None:
