@@ -32,7 +32,9 @@ def attempt(label, call):
 
 for label, value in [("str", "0.5"), ("none", None), ("list", [1.0]), ("complex", 1j)]:
     attempt(f"value {label}", lambda: b.publish_metric_sync("loss", value))
-for label, value in [("decimal", decimal.Decimal("0.25")), ("huge int", 10**400), ("nan", math.nan),
+attempt("value huge int", lambda: b.publish_metric_sync("v huge int", 10**400))
+attempt("step str", lambda: b.publish_metric_sync("m", 1.0, step="abc"))
+for label, value in [("decimal", decimal.Decimal("0.25")), ("nan", math.nan),
                      ("inf", math.inf), ("-inf", -math.inf), ("numpy float", np.float32(0.5)),
                      ("numpy int", np.int64(3)), ("numpy 0-d", np.array(1.5)), ("bool", True)]:
     attempt(f"value {label}", lambda: b.publish_metric_sync(f"v {label}", value))
@@ -75,6 +77,8 @@ def wire() -> Iterator[tuple[dict, Receiver]]:
         ("value none", "TypeError: metric 'loss': value must be a real number, not NoneType"),
         ("value list", "TypeError: metric 'loss': value must be a real number, not list"),
         ("value complex", "TypeError: metric 'loss': value must be a real number, not complex"),
+        ("value huge int", "ValueError: metric 'v huge int': value 10000000000"),
+        ("step str", "TypeError: metric 'm': step must be a real number, not str ('abc')"),
         ("name empty", "ValueError: metric name must not be empty"),
         ("name not a string", "TypeError: metric name must be a string, not int"),
         ("level unknown", "ValueError: unknown log level 'loud'"),
@@ -91,7 +95,6 @@ def test_conversions_are_accepted(wire: tuple[dict, Receiver]) -> None:
     outcomes = wire[0]["outcomes"]
     for label in (
         "decimal",
-        "huge int",
         "nan",
         "inf",
         "-inf",
@@ -115,14 +118,14 @@ def test_what_reached_the_wire(wire: tuple[dict, Receiver]) -> None:
     assert values["good"] == len(report["outcomes"])  # the good publish after the last bad one
     assert values["v decimal"] == 0.25 and values["v numpy 0-d"] == 1.5 and values["v bool"] == 1.0
     assert values["Verlust/λ"] == 2.0 and values["train loss.v2"] == 2.0 and values["n" * 256] == 2.0
-    assert "v nan" not in values and "v huge int" not in values  # non-finite: the nonfinite gauge instead
+    assert "v nan" not in values  # non-finite: the nonfinite gauge instead
+    assert "v huge int" not in values and "m" not in values  # rejected: nothing recorded
     flags = {
         (dict(k[1])["metric"], dict(k[1])["value"]): v
         for k, v in receiver.latest("liveview.metric.nonfinite").items()
     }
-    assert (
-        flags[("v nan", "nan")] == 1 and flags[("v huge int", "inf")] == 1 and flags[("v -inf", "-inf")] == 1
-    )
+    assert flags[("v nan", "nan")] == 1 and flags[("v -inf", "-inf")] == 1
+    assert not any(metric == "v huge int" for metric, _ in flags)  # a large number is not an Inf alert
 
     data = {
         row.attributes["stream"]: row.body for row in receiver.log_rows() if row.event_name == "liveview.data"
