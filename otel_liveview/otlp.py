@@ -74,45 +74,48 @@ class Endpoint:
     certificate: str | None = None
     client_key: str | None = None
     client_certificate: str | None = None
+    problem: str | None = None  # why nothing can be sent there (a URL that cannot be parsed)
 
 
 def _env(signal: str, name: str) -> str | None:
     """OTEL_EXPORTER_OTLP_<SIGNAL>_<NAME>, else OTEL_EXPORTER_OTLP_<NAME> (the spec's precedence)."""
-    for var in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_{name}", f"OTEL_EXPORTER_OTLP_{name}"):
-        value = os.environ.get(var, "").strip()
-        if value:
-            return value
-    return None
+    var = _var(signal, name)
+    return None if var is None else os.environ[var].strip()
 
 
 def resolve(settings: Settings, signal: str) -> Endpoint:
     """The endpoint the exporter of `signal` uses. `configure(endpoint=...)` is a base URL, like
-    OTEL_EXPORTER_OTLP_ENDPOINT; OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT is used exactly as given."""
+    OTEL_EXPORTER_OTLP_ENDPOINT; OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT is used exactly as given.
+
+    A variable that cannot be used gets one warning and its default (`config.unusable`); an
+    endpoint URL that cannot be parsed at all leaves the signal unexported (`Endpoint.problem`).
+    """
     protocol = config.protocol_for(settings, signal)
-    specific = os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT", "").strip()
+    specific_var = f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"
+    specific = os.environ.get(specific_var, "").strip()
     if settings.endpoint or not specific:
+        source = "OTEL_EXPORTER_OTLP_ENDPOINT"
         base = (
-            settings.endpoint
-            or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
-            or config.DEFAULT_ENDPOINTS[protocol]
+            settings.endpoint or os.environ.get(source, "").strip() or config.DEFAULT_ENDPOINTS[protocol]
         ).rstrip("/")
         url = f"{base}/v1/{signal}" if protocol == "http/protobuf" else base
     else:
-        url = specific
-    headers = parse_headers(_env(signal, "HEADERS") or "")
+        source, url = specific_var, specific
+    problem = config.url_problem(url)
+    if problem is not None:  # configure(endpoint=...) was checked by config.load: a variable's
+        config.unusable(source, os.environ.get(source, url).strip(), problem, _OFF)
+        problem = f"{source} {problem}"
+    headers = _headers(signal)
     headers.update(settings.headers or {})
     timeout = config.export_timeout(signal)
     insecure_var = _env(signal, "INSECURE")
-    scheme = urlsplit(url).scheme
+    scheme = "" if problem else urlsplit(url).scheme
     if settings.insecure is not None:
         insecure = settings.insecure
     elif scheme in ("http", "https"):
         insecure = scheme == "http"
     else:
         insecure = (insecure_var or "").lower() == "true"
-    compression = (_env(signal, "COMPRESSION") or "none").lower()
-    if compression not in ("gzip", "none"):
-        raise ValueError(f"unsupported OTLP compression {compression!r}; use gzip or none")
     return Endpoint(
         signal=signal,
         protocol=protocol,
@@ -120,11 +123,45 @@ def resolve(settings: Settings, signal: str) -> Endpoint:
         headers=headers,
         timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
         insecure=insecure,
-        compression=None if compression == "none" else compression,
+        compression=_compression(signal),
         certificate=_env(signal, "CERTIFICATE"),
         client_key=_env(signal, "CLIENT_KEY"),
         client_certificate=_env(signal, "CLIENT_CERTIFICATE"),
+        problem=problem,
     )
+
+
+_OFF = "not exporting to it: what would go there is counted as dropped (liveview_dropped_total)"
+
+
+def _var(signal: str, name: str) -> str | None:
+    """Which of OTEL_EXPORTER_OTLP_<SIGNAL>_<NAME>, OTEL_EXPORTER_OTLP_<NAME> applies (set and not blank)."""
+    for var in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_{name}", f"OTEL_EXPORTER_OTLP_{name}"):
+        if os.environ.get(var, "").strip():
+            return var
+    return None
+
+
+def _compression(signal: str) -> str | None:
+    var = _var(signal, "COMPRESSION")
+    if var is None:
+        return None
+    raw = os.environ[var].strip()
+    if raw.lower() in ("gzip", "none"):
+        return None if raw.lower() == "none" else "gzip"
+    config.unusable(var, raw, "is not an OTLP compression (gzip, none)", "using none")
+    return None
+
+
+def _headers(signal: str) -> dict[str, str]:
+    var = _var(signal, "HEADERS")
+    if var is None:
+        return {}
+    raw = os.environ[var].strip()
+    headers = parse_headers(raw)
+    if any(not pair.partition("=")[0].strip() or "=" not in pair for pair in raw.split(",") if pair.strip()):
+        config.unusable(var, raw, "has entries that are not key=value", "ignoring those", secret=True)
+    return headers
 
 
 def parse_headers(raw: str) -> dict[str, str]:
@@ -247,6 +284,37 @@ class _GrpcTransport:
 
     def close(self) -> None:
         self._channel.close()
+
+
+class _Unusable:
+    """The transport of an endpoint nothing can be sent to: each request fails at once (and is
+    counted as dropped by the caller), nothing waits."""
+
+    def __init__(self, reason: str) -> None:
+        self._outcome = Outcome(False, False, reason)
+
+    def send(self, payload: bytes, timeout: float) -> Outcome:
+        return self._outcome
+
+    def close(self) -> None:
+        pass
+
+
+def _transport_for(endpoint: Endpoint) -> _HttpTransport | _GrpcTransport | _Unusable:
+    if endpoint.problem is not None:
+        return _Unusable(endpoint.problem)
+    try:
+        return _GrpcTransport(endpoint) if endpoint.protocol == "grpc" else _HttpTransport(endpoint)
+    except (OSError, ValueError) as error:  # a TLS file that cannot be read, a target grpc refuses
+        reason = _short(error)
+        _log.warning(
+            "otel-liveview: cannot export %s to %s (%s); %s",
+            SIGNAL_WORDS[endpoint.signal],
+            endpoint.url,
+            reason,
+            _OFF,
+        )
+        return _Unusable(reason)
 
 
 def _tls_files(endpoint: Endpoint) -> tuple[bytes | None, bytes | None, bytes | None]:
@@ -400,9 +468,9 @@ class OtlpSender:
     def __init__(self, endpoint: Endpoint, outage: Outage | None = None) -> None:
         self.endpoint = endpoint
         self.outage = outage or Outage()
-        self._transport = (
-            _GrpcTransport(endpoint) if endpoint.protocol == "grpc" else _HttpTransport(endpoint)
-        )
+        self._transport = _transport_for(endpoint)
+        # Nothing can be sent (already said once, at start): no outage to report, only drops to count.
+        self.usable = not isinstance(self._transport, _Unusable)
         self._no_wait = threading.Event()  # set: no retry waits (at exit, or while a flush runs)
         self._aborted = False
         self._hurrying = 0
@@ -421,7 +489,7 @@ class OtlpSender:
                 break
         if outcome.ok:
             self.outage.recovered(self.endpoint)
-        elif outcome is not NO_TIME:  # no attempt, nothing learned about the collector
+        elif outcome is not NO_TIME and self.usable:  # no attempt, nothing learned about the collector
             self.outage.failed(self.endpoint, outcome.reason)
         return outcome
 
