@@ -57,8 +57,9 @@ def tls_problems(endpoint: otlp.Endpoint) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        settings = config.load()
-        endpoints = {signal: otlp.resolve(settings, signal) for signal in otlp.SIGNALS}
+        with config.strict():  # a bad value is this command's business: an error, not a warning
+            settings = config.load()
+            endpoints = {signal: otlp.resolve(settings, signal) for signal in otlp.SIGNALS}
     except ValueError as error:
         print(f"configuration error: {error}")
         return 2
