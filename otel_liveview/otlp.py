@@ -102,7 +102,7 @@ def resolve(settings: Settings, signal: str) -> Endpoint:
     else:
         source, url = specific_var, specific
     problem = config.url_problem(url)
-    if problem is not None:  # configure(endpoint=...) was checked by config.load: a variable's
+    if problem is not None:  # a variable's (config.load already refused such a configure(endpoint=...))
         config.unusable(source, os.environ.get(source, url).strip(), problem, _OFF)
         problem = f"{source} {problem}"
     headers = _headers(signal)
