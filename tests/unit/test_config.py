@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -266,3 +267,21 @@ def test_exporter_switches(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.load().disabled is False
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     assert config.load().disabled is True
+
+
+def test_tls_files_grpc_cannot_read_turn_its_exporter_off(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """The gRPC channel reads them at once: that raised out of the first publish."""
+    missing = tmp_path / "ca.pem"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "https://127.0.0.1:9")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(missing))
+    sender = otlp.OtlpSender(
+        otlp.resolve(config.load(), "metrics"), otlp.Outage(otlp.OutageMarkers("1-a", "/x"))
+    )
+    outcome = sender.send(ExportLogsServiceRequest(), time.monotonic() + 10)
+    assert not sender.usable and (outcome.ok, outcome.retryable) == (False, False)
+    assert caplog.messages == [
+        f"otel-liveview: cannot export metrics to https://127.0.0.1:9 ([Errno 2] No such file or directory: "
+        f"'{missing}'); not exporting to it: what would go there is counted as dropped (liveview_dropped_total)"
+    ]
