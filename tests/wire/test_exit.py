@@ -225,7 +225,7 @@ def test_the_experiment_flush_and_the_exit_share_one_budget(protocol: str, black
     for experiment_exit in figures["experiment-exit"]:
         # The whole budget (nothing answers, so the flush waits it out), and not more.
         assert BUDGET - 0.2 < experiment_exit < BUDGET + SLACK
-    assert interpreter_exit < BUDGET / 2  # the exit did not wait again (it did: BUDGET more)
+    assert interpreter_exit < BUDGET - 1.0  # the exit did not wait again (it did: BUDGET more)
 
 
 def readme_quick_start() -> str:
@@ -240,9 +240,10 @@ def test_the_quick_start_script_exits_within_the_budget(tmp_path: Path, black_ho
     then the exit hook's)."""
     script = tmp_path / "quickstart.py"
     script.write_text(readme_quick_start())
-    env = publisher_env(black_hole, protocol="grpc", OTEL_LIVEVIEW_EXIT_TIMEOUT="1")
+    env = publisher_env(black_hole, protocol="grpc", OTEL_LIVEVIEW_EXIT_TIMEOUT="0.5")
     started = time.monotonic()
     subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, timeout=120)
     took = time.monotonic() - started
     print(f"\nquick start against a black hole: {took:.2f} s")
-    assert took < 1.0 + 2 * SLACK  # the budget, plus starting an interpreter on a loaded machine
+    # The budget, plus starting an interpreter on a loaded machine (before: 5.5 s and that).
+    assert took < 0.5 + 2 * SLACK
