@@ -405,6 +405,7 @@ class OutageMarkers:
     """
 
     PREFIX = "otel-liveview-outage-"
+    STALE = 24 * 3600.0  # seconds: a marker this old was left by a tree that was killed
 
     def __init__(self, tree: str, directory: str) -> None:
         self.tree = tree
@@ -428,7 +429,18 @@ class OutageMarkers:
             return False
         except OSError:  # no usable temporary directory: better a line per process than none
             self._unmarked.add(key)
+            return True
+        self._remove_stale()
         return True
+
+    def _remove_stale(self) -> None:
+        """Markers of trees that were killed during an outage (their first process could not remove
+        them), once they are a day old; looked for only when an outage starts."""
+        now = time.time()
+        for path in glob.glob(os.path.join(glob.escape(self._directory), f"{self.PREFIX}*")):
+            with contextlib.suppress(OSError):
+                if now - os.stat(path).st_mtime > self.STALE:
+                    os.unlink(path)
 
     def release(self, key: tuple[str, str], seen: float) -> float | None:
         """How long the tree's outage of `key` lasted if this process ends it (reports its end),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 from otel_liveview.otlp import OutageMarkers
@@ -37,3 +39,15 @@ def test_clear_removes_only_the_trees_markers(tmp_path: Path) -> None:
     other.claim(KEY)
     mine.clear()
     assert [path.name.split("-")[3:5] for path in tmp_path.iterdir()] == [["2", "b"]]
+
+
+def test_markers_a_day_old_go_when_an_outage_starts(tmp_path: Path) -> None:
+    """Left by a tree that was killed during an outage; a live tree's marker is younger."""
+    killed, live = OutageMarkers("1-a", str(tmp_path)), OutageMarkers("2-b", str(tmp_path))
+    killed.claim(KEY)
+    live.claim(KEY)
+    old = time.time() - OutageMarkers.STALE - 60
+    for path in tmp_path.glob("otel-liveview-outage-1-a-*"):
+        os.utime(path, (old, old))
+    assert OutageMarkers("3-c", str(tmp_path)).claim(KEY)
+    assert sorted(path.name.split("-")[3] for path in tmp_path.iterdir()) == ["2", "3"]
