@@ -55,12 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module: Any = importlib.import_module(f"otel_liveview.{name}")
         except ModuleNotFoundError as error:
-            if needs is None or error.name != needs[0]:
+            if needs is None or not _is_package(error, needs[0]):
                 raise
             _register_missing(commands, name, extra=needs[1], module=needs[0])
         else:
             module.register(commands)
     return parser
+
+
+def _is_package(error: ModuleNotFoundError, package: str) -> bool:
+    """The missing module is `package` or one of its submodules (`rich.cells`)."""
+    return error.name is not None and error.name.split(".")[0] == package
 
 
 def _register_missing(

@@ -72,7 +72,7 @@ def _view_module() -> ModuleType | None:
     try:
         from otel_liveview import view
     except ModuleNotFoundError as error:
-        if error.name != "rich":
+        if error.name is None or error.name.split(".")[0] != "rich":
             raise
         return None
     return view

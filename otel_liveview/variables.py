@@ -14,7 +14,7 @@ from otel_liveview.otlp import SIGNALS
 
 _HEADER_KEY = re.compile(r"^[0-9a-z_.-]+$")  # gRPC metadata keys (lower-cased), a subset of HTTP's
 _HEADER_VALUE = re.compile(r"^[\x20-\x7e]*$")  # printable ASCII: what gRPC metadata and HTTP both take
-_BOOLEANS = ("1", "true", "yes", "on", "0", "false", "no", "off")  # as config reads them
+_BOOLEANS = ("1", "true", "yes", "on", "0", "false", "no", "off")  # as config reads its own
 
 
 def _otlp(name: str) -> tuple[str, ...]:
@@ -54,7 +54,8 @@ def _boolean(raw: str) -> str | None:
     return None if raw.lower() in _BOOLEANS else "is not a boolean (true or false)"
 
 
-def _insecure(raw: str) -> str | None:
+def _true_or_false(raw: str) -> str | None:
+    """The specification's booleans (OTEL_SDK_DISABLED, ..._INSECURE): true or false, any case."""
     return None if raw.lower() in ("true", "false") else "must be true or false"
 
 
@@ -69,8 +70,8 @@ def _compression(raw: str) -> str | None:
 def _exporters(raw: str) -> str | None:
     try:
         config.exporter_list(raw, "")
-    except ValueError as error:
-        return str(error).removeprefix(": ")
+    except ValueError as error:  # config's words: "names unknown exporter(s) ..."
+        return str(error).strip().removeprefix("names ")
     return None
 
 
@@ -130,7 +131,7 @@ _RULES: dict[str, Callable[[str], str | None]] = {
     "OTEL_LIVEVIEW_EXIT_TIMEOUT": _not_negative,
     "OTEL_LIVEVIEW_PROMETHEUS_PORT": _port,
     "OTEL_LIVEVIEW_METRIC_EVENTS": _boolean,
-    "OTEL_SDK_DISABLED": _boolean,
+    "OTEL_SDK_DISABLED": _true_or_false,
     "OTEL_METRICS_EXPORTER": _exporters,
     "OTEL_LOGS_EXPORTER": _exporters,
     "OTEL_RESOURCE_ATTRIBUTES": _pairs,
@@ -138,7 +139,7 @@ _RULES: dict[str, Callable[[str], str | None]] = {
     **dict.fromkeys(_otlp("PROTOCOL"), _protocol),
     **dict.fromkeys(_otlp("TIMEOUT"), _timeout),
     **dict.fromkeys(_otlp("HEADERS"), _headers),
-    **dict.fromkeys(_otlp("INSECURE"), _insecure),
+    **dict.fromkeys(_otlp("INSECURE"), _true_or_false),
     **dict.fromkeys(_otlp("COMPRESSION"), _compression),
     **dict.fromkeys(_otlp("CERTIFICATE"), _readable_file),
     **dict.fromkeys(_otlp("CLIENT_KEY"), _readable_file),

@@ -266,8 +266,8 @@ def test_a_peer_that_never_answers(check: Any) -> None:
         ("OTEL_BLRP_MAX_QUEUE_SIZE", "0", "must be a whole number, at least 1"),
         ("OTEL_METRIC_EXPORT_INTERVAL", "-5", "must not be negative"),
         ("OTEL_LIVEVIEW_PROMETHEUS_PORT", "70000", "must be a port number, 1 to 65535"),
-        ("OTEL_SDK_DISABLED", "sure", "is not a boolean (true or false)"),
-        ("OTEL_METRICS_EXPORTER", "prometheus", "unknown exporter(s) prometheus; use otlp, console, none"),
+        ("OTEL_SDK_DISABLED", "1", "must be true or false"),
+        ("OTEL_METRICS_EXPORTER", "prometheus", "unknown exporter(s) prometheus (use otlp, console, none)"),
         ("OTEL_RESOURCE_ATTRIBUTES", "team", "'team' is not key=value"),
         ("OTEL_SERVICE_NAME", "", None),  # empty is unset
         ("OTEL_LIVEVIEW_EXIT_TIMEOUT", " ", "is blank: unset it, or give a value"),
