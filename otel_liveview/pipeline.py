@@ -32,7 +32,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 
-from otel_liveview import config, encoding, events, otlp
+from otel_liveview import config, encoding, events, launch, otlp
 from otel_liveview.config import Settings
 from otel_liveview.export import (
     CUMULATIVE,
@@ -217,7 +217,8 @@ def make_resource(settings: Settings, topic: str | None) -> Resource:
     topic = settings.topic or topic
     if topic:
         attributes["liveview.topic"] = topic
-    resource = Resource.create(attributes)
+    # What the launcher says (rank, run, node) gives way to OTEL_RESOURCE_ATTRIBUTES and configure().
+    resource = Resource(launch.detect().attributes()).merge(Resource.create(attributes))
     if settings.service_name:
         resource = resource.merge(Resource({SERVICE_NAME: settings.service_name}))
     elif not _service_name_from_env():
