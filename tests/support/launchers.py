@@ -1,0 +1,42 @@
+"""The launchers users start experiments with (Open MPI's mpirun, Slurm's srun and sbatch), run for
+real by the tests: a missing one fails the test under CI and skips it elsewhere, like a server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import ROOT
+
+# Debian's packages that bring each launcher (.ci/run installs them).
+PACKAGES = {"mpirun": "openmpi-bin"}
+
+
+def launcher(name: str) -> str:
+    """The path of launcher `name`; fails the test under CI, skips it otherwise, when missing."""
+    path = shutil.which(name)
+    if path:
+        return path
+    message = f"{name} not found; install Debian's {PACKAGES.get(name, name)}"
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def mpirun(ranks: int, module: str, env: dict[str, str], timeout: float = 120) -> str:
+    """`mpirun -n ranks python -m module` from the repository root; its stdout (a failed run fails the
+    test with its stderr). More ranks than cores are allowed, and root too (a CI machine's user)."""
+    env = {
+        **env,
+        "OMPI_ALLOW_RUN_AS_ROOT": "1",
+        "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+        "OMPI_MCA_rmaps_base_oversubscribe": "1",
+    }
+    command = [launcher("mpirun"), "-n", str(ranks), sys.executable, "-m", module]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
