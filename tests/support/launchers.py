@@ -13,7 +13,11 @@ import pytest
 from tests.support import ROOT
 
 # Debian's packages that bring each launcher (.ci/run installs them).
-PACKAGES = {"mpirun": "openmpi-bin"}
+PACKAGES = {
+    "mpirun": "openmpi-bin",
+    "munged": "munge",
+    **{name: "slurm-wlm" for name in ("slurmctld", "slurmd", "srun", "sbatch", "squeue", "sinfo")},
+}
 
 
 def launcher(name: str) -> str:
