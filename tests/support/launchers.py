@@ -3,6 +3,7 @@ real by the tests: a missing one fails the test under CI and skips it elsewhere,
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -44,3 +45,13 @@ def mpirun(ranks: int, module: str, env: dict[str, str], timeout: float = 120) -
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
+
+
+def launcher_module(name: str) -> None:
+    """A launcher that comes as a Python package (Ray): fails under CI, skips elsewhere, when missing."""
+    if importlib.util.find_spec(name) is not None:
+        return
+    message = f"the Python package {name!r} is not installed (the test extra has it)"
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)

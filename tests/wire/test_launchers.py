@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from tests.support import ROOT
-from tests.support.launchers import mpirun
-from tests.support.processes import publisher_env
+from tests.support.launchers import launcher_module, mpirun
+from tests.support.processes import publisher_env, run_module
 from tests.support.receiver import Receiver, wait_until
 from tests.support.slurm import SlurmCluster
 
@@ -94,3 +94,51 @@ def test_sbatch_array_tasks_are_runs_of_one_array(
     assert sorted(resource["liveview.array.task_id"] for resource in resources) == [0, 1, 2, 3]
     assert len({resource["liveview.array.job_id"] for resource in resources}) == 1
     assert len({resource["liveview.run.id"] for resource in resources}) == 4  # a run per task
+
+
+def test_ray_actors_arrive_with_their_job_node_and_actor(http_receiver: Receiver) -> None:
+    launcher_module("ray")
+    run_module("tests.support.ray_job", env=publisher_env(http_receiver.endpoint), timeout=240)
+    resources = wait_until(
+        lambda: len(_resources(http_receiver)) == 4 and _resources(http_receiver), what="4 actors"
+    )
+    assert {resource["liveview.launcher"] for resource in resources} == {"ray"}
+    jobs = {resource["liveview.ray.job_id"] for resource in resources}
+    assert len(jobs) == 1
+    assert {resource["liveview.run.id"] for resource in resources} == jobs
+    assert len({resource["liveview.ray.actor_id"] for resource in resources}) == 4
+    assert len({resource["liveview.ray.node_id"] for resource in resources}) == 1
+
+
+def test_ray_tune_trials_arrive_as_experiments_with_their_metrics(http_receiver: Receiver) -> None:
+    launcher_module("ray")
+    run_module("tests.support.tune_job", env=publisher_env(http_receiver.endpoint), timeout=300)
+
+    def statuses() -> dict[str, str]:
+        latest = http_receiver.latest("liveview.experiment.status")
+        return {
+            dict(labels)["experiment"]: dict(labels)["status"]
+            for (_, labels), value in latest.items()
+            if value == 1
+        }
+
+    final = wait_until(
+        lambda: len(statuses()) == 4 and "running" not in statuses().values() and statuses(),
+        what="4 trials ended",
+    )
+    assert sorted(final.values()) == ["completed", "completed", "completed", "failed"]
+    errors = [
+        row.attributes.get("error")
+        for row in http_receiver.log_rows()
+        if row.event_name == "liveview.status" and row.attributes.get("status") == "failed"
+    ]
+    assert errors and "FloatingPointError" in errors[0]
+    info = [row.body for row in http_receiver.log_rows() if row.event_name == "liveview.info"]
+    assert sorted(body["info"]["lr"] for body in info) == [0.1, 0.2, 0.3, 0.4]
+    steps = {
+        (update["trial"], update["step"])
+        for update in http_receiver.metric_updates()
+        if update["metric"] == "loss"
+    }
+    assert len({trial for trial, _ in steps}) == 4
+    assert sorted(step for _, step in steps).count(3.0) == 3  # the three healthy trials reached step 3
