@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -76,6 +77,16 @@ ATTRIBUTES = {
 }
 
 
+# On every metric point too, so that PromQL selects by them without a target_info join (resource
+# attributes reach Prometheus only there); Loki has them all as structured metadata already.
+POINT_ATTRIBUTES = ("liveview.run.id", "liveview.rank", "liveview.node.name")
+
+
+def point_attributes(resource: Mapping[str, object]) -> dict[str, str]:
+    """The launch attributes every metric point of a process with this resource carries."""
+    return {name: str(resource[name]) for name in POINT_ATTRIBUTES if name in resource}
+
+
 def detect(environ: Mapping[str, str] | None = None) -> Launch:
     """The launch this process belongs to; an empty Launch outside any launcher."""
     env = _Environment(os.environ if environ is None else environ)
@@ -96,7 +107,7 @@ def detect(environ: Mapping[str, str] | None = None) -> Launch:
         local_rank=local_rank,
         world_size=world_size,
         node_rank=env.count("GROUP_RANK") if launcher == "torchrun" else env.count("SLURM_NODEID"),
-        node=env.text("SLURMD_NODENAME"),
+        node=env.text("SLURMD_NODENAME") or (socket.gethostname() if launcher or ray else None),
         restart_count=env.count("TORCHELASTIC_RESTART_COUNT"),
         array_job_id=env.text("SLURM_ARRAY_JOB_ID"),
         array_task_id=env.count("SLURM_ARRAY_TASK_ID"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 import types
 
@@ -48,6 +49,7 @@ def test_torchrun_gives_rank_node_run_and_restarts() -> None:
         "liveview.local_rank": 1,
         "liveview.world_size": 8,
         "liveview.node.rank": 2,
+        "liveview.node.name": socket.gethostname(),  # the launcher names no node: this machine
         "liveview.restart_count": 1,
     }
 
@@ -84,7 +86,7 @@ def test_the_innermost_launcher_gives_the_rank_and_the_outer_one_the_run() -> No
     # torchrun started by srun, one task per node: torch's ranks, Slurm's job and node name.
     found = launch.detect({**SLURM, "RANK": "13", "LOCAL_RANK": "1", "WORLD_SIZE": "16"})
     assert (found.launcher, found.rank, found.world_size) == ("torchrun", 13, 16)
-    assert (found.run_id, found.node.__str__()) == ("1234", "gpu-node-07")
+    assert (found.run_id, found.node) == ("1234", "gpu-node-07")
     # mpirun inside an sbatch allocation: MPI's rank and run, not the batch step's.
     found = launch.detect({**SLURM, "SLURM_PROCID": "0", **OPEN_MPI})
     assert (found.launcher, found.rank, found.run_id) == ("mpi", 2, "prterun-host-81722@1")
@@ -142,6 +144,7 @@ def test_a_ray_worker_is_known_by_job_node_and_actor(monkeypatch: pytest.MonkeyP
         "liveview.ray.job_id": "02000000",
         "liveview.ray.node_id": "a1b2c3",
         "liveview.ray.actor_id": "actor-9",
+        "liveview.node.name": socket.gethostname(),
     }
 
 
@@ -172,3 +175,13 @@ def test_the_resource_carries_the_launch_and_explicit_settings_win(monkeypatch: 
     assert attributes["liveview.world_size"] == 8
     assert attributes["liveview.run.id"] == "named-run"  # OTEL_RESOURCE_ATTRIBUTES over the launcher
     assert attributes["liveview.rank"] == 0  # configure() over both
+
+
+def test_points_carry_run_rank_and_node_only() -> None:
+    resource = {**launch.detect(TORCHRUN).attributes(), "host.name": "h", "service.name": "s"}
+    assert launch.point_attributes(resource) == {
+        "liveview.run.id": "job-42",
+        "liveview.rank": "5",
+        "liveview.node.name": socket.gethostname(),
+    }
+    assert launch.point_attributes({"service.name": "s"}) == {}

@@ -33,6 +33,13 @@ def test_mpirun_ranks_arrive_as_one_run_of_four(http_receiver: Receiver) -> None
     assert {resource["liveview.local_rank"] for resource in resources} == {0, 1, 2, 3}  # one node
     run_ids = {resource["liveview.run.id"] for resource in resources}
     assert len(run_ids) == 1 and run_ids != {""}
+    # Every point carries run, rank and node, so PromQL selects by them without target_info.
+    for row in http_receiver.point_rows():
+        assert row.attributes["liveview.rank"] == str(row.resource["liveview.rank"]), row
+        assert row.attributes["liveview.run.id"] == row.resource["liveview.run.id"]
+        assert row.attributes["liveview.node.name"] == socket.gethostname()
+    sizes = {row.value for row in http_receiver.point_rows("liveview.launch.world_size")}
+    assert sizes == {4.0}
     # Each rank's log record carries the same identity.
     logs = {row.resource["liveview.rank"] for row in http_receiver.log_rows() if row.body == "rank ready"}
     assert logs == {0, 1, 2, 3}
