@@ -7,7 +7,8 @@ maps: a gauge or sum is a metric row under its own name, a histogram a row of it
 log line.
 
 Memory is bounded: every table has a cap, the least recently updated row goes first when it is
-reached, and what was cut is counted (`Snapshot.cut`). Cumulative exporters repeat every value at
+reached (a stream keeps its first keys instead, as the library does), and what was cut is counted
+(`Snapshot.cut`). Cumulative exporters repeat every value at
 each export, so a metric's history grows only when its value or step changes.
 """
 
@@ -27,6 +28,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
+
+from otel_liveview.config import Settings
 
 __all__ = [
     "Board",
@@ -69,7 +72,7 @@ class Limits:
     metric_rows: int = 500
     history: int = 40
     streams: int = 64
-    stream_keys: int = 64
+    stream_keys: int = Settings.max_stream_keys  # the first keys of a stream, as the library keeps
     experiments: int = 64
     publishers: int = 256
     logs: int = 20
@@ -178,7 +181,7 @@ class _Stream:
     topic: str
     stream: str
     # key -> (time, value, from an event)
-    values: OrderedDict[str, tuple[int, Any, bool]] = field(default_factory=OrderedDict)
+    values: dict[str, tuple[int, Any, bool]] = field(default_factory=dict)
     gauge_seen: dict[tuple[str, str], float] = field(default_factory=dict)  # (instance, key) -> value
     events: int = 0
     changed: float = 0.0
@@ -626,11 +629,10 @@ class Board:
         # and let an event replace what the gauge said.
         if previous is not None and previous[2] == from_event and time_ns < previous[0]:
             return
+        if previous is None and len(row.values) >= self.limits.stream_keys:
+            self._cut["stream keys"] += 1  # the library's gauge has only a stream's first keys too
+            return
         row.values[key] = (time_ns, value, from_event)
-        row.values.move_to_end(key)
-        while len(row.values) > self.limits.stream_keys:
-            row.values.popitem(last=False)
-            self._cut["stream keys"] += 1
 
     def _on_data(self, point: _Point) -> bool:
         attrs, value = point.attributes, point.value

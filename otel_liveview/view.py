@@ -16,11 +16,11 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from rich import box
+from rich.cells import cell_len
 from rich.console import Console, Group, RenderableType
 from rich.layout import Layout
 from rich.live import Live
@@ -40,7 +40,7 @@ from otel_liveview.board import (
 )
 from otel_liveview.receiver import ListenError, OtlpReceiver, format_address, parse_address
 
-__all__ = ["ViewSession", "register", "render_plain", "run", "sparkline", "start"]
+__all__ = ["ViewSession", "register", "render_plain", "render_screen", "run", "sparkline", "start"]
 
 DEFAULT_GRPC = "127.0.0.1:4317"
 DEFAULT_HTTP = "127.0.0.1:4318"
@@ -401,41 +401,87 @@ def header_text(snapshot: Snapshot, endpoints: dict[str, str | None]) -> str:
 
 
 # -- panels ---------------------------------------------------------------------------------------------------
+#
+# Each panel is first a Sheet: its columns and its rows as cells. Plain frames print every column;
+# the live screen keeps the columns that fit by rank, at widths known from what the rows are (their
+# names, labels, reserved room for values that change), so the same rows keep the same columns.
+
+Cell = str | Text
+
+FLEX_LEAST = 12  # cells a flexible column gets at the least
+WIDEST = 32  # cells a measured column takes at most: longer text is cut with …
+GAP = 2  # cells between two columns
+STATUS_WIDTH = max(len(status) for status in _STATUS_STYLE)  # status words are never cut
 
 
-def _table(plain: bool, *columns: str, wide: str = "") -> Table:
-    """A table of one-line cells; `wide` is the column that takes the room left over."""
-    table = Table(
-        box=None if plain else box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-        expand=not plain,
-        header_style="" if plain else "bold",
+@dataclass(frozen=True)
+class Column:
+    name: str
+    rank: int  # the live screen keeps low ranks first as the width runs out
+    width: int = 0  # cells reserved for values that change; flexible: the least it is shown at
+    flexible: bool = False  # takes the room left over, its text cut with …
+    right: bool = False
+    shared: str = ""  # e.g. "topic {}": the same on every row, it is said once in the title instead
+
+
+@dataclass(frozen=True)
+class Row:
+    cells: tuple[Cell, ...]  # in the sheet's column order
+    style: str = ""
+    continued: bool = False  # more of the row above (a stream's next key): its shared cells are blank
+
+
+@dataclass(frozen=True)
+class Sheet:
+    columns: tuple[Column, ...]
+    rows: tuple[Row, ...]
+    more: str = ""  # a last line saying what did not fit
+
+
+def _plain_text(cell: Cell) -> str:
+    return cell.plain if isinstance(cell, Text) else cell
+
+
+def _fit(rows: Sequence[Any], limit: int) -> tuple[list[Any], str]:
+    """The first rows that fit `limit` lines; the last line then says how many did not."""
+    if len(rows) <= limit:
+        return list(rows), ""
+    if limit < 1:
+        return [], ""
+    return list(rows[: limit - 1]), f"… {len(rows) - limit + 1} more"
+
+
+def experiments_sheet(rows: Sequence[ExperimentRow], limit: int) -> Sheet:
+    columns = (
+        Column("experiment", 0),
+        Column("status", 1, width=STATUS_WIDTH),
+        Column("topic", 7, shared="topic {}"),
+        Column("pid", 5, shared="pid {}"),
+        Column("updated", 6, width=8),
+        Column("elapsed", 4, width=7, right=True),
+        Column("progress", 3, width=max((len(_full_progress(row)) for row in rows), default=0)),
+        Column("error", 2, flexible=True),
     )
-    for column in columns:
-        table.add_column(column, overflow="ellipsis", no_wrap=True, ratio=1 if column == wide else None)
-    return table
-
-
-def experiments_table(rows: Sequence[ExperimentRow], plain: bool, limit: int) -> Table:
-    """Plain frames have every column; the live screen's narrow panel leaves out topic, pid and age."""
-    columns = ["experiment", "status", "topic", "pid", "updated", "elapsed", "progress", "error"]
-    if not plain:
-        columns = [column for column in columns if column not in ("topic", "pid", "updated")]
-    table = _table(plain, *columns, wide="error")
-    for row in _fit(rows, limit, table):
-        cells = {
-            "experiment": row.experiment,
-            "status": Text(row.status, style=_STATUS_STYLE.get(row.status, "")),
-            "topic": row.topic,
-            "pid": fmt(row.pid),
-            "updated": f"{_age(row.age)} ago",
-            "elapsed": "-" if row.elapsed is None else _duration(row.elapsed),
-            "progress": progress_text(row.progress),
-            "error": Text(row.error or "", style="red"),
-        }
-        table.add_row(*(cells[column] for column in columns))
-    return table
+    shown, more = _fit(rows, limit)
+    return Sheet(
+        columns,
+        tuple(
+            Row(
+                (
+                    row.experiment,
+                    Text(row.status, style=_STATUS_STYLE.get(row.status, "")),
+                    row.topic,
+                    fmt(row.pid),
+                    f"{_age(row.age)} ago",
+                    "-" if row.elapsed is None else _duration(row.elapsed),
+                    progress_text(row.progress),
+                    Text(row.error or "", style="red"),
+                )
+            )
+            for row in shown
+        ),
+        more,
+    )
 
 
 def progress_text(progress: Sequence[tuple[str, str, float | None, float]]) -> str:
@@ -454,24 +500,28 @@ def progress_text(progress: Sequence[tuple[str, str, float | None, float]]) -> s
     return "  ".join(parts)
 
 
-def info_table(rows: Sequence[ExperimentRow], plain: bool, limit: int) -> Table:
+def _full_progress(row: ExperimentRow) -> str:
+    """The progress text at its widest: every phase done."""
+    return progress_text([(phase, unit, total, total) for phase, unit, _, total in row.progress])
+
+
+def info_sheet(rows: Sequence[ExperimentRow], limit: int, *, plain: bool) -> Sheet:
     """The runs' configuration (liveview.experiment.info): one key per line in plain frames, one
     line per experiment on the live screen."""
     if plain:
-        table = _table(plain, "experiment", "key", "value", wide="value")
-        pairs = [(row.experiment, key, value) for row in rows for key, value in row.info]
-        for experiment, key, value in _fit(pairs, limit, table):
-            table.add_row(experiment, key, value)
-        return table
-    table = _table(plain, "experiment", "info", wide="info")
-    for row in _fit([row for row in rows if row.info], limit, table):
-        table.add_row(row.experiment, "  ".join(f"{key}={value}" for key, value in row.info))
-    return table
+        pairs, more = _fit([(row.experiment, key, value) for row in rows for key, value in row.info], limit)
+        keys = (Column("experiment", 0), Column("key", 1), Column("value", 2, flexible=True))
+        return Sheet(keys, tuple(Row(pair) for pair in pairs), more)
+    shown, more = _fit([row for row in rows if row.info], limit)
+    return Sheet(
+        (Column("experiment", 0), Column("info", 1, flexible=True)),
+        tuple(Row((row.experiment, "  ".join(f"{key}={value}" for key, value in row.info))) for row in shown),
+        more,
+    )
 
 
-def errors_table(snapshot: Snapshot, plain: bool, limit: int) -> Table:
+def errors_sheet(snapshot: Snapshot, limit: int) -> Sheet:
     """Failed and aborted runs with their error, ERROR and FATAL logs, non-finite metrics; newest first."""
-    table = _table(plain, "what", "where", "detail", wide="detail")
     entries: list[tuple[str, str, str]] = [
         (row.status, row.experiment, row.error or "") for row in snapshot.experiments if row.status in _FAILED
     ]
@@ -483,9 +533,13 @@ def errors_table(snapshot: Snapshot, plain: bool, limit: int) -> Table:
         for metric in snapshot.metrics
         if metric.nonfinite
     ]
-    for what, where, detail in _fit(entries, limit, table):
-        table.add_row(Text(what, style="bold red"), where, detail)
-    return table
+    shown, more = _fit(entries, limit)
+    columns = (Column("what", 0, width=7), Column("where", 2), Column("detail", 1, flexible=True))
+    return Sheet(
+        columns,
+        tuple(Row((Text(what, style="bold red"), where, detail)) for what, where, detail in shown),
+        more,
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -497,17 +551,23 @@ def _duration(seconds: float) -> str:
 _FAILED = ("failed", "aborted")
 
 
-def metrics_table(rows: Sequence[MetricRow], plain: bool, limit: int, spark_width: int = 40) -> Table:
-    table = _table(
-        plain, "metric", "labels", "value", "step", "epoch", "recent", "pid", "topic", wide="labels"
+def metrics_sheet(rows: Sequence[MetricRow], limit: int, spark_width: int = 40) -> Sheet:
+    columns = (
+        Column("metric", 0),
+        Column("labels", 3, flexible=True, shared="{}"),
+        Column("value", 1, width=12, right=True),  # as wide as fmt makes a float
+        Column("step", 2, width=6, right=True),
+        Column("epoch", 5, width=5, right=True),
+        Column("recent", 4, width=spark_width),
+        Column("pid", 6, shared="pid {}"),
+        Column("topic", 7, shared="topic {}"),
     )
-    for column in (2, 3, 4):
-        table.columns[column].justify = "right"
-    for row in _fit(rows, limit, table):
-        style = "dim" if row.age > STALE_SECONDS else ""
+    shown, more = _fit(rows, limit)
+    sheet_rows = []
+    for row in shown:
         value = Text(row.nonfinite, style="bold red") if row.nonfinite else Text(fmt(row.value))
         name = row.name if row.kind in ("liveview", "gauge") else f"{row.name} ({row.kind})"
-        table.add_row(
+        cells = (
             name,
             _labels(row.labels),
             value,
@@ -516,67 +576,107 @@ def metrics_table(rows: Sequence[MetricRow], plain: bool, limit: int, spark_widt
             Text(sparkline(row.history, spark_width), style="cyan"),
             fmt(row.pid),
             row.topic,
-            style=style,
         )
-    return table
+        sheet_rows.append(Row(cells, "dim" if row.age > STALE_SECONDS else ""))
+    return Sheet(columns, tuple(sheet_rows), more)
 
 
-def streams_table(rows: Sequence[StreamRow], plain: bool, limit: int) -> Table:
-    table = _table(plain, "stream", "key", "value", "events", "updated", wide="value")
-    lines = [(row, index, key, value) for row in rows for index, (key, value) in enumerate(row.values)] or [
-        (row, 0, "", "") for row in rows
-    ]
-    for row, index, key, value in _fit(lines, limit, table):
-        first = index == 0
-        table.add_row(
-            row.stream if first else "",
-            key,
-            fmt(value),
-            str(row.events) if first else "",
-            f"{_age(row.age)} ago" if first else "",
-            style="dim" if row.age > STALE_SECONDS else "",
-        )
-    return table
+def streams_sheet(rows: Sequence[StreamRow], limit: int) -> Sheet:
+    """One line per key. Every stream shown gets two lines at least (a key and `… N more keys`), then
+    its share of the rest, so one wide stream does not hide the others."""
+    columns = (
+        Column("stream", 0),
+        Column("key", 1),
+        Column("value", 2, flexible=True),
+        Column("events", 4, width=6, right=True),
+        Column("updated", 3, width=8),
+        Column("topic", 5, shared="topic {}"),
+    )
+    if limit < 1:
+        return Sheet(columns, ())
+    wants = [max(1, len(row.values)) for row in rows]
+    shares = [min(2, want) for want in wants]
+    more = ""
+    if sum(shares) > limit:  # not every stream fits: as many as do, and a line to say so
+        count = 0
+        while sum(shares[: count + 1]) <= limit - 1:
+            count += 1
+        shares, more = shares[:count], f"… {len(rows) - count} more streams"
+    _water_fill(shares, wants, limit - bool(more) - sum(shares))
+    lines = []
+    for row, share in zip(rows, shares, strict=False):
+        style = "dim" if row.age > STALE_SECONDS else ""
+        keys: list[tuple[Cell, Cell]] = [(key, fmt(value)) for key, value in row.values] or [("", "")]
+        if len(keys) > share:
+            keys = [*keys[: share - 1], (Text(f"… {len(keys) - share + 1} more keys", style="dim"), "")]
+        for index, (key, value) in enumerate(keys):
+            first = index == 0
+            lines.append(
+                Row(
+                    (
+                        row.stream if first else "",
+                        key,
+                        value,
+                        str(row.events) if first else "",
+                        f"{_age(row.age)} ago" if first else "",
+                        row.topic if first else "",
+                    ),
+                    style,
+                    continued=not first,
+                )
+            )
+    return Sheet(columns, tuple(lines), more)
 
 
-def publishers_table(rows: Sequence[PublisherRow], plain: bool, limit: int) -> Table:
-    columns = ["service", "pid", "state", "published", "dropped", "topic"] + (["host"] if plain else [])
-    table = _table(plain, *columns, wide="published")
-    for column in (1, 2, 4):  # never squeezed to an ellipsis
-        table.columns[column].min_width = 7
-    for row in _fit(rows, limit, table):
+def publishers_sheet(rows: Sequence[PublisherRow], limit: int) -> Sheet:
+    columns = (
+        Column("service", 0),
+        Column("pid", 4, width=7),
+        Column("state", 1, width=9),
+        Column("published", 3, flexible=True),
+        Column("dropped", 2, width=7),
+        Column("topic", 5, shared="topic {}"),
+        Column("host", 6, shared="host {}"),
+    )
+    shown, more = _fit(rows, limit)
+    sheet_rows = []
+    for row in shown:
         state = Text("alive", style="green") if row.alive else Text(f"gone {_age(row.age)}", style="dim")
         published = " ".join(f"{kind} {fmt(count)}" for kind, count in row.published if count) or "-"
-        dropped_total = sum(count for _, _, count in row.dropped)
         dropped = (
             Text(
                 " ".join(f"{kind}/{reason} {fmt(count)}" for kind, reason, count in row.dropped if count),
                 style="bold red",
             )
-            if dropped_total
+            if sum(count for _, _, count in row.dropped)
             else Text("0")
         )
-        table.add_row(
-            row.service, fmt(row.pid), state, published, dropped, row.topic, *([row.host] if plain else [])
-        )
-    return table
+        sheet_rows.append(Row((row.service, fmt(row.pid), state, published, dropped, row.topic, row.host)))
+    return Sheet(columns, tuple(sheet_rows), more)
 
 
-def logs_table(lines: Sequence[LogLine], plain: bool, limit: int) -> Table:
-    table = _table(plain, "time", "level", "source", "message", wide="message")
-    shown = list(lines)[-limit:] if limit > 0 else []
-    for line in shown:
+def logs_sheet(lines: Sequence[LogLine], limit: int) -> Sheet:
+    """The last `limit` lines, oldest first."""
+    columns = (
+        Column("time", 2, width=12),
+        Column("level", 1, width=5),
+        Column("source", 3, shared="from {}"),
+        Column("message", 0, width=20, flexible=True),
+    )
+    sheet_rows = []
+    for line in list(lines)[-limit:] if limit > 0 else []:
         style = _severity_style(line)
         message = line.body + (
             "  " + " ".join(f"{k}={v}" for k, v in line.attributes) if line.attributes else ""
         )
-        table.add_row(
+        cells = (
             _clock(line.time_unix_nano),
             Text(line.severity, style=style),
             f"{line.service}/{fmt(line.pid)}",
             Text(message, style=style if line.severity_number >= 13 else ""),
         )
-    return table
+        sheet_rows.append(Row(cells))
+    return Sheet(columns, tuple(sheet_rows))
 
 
 def _severity_style(line: LogLine) -> str:
@@ -586,14 +686,290 @@ def _severity_style(line: LogLine) -> str:
     return "bold red" if number >= 21 else "red" if number >= 17 else "yellow" if number >= 13 else ""
 
 
-def _fit(rows: Sequence[Any], limit: int, table: Table) -> Iterator[Any]:
-    """The first rows that fit `limit` lines; the last line then says how many did not."""
-    if len(rows) <= limit:
-        yield from rows
-        return
-    yield from rows[: max(0, limit - 1)]
-    if limit >= 1:
-        table.add_row(Text(f"… {len(rows) - limit + 1} more", style="dim"))
+def _water_fill(sizes: list[int], caps: Sequence[int], spare: int) -> int:
+    """Hand `spare` out one at a time, in turn, to the entries still below their cap; what is left."""
+    while spare > 0:
+        growing = [index for index, (size, cap) in enumerate(zip(sizes, caps, strict=True)) if size < cap][
+            :spare
+        ]
+        if not growing:
+            break
+        for index in growing:
+            sizes[index] += 1
+        spare -= len(growing)
+    return spare
+
+
+# -- tables ---------------------------------------------------------------------------------------------------
+
+
+def plain_table(sheet: Sheet) -> RenderableType:
+    """Every column at the width its cells take."""
+    table = Table(box=None, show_edge=False, pad_edge=False, header_style="")
+    for column in sheet.columns:
+        table.add_column(column.name, no_wrap=True, justify="right" if column.right else "left")
+    for row in sheet.rows:
+        table.add_row(*row.cells, style=row.style)
+    return Group(table, Text(sheet.more)) if sheet.more else table
+
+
+def live_table(sheet: Sheet, room: int) -> tuple[RenderableType, list[str]]:
+    """The sheet in `room` cells: the columns that fit, by rank, and the title notes of the columns
+    that are the same on every row."""
+    chosen, notes = fit_columns(sheet, room)
+    table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
+    for index, width in chosen:
+        column = sheet.columns[index]
+        table.add_column(
+            column.name,
+            width=width,
+            no_wrap=True,
+            overflow="ellipsis",
+            justify="right" if column.right else "left",
+        )
+    for row in sheet.rows:
+        table.add_row(*(row.cells[index] for index, _ in chosen), style=row.style)
+    if not sheet.more:
+        return table, notes
+    return Group(table, Text(sheet.more, style="dim", no_wrap=True, overflow="ellipsis")), notes
+
+
+def fit_columns(sheet: Sheet, room: int) -> tuple[list[tuple[int, int]], list[str]]:
+    """(column index, width) of the columns that fit `room` cells, in sheet order, and the notes.
+
+    A column empty on every row is left out; a shared one with one value on every row goes to the
+    title. The others are taken by rank while they fit (a flexible one at its least); the room left
+    then widens the flexible ones, up to their widest cell.
+    """
+    notes: list[str] = []
+    candidates: list[tuple[int, int, int, int]] = []  # (rank, index, least, widest)
+    for index, column in enumerate(sheet.columns):
+        texts = {_plain_text(row.cells[index]) for row in sheet.rows}
+        if sheet.rows and texts <= {"", "-"}:
+            continue
+        if column.shared:
+            heads = {_plain_text(row.cells[index]) for row in sheet.rows if not row.continued}
+            if len(heads) == 1:
+                notes.append(column.shared.format(heads.pop()))
+                continue
+        widest = max(cell_len(text) for text in (column.name, *texts))
+        if column.flexible:
+            least = max(len(column.name), min(widest, column.width or FLEX_LEAST))
+        else:
+            least = widest = min(WIDEST, max(column.width, widest))
+        candidates.append((column.rank, index, least, widest))
+    chosen: list[tuple[int, int, int]] = []  # (index, width, widest)
+    used = -GAP
+    for _rank, index, least, widest in sorted(candidates):
+        if used + GAP + least > room:
+            if not chosen:  # the first column is always there, cut to the room
+                chosen, used = [(index, max(1, room), widest)], room
+            break
+        chosen.append((index, least, widest))
+        used += GAP + least
+    widths = [width for _, width, _ in chosen]
+    flexible = [sheet.columns[index].flexible for index, _, _ in chosen]
+    caps = [widest if flex else width for (_, width, widest), flex in zip(chosen, flexible, strict=True)]
+    _water_fill(widths, caps, room - used)
+    return sorted((index, width) for (index, _, _), width in zip(chosen, widths, strict=True)), notes
+
+
+# -- the live screen ------------------------------------------------------------------------------------------
+
+MIN_ROWS = 5  # a panel shows at least this many rows (or all it has), else it is left out
+COMFORT_ROWS = 10  # rows every panel gets before any one gets more
+_MEDIUM, _WIDE = 100, 180  # screen widths from which panels stand side by side
+
+# Bands of panels, top to bottom in order of priority, with their shares of the width.
+_NARROW_BANDS = (
+    (("Experiments", 1),),
+    (("Metrics", 1),),
+    (("Data streams", 1),),
+    (("Errors", 1),),
+    (("Logs", 1),),
+    (("Publishers", 1),),
+)
+_MEDIUM_BANDS = (
+    (("Experiments", 1),),
+    (("Metrics", 1),),
+    (("Data streams", 1), ("Publishers", 1)),
+    (("Logs", 3), ("Errors", 2)),
+)
+_WIDE_BANDS = (
+    (("Experiments", 1), ("Errors", 1)),
+    (("Metrics", 3), ("Data streams", 2)),
+    (("Logs", 1), ("Publishers", 1)),
+)
+
+
+@dataclass(frozen=True)
+class _Box:
+    """A panel of the live screen: the lines it wants, and how to draw it at a given size."""
+
+    lines: int  # lines inside its border that show all its rows, header included
+    draw: Callable[[int, int], Panel]  # (width, height) -> the panel
+    bonus: int = 0  # lines more it can use once every panel has all its rows (the experiments' info)
+
+    def least(self) -> int:
+        return 2 + min(self.lines, 1 + MIN_ROWS)
+
+    def most(self) -> int:
+        return 2 + self.lines
+
+
+@dataclass(frozen=True)
+class _Band:
+    """Panels side by side: one height for all of them."""
+
+    names: tuple[str, ...]
+    boxes: tuple[_Box, ...]
+    ratios: tuple[int, ...]
+
+    def least(self) -> int:
+        return max(box.least() for box in self.boxes)
+
+    def most(self) -> int:
+        return max(box.most() for box in self.boxes)
+
+    def comfortable(self) -> int:
+        return max(2 + min(box.lines, 1 + COMFORT_ROWS) for box in self.boxes)
+
+    def full(self) -> int:
+        return max(box.most() + box.bonus for box in self.boxes)
+
+    def layout(self, width: int, height: int) -> Layout:
+        widths = [width * ratio // sum(self.ratios) for ratio in self.ratios]
+        widths[-1] = width - sum(widths[:-1])
+        if len(self.boxes) == 1:
+            return Layout(self.boxes[0].draw(width, height), size=height)
+        band = Layout(size=height)
+        band.split_row(
+            *(Layout(box.draw(w, height), size=w) for box, w in zip(self.boxes, widths, strict=True))
+        )
+        return band
+
+
+def share_height(bands: Sequence[_Band], height: int) -> list[int]:
+    """The height of each band, 0 for one left out.
+
+    Bands are taken in order while each can have its least; then every band grows in turn up to
+    COMFORT_ROWS rows, then the experiments' info, then all rows; the bottom band takes what is left.
+    """
+    sizes = [0] * len(bands)
+    spare = height
+    for index, band in enumerate(bands):
+        if band.least() > spare:
+            break
+        sizes[index] = band.least()
+        spare -= band.least()
+    shown = [index for index, size in enumerate(sizes) if size]
+    if not shown:
+        if bands and height >= 3:  # too small for any panel's least: the first one, cut
+            sizes[0] = height
+        return sizes
+    spare = _water_fill(
+        sizes, [band.comfortable() if size else 0 for band, size in zip(bands, sizes, strict=True)], spare
+    )
+    for index in shown:
+        need = bands[index].full() - sizes[index]
+        if bands[index].full() > bands[index].most() and need <= spare:
+            sizes[index] += need
+            spare -= need
+    spare = _water_fill(
+        sizes, [max(band.most(), size) if size else 0 for band, size in zip(bands, sizes, strict=True)], spare
+    )
+    sizes[shown[-1]] += spare
+    return sizes
+
+
+def _spark_width(room: int) -> int:
+    return max(8, min(40, room // 6))
+
+
+def _panel(content: RenderableType, title: str, notes: Sequence[str], width: int, height: int) -> Panel:
+    heading = Text(" · ".join([title, *notes]), no_wrap=True)
+    heading.truncate(max(1, width - 6), overflow="ellipsis")  # the border keeps its corners
+    return Panel(
+        content,
+        title=heading,
+        title_align="left",
+        border_style="blue",
+        padding=(0, 1),
+        width=width,
+        height=height,
+    )
+
+
+def _boxes(snapshot: Snapshot) -> dict[str, _Box]:
+    """The live screen's panels for this snapshot; Errors only when there is something in it."""
+    experiments, metrics, streams = snapshot.experiments, snapshot.metrics, snapshot.streams
+    with_info = [row for row in experiments if row.info]
+
+    def draw_experiments(width: int, height: int) -> Panel:
+        inner = height - 2
+        table, notes = live_table(experiments_sheet(experiments, inner - 1), width - 4)
+        parts = [table]
+        left = inner - 1 - len(experiments)
+        if with_info and left >= 2:
+            info, _ = live_table(info_sheet(with_info, left - 1, plain=False), width - 4)
+            parts.append(info)
+        return _panel(Group(*parts), "Experiments", notes, width, height)
+
+    def draw_metrics(width: int, height: int) -> Panel:
+        sheet = metrics_sheet(metrics, height - 3, _spark_width(width - 4))
+        table, notes = live_table(sheet, width - 4)
+        return _panel(table, f"Metrics ({len(metrics)} series)", notes, width, height)
+
+    def draw_streams(width: int, height: int) -> Panel:
+        table, notes = live_table(streams_sheet(streams, height - 3), width - 4)
+        return _panel(table, f"Data streams ({len(streams)})", notes, width, height)
+
+    def draw_errors(width: int, height: int) -> Panel:
+        table, notes = live_table(errors_sheet(snapshot, height - 3), width - 4)
+        return _panel(table, "Errors", notes, width, height)
+
+    def draw_logs(width: int, height: int) -> Panel:
+        sheet = logs_sheet(snapshot.logs, height - 3)
+        table, notes = live_table(sheet, width - 4)
+        shown, kept = len(sheet.rows), len(snapshot.logs)
+        title = f"Logs (last {shown})" if shown == kept else f"Logs (last {shown} of {kept})"
+        return _panel(table, title, notes, width, height)
+
+    def draw_publishers(width: int, height: int) -> Panel:
+        table, notes = live_table(publishers_sheet(snapshot.publishers, height - 3), width - 4)
+        alive = sum(p.alive for p in snapshot.publishers)
+        return _panel(
+            table, f"Publishers ({alive} alive of {len(snapshot.publishers)})", notes, width, height
+        )
+
+    keys = sum(max(1, len(row.values)) for row in streams)
+    boxes = {
+        "Experiments": _Box(1 + len(experiments), draw_experiments, 1 + len(with_info) if with_info else 0),
+        "Metrics": _Box(1 + len(metrics), draw_metrics),
+        "Data streams": _Box(1 + keys, draw_streams),
+        "Logs": _Box(1 + len(snapshot.logs), draw_logs),
+        "Publishers": _Box(1 + len(snapshot.publishers), draw_publishers),
+    }
+    errors = errors_sheet(snapshot, 1_000_000)
+    if errors.rows:
+        boxes["Errors"] = _Box(1 + len(errors.rows), draw_errors)
+    return boxes
+
+
+def _bands(boxes: dict[str, _Box], width: int) -> list[_Band]:
+    arrangement = _WIDE_BANDS if width >= _WIDE else _MEDIUM_BANDS if width >= _MEDIUM else _NARROW_BANDS
+    bands = []
+    for members in arrangement:
+        present = [(name, ratio) for name, ratio in members if name in boxes]
+        if present:
+            bands.append(
+                _Band(
+                    tuple(name for name, _ in present),
+                    tuple(boxes[name] for name, _ in present),
+                    tuple(ratio for _, ratio in present),
+                )
+            )
+    return bands
 
 
 # -- frames ---------------------------------------------------------------------------------------------------
@@ -602,77 +978,30 @@ def _fit(rows: Sequence[Any], limit: int, table: Table) -> Iterator[Any]:
 def render_screen(
     snapshot: Snapshot, endpoints: dict[str, str | None], width: int, height: int
 ) -> RenderableType:
-    """The live screen: metrics | experiments and streams above, logs | publishers below."""
-    header_line = Text(" otel-liveview view | " + header_text(snapshot, endpoints), style="bold reverse")
-    wanted = max(len(snapshot.logs), len(snapshot.publishers), 1) + 4
-    lower_height = min(wanted, max(8, int(height * 0.42)))
-    upper_height = max(6, height - 1 - lower_height)
-    info_height = min(sum(1 for row in snapshot.experiments if row.info), 4)
-    experiments_height = (
-        min(max(1, len(snapshot.experiments)), 8) + 4 + (info_height + 2 if info_height else 0)
+    """The live screen, `width` x `height` cells: a header line, then bands of panels that share the
+    height; what does not fit is left out and the header names it."""
+    bands = _bands(_boxes(snapshot), width)
+    sizes = share_height(bands, height - 1)
+    left_out = [name for band, size in zip(bands, sizes, strict=True) if not size for name in band.names]
+    note = f"no room for {', '.join(left_out)} | " if left_out else ""
+    header = Text(
+        f" otel-liveview view | {note}{header_text(snapshot, endpoints)}",
+        style="bold reverse",
+        no_wrap=True,
+        overflow="ellipsis",
     )
-    streams_height = max(5, upper_height - experiments_height)
-    spark = max(10, min(40, width // 8))
-
-    def panel(content: RenderableType, title: str) -> Panel:
-        return Panel(content, title=title, title_align="left", border_style="blue", padding=(0, 1))
-
+    parts = [Layout(header, size=1 if any(sizes) else None)]  # alone, it has the screen to itself
+    parts += [band.layout(width, size) for band, size in zip(bands, sizes, strict=True) if size]
     layout = Layout()
-    layout.split_column(
-        Layout(header_line, name="header", size=1),
-        Layout(name="upper", size=upper_height),
-        Layout(name="lower", size=lower_height),
-    )
-    layout["upper"].split_row(Layout(name="metrics", ratio=3), Layout(name="side", ratio=2))
-    layout["side"].split_column(
-        Layout(name="experiments", size=experiments_height), Layout(name="streams", size=streams_height)
-    )
-    errors = errors_table(snapshot, False, lower_height - 4)
-    if errors.row_count:  # the errors panel takes room only when there is something in it
-        layout["lower"].split_row(
-            Layout(name="logs", ratio=9), Layout(name="errors", ratio=5), Layout(name="publishers", ratio=7)
-        )
-        layout["errors"].update(panel(errors, "Errors"))
-    else:
-        layout["lower"].split_row(Layout(name="logs", ratio=1), Layout(name="publishers", ratio=1))
-    layout["metrics"].update(
-        panel(
-            metrics_table(snapshot.metrics, False, upper_height - 4, spark),
-            f"Metrics ({len(snapshot.metrics)} series)",
-        )
-    )
-    layout["experiments"].update(
-        panel(
-            Group(
-                experiments_table(snapshot.experiments, False, experiments_height - 4),
-                info_table(snapshot.experiments, False, info_height),
-            ),
-            "Experiments",
-        )
-    )
-    layout["streams"].update(
-        panel(
-            streams_table(snapshot.streams, False, streams_height - 4),
-            f"Data streams ({len(snapshot.streams)})",
-        )
-    )
-    alive = sum(p.alive for p in snapshot.publishers)
-    layout["publishers"].update(
-        panel(
-            publishers_table(snapshot.publishers, False, lower_height - 4),
-            f"Publishers ({alive} alive of {len(snapshot.publishers)})",
-        )
-    )
-    layout["logs"].update(
-        panel(logs_table(snapshot.logs, False, lower_height - 4), f"Logs (last {len(snapshot.logs)})")
-    )
+    layout.split_column(*parts)
     return layout
 
 
 def render_plain(
     snapshot: Snapshot, endpoints: dict[str, str | None], frame: int = 0, width: int | None = None
 ) -> str:
-    """One plain-text frame: a header line, then each panel under a title line. No escape sequences."""
+    """One plain-text frame: a header line, then each panel under a title line, every column of it.
+    No escape sequences."""
     width = width or PLAIN_WIDTH
     buffer = io.StringIO()
     console = Console(
@@ -688,23 +1017,23 @@ def render_plain(
         legacy_windows=False,
     )
     alive = sum(p.alive for p in snapshot.publishers)
-    sections: list[tuple[str, Table]] = [
-        (f"experiments ({len(snapshot.experiments)})", experiments_table(snapshot.experiments, True, 50)),
-        ("experiment info", info_table(snapshot.experiments, True, 100)),
-        ("errors", errors_table(snapshot, True, 30)),
-        (f"metrics ({len(snapshot.metrics)} series)", metrics_table(snapshot.metrics, True, 100)),
-        (f"data streams ({len(snapshot.streams)})", streams_table(snapshot.streams, True, 100)),
-        (f"logs (last {len(snapshot.logs)})", logs_table(snapshot.logs, True, len(snapshot.logs))),
+    sections: list[tuple[str, Sheet]] = [
+        (f"experiments ({len(snapshot.experiments)})", experiments_sheet(snapshot.experiments, 50)),
+        ("experiment info", info_sheet(snapshot.experiments, 100, plain=True)),
+        ("errors", errors_sheet(snapshot, 30)),
+        (f"metrics ({len(snapshot.metrics)} series)", metrics_sheet(snapshot.metrics, 100)),
+        (f"data streams ({len(snapshot.streams)})", streams_sheet(snapshot.streams, 100)),
+        (f"logs (last {len(snapshot.logs)})", logs_sheet(snapshot.logs, len(snapshot.logs))),
         (
             f"publishers ({alive} alive of {len(snapshot.publishers)})",
-            publishers_table(snapshot.publishers, True, 50),
+            publishers_sheet(snapshot.publishers, 50),
         ),
     ]
     buffer.write(f"{HEADER} frame {frame} | {header_text(snapshot, endpoints)}\n")  # never wrapped
-    for title, table in sections:
+    for title, sheet in sections:
         console.print(Text(f"--- {title}"))
-        if table.row_count:
-            console.print(table)
+        if sheet.rows:
+            console.print(plain_table(sheet))
     if snapshot.rejections:
         console.print(Text("--- last rejected requests"))
         for reason in snapshot.rejections:
