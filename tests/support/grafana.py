@@ -218,6 +218,25 @@ def query_result_texts(result: list[dict[str, Any]]) -> list[str]:
     return texts
 
 
+def variable_options(
+    var: dict[str, Any],
+    values: dict[str, str],
+    fetch: Callable[[str | None, str], list[str]],
+    instant: Callable[[str], list[dict[str, Any]]] | None = None,
+) -> list[str]:
+    """The options of query variable `var` given the values of the variables before it."""
+    name = var["name"]
+    interpolate(var["datasource"]["uid"], values)  # its datasource variable comes before it
+    text = interpolate(query_text(var), values)
+    result = QUERY_RESULT.fullmatch(text.strip())
+    if result:
+        assert instant is not None, f"${name} is a query_result variable: give resolve() `instant`"
+        raw = query_result_texts(instant(result.group(1)))
+    else:
+        raw = fetch(*variable_request(text))
+    return sort_options(regex_options(var.get("regex", ""), raw), var.get("sort", 0))
+
+
 def resolve(
     dashboard: dict[str, Any],
     fetch: Callable[[str | None, str], list[str]],
@@ -241,15 +260,7 @@ def resolve(
             continue
         assert var["type"] == "query", f"variable type {var['type']} is not one the dashboard uses"
         assert var["datasource"]["type"] == "prometheus", f"${name}: only Prometheus query variables"
-        interpolate(var["datasource"]["uid"], values)  # its datasource variable comes before it
-        text = interpolate(query_text(var), values)
-        result = QUERY_RESULT.fullmatch(text.strip())
-        if result:
-            assert instant is not None, f"${name} is a query_result variable: give resolve() `instant`"
-            raw = query_result_texts(instant(result.group(1)))
-        else:
-            raw = fetch(*variable_request(text))
-        options = sort_options(regex_options(var.get("regex", ""), raw), var.get("sort", 0))
+        options = variable_options(var, values, fetch, instant)
         if name in chosen:
             assert chosen[name] in options or (chosen[name] == ALL and var.get("includeAll")), (
                 f"{chosen[name]!r} is not an option of ${name}: {options}"

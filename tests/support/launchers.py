@@ -21,6 +21,14 @@ PACKAGES = {
 }
 
 
+# More ranks than cores, and root (a CI machine's user).
+_MPI_ENV = {
+    "OMPI_ALLOW_RUN_AS_ROOT": "1",
+    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+    "OMPI_MCA_rmaps_base_oversubscribe": "1",
+}
+
+
 def launcher(name: str) -> str:
     """The path of launcher `name`; fails the test under CI, skips it otherwise, when missing."""
     path = shutil.which(name)
@@ -34,13 +42,8 @@ def launcher(name: str) -> str:
 
 def mpirun(ranks: int, module: str, env: dict[str, str], timeout: float = 120) -> str:
     """`mpirun -n ranks python -m module` from the repository root; its stdout (a failed run fails the
-    test with its stderr). More ranks than cores are allowed, and root too (a CI machine's user)."""
-    env = {
-        **env,
-        "OMPI_ALLOW_RUN_AS_ROOT": "1",
-        "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-        "OMPI_MCA_rmaps_base_oversubscribe": "1",
-    }
+    test with its stderr)."""
+    env = {**env, **_MPI_ENV}
     command = [launcher("mpirun"), "-n", str(ranks), sys.executable, "-m", module]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -55,3 +58,16 @@ def launcher_module(name: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
+
+
+def start_mpirun(ranks: int, module: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """`mpirun -n ranks python -m module` in the background, its output on a pipe; the caller ends it."""
+    command = [launcher("mpirun"), "-n", str(ranks), sys.executable, "-m", module]
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env={**env, **_MPI_ENV},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
