@@ -1,25 +1,93 @@
-"""The ``otel-liveview`` command; each subcommand lives in the module that does its job."""
+"""The ``otel-liveview`` command; each subcommand lives in the module that does its job.
+
+Every error is one line on stderr naming the flag, variable or file, with exit status 2; argparse
+errors come after the usage of the (sub)command they belong to.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import shlex
 import sys
+from collections.abc import Sequence
+from typing import Any
 
-from otel_liveview import alerts, check, demo, view
 from otel_liveview.pipeline import VERSION
 
+# subcommand -> (the module beyond the core it needs, the extra that installs it)
+_SUBCOMMANDS = {"demo": None, "view": ("rich", "view"), "alerts": ("yaml", "alerts"), "check": None}
+_DISTRIBUTIONS = {"yaml": "PyYAML"}  # what pip calls a module's package, where the names differ
+_HELP_WITHOUT_EXTRA = {
+    "view": "receive OTLP locally and show the LiveView panels in this terminal",
+    "alerts": "render Prometheus rules and Grafana alerting from a thresholds file",
+}
 
-def main(argv: list[str] | None = None) -> int:
+
+class CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser: arguments it does not know are its error, told with its usage (argparse
+    would leave them to the top-level parser)."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {_quoted(extras)}")
+        return parsed, extras
+
+
+def _quoted(arguments: list[str]) -> str:
+    """As a shell would need them typed, so an empty one stays visible; one with a line break or
+    another control character as a Python literal, so the error stays one line."""
+    return " ".join(shlex.quote(arg) if arg.isprintable() else repr(arg) for arg in arguments)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="otel-liveview",
         description="Watch a running experiment: a terminal LiveView, a demo experiment, alert rules "
         "from a thresholds file, and a check of the OpenTelemetry export settings.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, view, alerts, check):
-        module.register(commands)
-    args = parser.parse_args(argv)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
+    for name, needs in _SUBCOMMANDS.items():
+        try:
+            module: Any = importlib.import_module(f"otel_liveview.{name}")
+        except ModuleNotFoundError as error:
+            if needs is None or error.name != needs[0]:
+                raise
+            _register_missing(commands, name, extra=needs[1], module=needs[0])
+        else:
+            module.register(commands)
+    return parser
+
+
+def _register_missing(
+    commands: argparse._SubParsersAction[CommandParser], name: str, *, extra: str, module: str
+) -> None:
+    """A subcommand whose extra is not installed: it says which to install."""
+    parser = commands.add_parser(name, help=f"{_HELP_WITHOUT_EXTRA[name]} (needs the '{extra}' extra)")
+    parser.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    def missing(args: argparse.Namespace) -> int:
+        print(
+            f"otel-liveview {name}: needs {_DISTRIBUTIONS.get(module, module)}, which is not installed: "
+            f"pip install 'otel-liveview[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
+
+    parser.set_defaults(run=missing)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # the subcommands report their own; these came before the command
+        parser.error(f"unrecognized arguments: {_quoted(extras)}")
+    if args.command is None:
+        parser.error(f"choose a command: {', '.join(_SUBCOMMANDS)} (--help says what each does)")
     return int(args.run(args) or 0)
 
 

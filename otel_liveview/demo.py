@@ -20,9 +20,11 @@ import subprocess
 import sys
 import threading
 import time
+from types import ModuleType
+from typing import TextIO
 
 import otel_liveview
-from otel_liveview import ExperimentBroadcaster, LiveViewExperiment, config, view
+from otel_liveview import ExperimentBroadcaster, LiveViewExperiment, check, config
 
 STEPS_PER_EPOCH = 50
 TRAIN_STEPS = 20 * STEPS_PER_EPOCH
@@ -31,7 +33,12 @@ EVAL_ROUNDS = 40
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
-        "demo", help="run a demo experiment that publishes to the configured collector"
+        "demo",
+        help="run a demo experiment that publishes to the configured collector",
+        description="Run a demo experiment: a training loop, an evaluation worker in a second process, "
+        "a sensor stream from an asyncio task, system metrics from a thread and a learning-rate sweep "
+        "that diverges. It publishes where the OTEL_EXPORTER_OTLP_* variables say (checked first), or "
+        "with --view to a LiveView in this terminal, no collector needed.",
     )
     parser.add_argument(
         "--duration",
@@ -54,31 +61,80 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="store_true",
         help="show it in this terminal through an embedded view instead of sending it to a collector",
     )
-    view.add_view_arguments(parser.add_argument_group("with --view"))
+    view = _view_module()
+    if view is not None:  # without the view extra, --view says what to install
+        view.add_view_arguments(parser.add_argument_group("with --view"))
     parser.set_defaults(run=run)
 
 
+def _view_module() -> ModuleType | None:
+    """otel_liveview.view, or None when its extra (rich) is not installed."""
+    try:
+        from otel_liveview import view
+    except ModuleNotFoundError as error:
+        if error.name != "rich":
+            raise
+        return None
+    return view
+
+
 def run(args: argparse.Namespace) -> int:
+    problem = check.configuration_error()  # before any process starts: one line, not a traceback
+    if problem is not None:
+        print(f"otel-liveview demo: {problem}", file=sys.stderr)
+        return 2
     session = None
     if getattr(args, "view", False):
+        view = _view_module()
+        if view is None:
+            print("otel-liveview demo: --view needs rich: pip install 'otel-liveview[view]'", file=sys.stderr)
+            return 2
         opened = view.open_session(args)
         if isinstance(opened, int):
             return opened
         session = opened
         view.point_library_at(session)  # before the first publish: the pipeline reads it once
+    progress = Progress(sys.stdout) if session is None else None  # the view owns the terminal
     try:
-        outcome = run_experiment(args, show_steps=session is None)
+        outcome = run_experiment(args, progress)
     finally:
         if session is not None:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the clean-up
             otel_liveview.shutdown()  # ship the rest while the view still listens, not at exit
             session.stop()
-    print(f"\n{outcome}", flush=True)
+    if progress is not None:
+        progress.end()
+    print(outcome, flush=True)
     return 0
 
 
-def run_experiment(args: argparse.Namespace, show_steps: bool = True) -> str:
-    """The experiment itself; "done" or "interrupted". `show_steps` prints a status line per step."""
+class Progress:
+    """A status line per training step: rewritten in place on a terminal; into a pipe or a log
+    (`docker compose logs`) a line per epoch, never a carriage return."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        try:
+            self._tty = out.isatty()
+        except (AttributeError, ValueError):
+            self._tty = False
+        self._open = False  # a line written in place, not yet ended
+
+    def step(self, step: int, text: str) -> None:
+        if self._tty:
+            print(f"\r{text}", end="", file=self._out, flush=True)
+            self._open = True
+        elif step % STEPS_PER_EPOCH == 0:
+            print(text, file=self._out, flush=True)
+
+    def end(self) -> None:
+        if self._open:
+            print(file=self._out)
+            self._open = False
+
+
+def run_experiment(args: argparse.Namespace, status: Progress | None = None) -> str:
+    """The experiment itself; "done" or "interrupted". `status` shows the training steps."""
     deadline = math.inf if args.duration is None else time.monotonic() + args.duration
     stop = threading.Event()
     evaluator = multiprocessing.get_context("spawn").Process(
@@ -106,12 +162,13 @@ def run_experiment(args: argparse.Namespace, show_steps: bool = True) -> str:
             )
             sensors.start()
             evaluator.start()
-            train(broadcaster, deadline, args.step_seconds, stop, show_steps)
+            train(broadcaster, deadline, args.step_seconds, stop, status)
     except KeyboardInterrupt:
         return "interrupted"
     finally:
         stop.set()
-        evaluator.join(timeout=5)
+        if evaluator.pid is not None:  # started
+            evaluator.join(timeout=5)
     return "done"
 
 
@@ -120,7 +177,7 @@ def train(
     deadline: float,
     step_seconds: float,
     stop: threading.Event,
-    show_steps: bool = True,
+    status: Progress | None = None,
 ) -> None:
     """A training loop: noisy falling loss, rising accuracy, a cosine learning-rate schedule."""
     broadcaster.publish_log_sync("info", "training started", steps_per_epoch=STEPS_PER_EPOCH)
@@ -143,11 +200,10 @@ def train(
             )
         if random.random() < 0.005:
             broadcaster.publish_log_sync("error", "data loader retried a corrupt batch", step=step)
-        if show_steps:  # not under the view: it owns the terminal
-            print(
-                f"\rstep {step:6d}  epoch {epoch:3d}  loss {loss:.4f}  accuracy {accuracy:.3f}  lr {lr:.2e}",
-                end="",
-                flush=True,
+        if status is not None:
+            status.step(
+                step,
+                f"step {step:6d}  epoch {epoch:3d}  loss {loss:.4f}  accuracy {accuracy:.3f}  lr {lr:.2e}",
             )
         step += 1
         stop.wait(step_seconds)

@@ -200,10 +200,17 @@ def _start(settings: Settings, topic: str | None) -> Pipeline:
         tuple(senders),
         tuple(counting),
     )
-    if settings.prometheus_port is not None:  # pull mode; imported only then (prometheus-client)
-        from otel_liveview import pull
-
-        _pipeline.pull = pull.start(settings, resource, _pipeline.instance_id)
+    if settings.prometheus_port is not None:  # pull mode; imported only then (the `pull` extra)
+        try:
+            from otel_liveview import pull
+        except ModuleNotFoundError as missing:  # a warning, never an exception into the experiment
+            _log.warning(
+                "otel-liveview: pull mode (OTEL_LIVEVIEW_PROMETHEUS_PORT) needs %s: "
+                "pip install 'otel-liveview[pull]'; no /metrics endpoint is served",
+                missing.name,
+            )
+        else:
+            _pipeline.pull = pull.start(settings, resource, _pipeline.instance_id)
     _install_exit_hooks()
     return _pipeline
 

@@ -8,6 +8,7 @@ data-stream value (`stream` + `key`) and fires when it is `above` or `below` a n
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ FIELDS = {
     "summary",
     "description",
 }
+TEXT_FIELDS = ("name", "metric", "stream", "key", "phase", "topic", "summary", "description")
 _DURATION = re.compile(r"^(?:\d+y)?(?:\d+w)?(?:\d+d)?(?:\d+h)?(?:\d+m)?(?:\d+s)?(?:\d+ms)?$")
 _ALERT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DATASOURCE_UID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")  # what Grafana accepts as a uid
@@ -97,49 +99,88 @@ def load(path: str | Path) -> list[Threshold]:
 
 
 def load_file(path: str | Path) -> tuple[list[Threshold], str | None]:
-    """The thresholds and the `datasource_uid` (None if the file has none) of a thresholds file."""
+    """The thresholds and the `datasource_uid` (None if the file has none) of a thresholds file.
+
+    ThresholdsError holds every mistake of the file, a line each, in the order of the file."""
     path = Path(path)
+    root = _compose(path)
+    if not isinstance(root, yaml.MappingNode):
+        raise ThresholdsError(f"{path}:{_line(root)}: expected a mapping with a 'thresholds' list")
+    top = _keys(root)
+    problems: list[tuple[int, str]] = [  # every mistake at once, not one fix-and-rerun at a time
+        (_line(key), f"field '{key.value}': unknown; use {' or '.join(TOP_LEVEL)}")
+        for key, _ in root.value
+        if isinstance(key, yaml.ScalarNode) and key.value not in TOP_LEVEL
+    ]
+    datasource_uid = None
+    if "datasource_uid" in top:
+        node = top["datasource_uid"]
+        try:
+            value = _value(node) if isinstance(node, yaml.ScalarNode) else None
+        except _Unreadable:
+            value = None
+        if isinstance(value, str) and DATASOURCE_UID.match(value):
+            datasource_uid = value
+        else:
+            problems.append((_line(node), f"field 'datasource_uid': {UID_RULE}"))
+    entries = top.get("thresholds")
+    thresholds: list[Threshold] = []
+    if entries is None:
+        problems.append((_line(root), "expected a mapping with a 'thresholds' list"))
+    elif not isinstance(entries, yaml.SequenceNode):
+        problems.append((_line(entries), "'thresholds' must be a list"))
+    else:
+        thresholds = _thresholds(entries, problems)
+    if problems:
+        raise ThresholdsError("\n".join(f"{path}:{line}: {message}" for line, message in sorted(problems)))
+    return thresholds, datasource_uid
+
+
+def _compose(path: Path) -> yaml.Node | None:
+    """The YAML node tree of the file; its marks carry the file's name."""
     try:
-        root = yaml.compose(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise ThresholdsError(f"{path}: not valid YAML: {error}") from None
+        data = path.read_bytes()
     except OSError as error:
         raise ThresholdsError(f"{path}: cannot read: {error.strerror}") from None
-    if not isinstance(root, yaml.MappingNode) or "thresholds" not in _keys(root):
-        raise ThresholdsError(f"{path}:{_line(root)}: expected a mapping with a 'thresholds' list")
-    unknown = sorted(set(_keys(root)) - set(TOP_LEVEL))
-    if unknown:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
         raise ThresholdsError(
-            f"{path}:{_line(_keys(root)[unknown[0]])}: field '{unknown[0]}': unknown; use {' or '.join(TOP_LEVEL)}"
-        )
-    datasource_uid = None
-    if "datasource_uid" in _keys(root):
-        node = _keys(root)["datasource_uid"]
-        value = yaml.safe_load(yaml.serialize(node)) if isinstance(node, yaml.ScalarNode) else None
-        if not isinstance(value, str) or not DATASOURCE_UID.match(value):
-            raise ThresholdsError(f"{path}:{_line(node)}: field 'datasource_uid': {UID_RULE}")
-        datasource_uid = value
-    entries = _keys(root)["thresholds"]
-    if not isinstance(entries, yaml.SequenceNode):
-        raise ThresholdsError(f"{path}:{_line(entries)}: 'thresholds' must be a list")
-    thresholds: list[Threshold] = []
-    problems: list[str] = []  # every threshold's error at once, not one fix-and-rerun at a time
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})"
+        ) from None
+    stream = io.StringIO(text)
+    stream.name = str(path)  # what the YAML reader names in its marks
+    try:
+        return yaml.compose(stream)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        context = f" ({error.context})" if error.context else ""
+        raise ThresholdsError(f"{where}: not valid YAML: {error.problem}{context}") from None
+    except yaml.YAMLError as error:  # the reader's: a character YAML does not allow
+        raise ThresholdsError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
+    except RecursionError:  # the composer recurses once per level
+        raise ThresholdsError(f"{path}: nested too deeply to be a thresholds file") from None
+
+
+def _thresholds(entries: yaml.SequenceNode, problems: list[tuple[int, str]]) -> list[Threshold]:
+    thresholds = []
     seen: dict[str, int] = {}
     for node in entries.value:
-        try:
-            threshold = _threshold(path, node)
-        except ThresholdsError as error:
-            problems.append(str(error))
+        threshold = _threshold(node, problems)
+        if threshold is None:
             continue
         if threshold.name in seen:
             problems.append(
-                f"{path}:{_line(node)}: field 'name': {threshold.name!r} is already used on line {seen[threshold.name]}"
+                (
+                    _line(node),
+                    f"field 'name': {threshold.name!r} is already used on line {seen[threshold.name]}",
+                )
             )
         seen[threshold.name] = _line(node)
         thresholds.append(threshold)
-    if problems:
-        raise ThresholdsError("\n".join(problems))
-    return thresholds, datasource_uid
+    return thresholds
 
 
 def _keys(node: yaml.MappingNode) -> dict[str, yaml.Node]:
@@ -150,56 +191,80 @@ def _line(node: yaml.Node | None) -> int:
     return node.start_mark.line + 1 if node is not None else 1
 
 
-def _threshold(path: Path, node: yaml.Node) -> Threshold:
+class _Unreadable(Exception):
+    """A scalar YAML cannot make a value of (an unknown tag, `!!float abc`, a 13th month)."""
+
+
+def _value(node: yaml.ScalarNode) -> Any:
+    try:
+        return yaml.safe_load(yaml.serialize(node))
+    except yaml.MarkedYAMLError as error:
+        raise _Unreadable(error.problem) from None
+    except (yaml.YAMLError, ValueError, TypeError) as error:
+        raise _Unreadable(str(error)) from None
+
+
+def _threshold(node: yaml.Node, problems: list[tuple[int, str]]) -> Threshold | None:
+    """The entry's Threshold; None, with every mistake of the entry added to `problems`, if it has any."""
     if not isinstance(node, yaml.MappingNode):
-        raise ThresholdsError(f"{path}:{_line(node)}: each threshold must be a mapping")
+        problems.append((_line(node), "each threshold must be a mapping"))
+        return None
     fields = _keys(node)
+    found: list[tuple[int, str]] = []
 
-    def fail(field: str, message: str) -> ThresholdsError:
-        return ThresholdsError(f"{path}:{_line(fields.get(field, node))}: field '{field}': {message}")
+    def fail(field: str, message: str) -> None:
+        found.append((_line(fields.get(field, node)), f"field '{field}': {message}"))
 
-    unknown = sorted(set(fields) - FIELDS)
-    if unknown:
-        raise fail(unknown[0], f"unknown field; use {', '.join(sorted(FIELDS))}")
     values: dict[str, Any] = {}
     for field, value_node in fields.items():
-        if not isinstance(value_node, yaml.ScalarNode):
-            raise fail(field, "must be a single value")
-        values[field] = yaml.safe_load(yaml.serialize(value_node))
+        if field not in FIELDS:
+            fail(field, f"unknown field; use {', '.join(sorted(FIELDS))}")
+        elif not isinstance(value_node, yaml.ScalarNode):
+            fail(field, "must be a single value")
+        else:
+            try:
+                values[field] = _value(value_node)
+            except _Unreadable as error:
+                fail(field, f"cannot be read: {error}")
 
     def text(field: str) -> str | None:
         value = values.get(field)
         if value is None:
             return None
         if not isinstance(value, str) or not value.strip():
-            raise fail(field, "must be a non-empty string")
+            fail(field, "must be a non-empty string")
+            return None
         return value
 
-    metric, stream, key = text("metric"), text("stream"), text("key")
-    if (metric is None) == (stream is None):
-        raise fail("metric" if metric else "stream", "give either 'metric', or 'stream' and 'key'")
-    if stream is not None and key is None:
-        raise fail("key", "a 'stream' threshold needs the 'key' of the value to watch")
-    if metric is not None and key is not None:
-        raise fail("key", "'key' belongs to 'stream' thresholds")
-    bounds = [f for f in ("above", "below") if f in values]
+    texts = {field: text(field) for field in TEXT_FIELDS}
+    metric, stream, key = texts["metric"], texts["stream"], texts["key"]
+    if ("metric" in fields) == ("stream" in fields):  # given at all, even if wrong
+        fail("metric" if "metric" in fields else "stream", "give either 'metric', or 'stream' and 'key'")
+    elif "stream" in fields and "key" not in fields:
+        fail("key", "a 'stream' threshold needs the 'key' of the value to watch")
+    elif "metric" in fields and "key" in fields:
+        fail("key", "'key' belongs to 'stream' thresholds")
+    bounds = [f for f in ("above", "below") if f in fields]
+    bound = values.get(bounds[0]) if bounds else None
     if len(bounds) != 1:
-        raise fail(bounds[1] if bounds else "above", "give exactly one of 'above' or 'below'")
-    bound = values[bounds[0]]
-    if isinstance(bound, bool) or not isinstance(bound, (int, float)):
-        raise fail(bounds[0], f"must be a number, not {bound!r}")
+        fail(bounds[1] if bounds else "above", "give exactly one of 'above' or 'below'")
+    elif bounds[0] in values and (isinstance(bound, bool) or not isinstance(bound, (int, float))):
+        fail(bounds[0], f"must be a number, not {bound!r}")
     duration = str(values.get("for", "0s"))
-    if not duration or not _DURATION.match(duration):
-        raise fail("for", f"{duration!r} is not a Prometheus duration such as 30s, 5m or 1h30m")
+    if "for" in values and (not duration or not _DURATION.match(duration)):
+        fail("for", f"{duration!r} is not a Prometheus duration such as 30s, 5m or 1h30m")
     severity = values.get("severity", "warning")
-    if severity not in SEVERITIES:
-        raise fail("severity", f"{severity!r} is not one of {', '.join(SEVERITIES)}")
+    if "severity" in values and severity not in SEVERITIES:
+        fail("severity", f"{severity!r} is not one of {', '.join(SEVERITIES)}")
+    name = texts["name"]
+    if name is not None and not _ALERT_NAME.match(name):
+        fail("name", f"{name!r} is not a valid alert name ([A-Za-z_][A-Za-z0-9_]*)")
+    problems.extend(found)
+    if found:
+        return None
     watched = metric if metric is not None else f"{stream} {key}"
-    name = text("name") or _alert_name(watched, bounds[0])
-    if not _ALERT_NAME.match(name):
-        raise fail("name", f"{name!r} is not a valid alert name ([A-Za-z_][A-Za-z0-9_]*)")
     return Threshold(
-        name=name,
+        name=name or _alert_name(watched, bounds[0]),
         above=bound if bounds[0] == "above" else None,
         below=bound if bounds[0] == "below" else None,
         duration=duration,
@@ -207,10 +272,10 @@ def _threshold(path: Path, node: yaml.Node) -> Threshold:
         metric=metric,
         stream=stream,
         key=key,
-        phase=text("phase"),
-        topic=text("topic"),
-        summary=text("summary"),
-        description=text("description"),
+        phase=texts["phase"],
+        topic=texts["topic"],
+        summary=texts["summary"],
+        description=texts["description"],
     )
 
 

@@ -41,7 +41,7 @@ and logs: .stack/ next to docker-compose.yml (LIVEVIEW_STACK_DIR overrides), log
 
 Needs: Linux, root (mount namespaces, chroot), util-linux (unshare, nsenter, mount), overlayfs, and
 Python >= 3.10 with PyYAML: scripts/stack runs this file with .venv/bin/python when scripts/test (or
-`python3 -m venv .venv && .venv/bin/pip install -e .`) made it – the demo service needs that .venv –
+`python3 -m venv .venv && .venv/bin/pip install -e '.[alerts]'`) made it – the demo service needs that .venv –
 else with python3.
 """
 

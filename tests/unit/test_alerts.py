@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from otel_liveview import alerts, thresholds
 from tests.support import ROOT
@@ -379,7 +384,6 @@ def load_text(tmp_path: Path, text: str) -> list[alerts.Threshold]:
         ("thresholds:\n  - 3\n", "2: each threshold must be a mapping"),
         ("# rules\n\njust text\n", "3: expected a mapping with a 'thresholds' list"),
         ("", "1: expected a mapping with a 'thresholds' list"),
-        ("other: 1\n", "1: expected a mapping with a 'thresholds' list"),
         ("thresholds:\n\n\n  3\n", "4: 'thresholds' must be a list"),
     ],
 )
@@ -394,8 +398,57 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
     with pytest.raises(thresholds.ThresholdsError) as raised:
         thresholds.load(missing)
     assert str(raised.value) == f"{missing}: cannot read: No such file or directory"
-    with pytest.raises(thresholds.ThresholdsError, match=r"t\.yaml: not valid YAML: "):
-        load_text(tmp_path, "a: [\n")
+    with pytest.raises(thresholds.ThresholdsError) as raised:
+        load_text(tmp_path, "thresholds:\n  - metric: [loss\n")
+    assert str(raised.value) == (  # the file's own name, not the parser's "<unicode string>"
+        f"{tmp_path / 't.yaml'}:3: not valid YAML: expected ',' or ']', but got '<stream end>' "
+        "(while parsing a flow sequence)"
+    )
+
+
+def test_a_file_that_is_not_utf8_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("thresholds:\n  - metric: Temperatur\n    summary: zu hei\xdf\n".encode("latin-1"))
+    with pytest.raises(thresholds.ThresholdsError) as raised:
+        thresholds.load(path)
+    assert str(raised.value) == f"{path}:3: not UTF-8 text (byte 0xdf at offset 54)"
+
+
+def test_every_mistake_of_every_entry_at_once_in_file_order(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "thresholds:\n"
+        "  - metric: loss\n    above: x\n    for: soon\n    colour: red\n"
+        "  - metric: [acc]\n    severity: page\n    name: has space\n"
+        "  - stream: s\n    above: 1\n    below: 2\n"
+        "  - metric: fine\n    above: 1\n"
+    )
+    with pytest.raises(thresholds.ThresholdsError) as raised:
+        thresholds.load(path)
+    assert str(raised.value).splitlines() == [
+        f"{path}:3: field 'above': must be a number, not 'x'",
+        f"{path}:4: field 'for': 'soon' is not a Prometheus duration such as 30s, 5m or 1h30m",
+        f"{path}:5: field 'colour': unknown field; use above, below, description, for, key, metric, name, "
+        "phase, severity, stream, summary, topic",
+        f"{path}:6: field 'above': give exactly one of 'above' or 'below'",
+        f"{path}:6: field 'metric': must be a single value",
+        f"{path}:7: field 'severity': 'page' is not one of info, warning, critical",
+        f"{path}:8: field 'name': 'has space' is not a valid alert name ([A-Za-z_][A-Za-z0-9_]*)",
+        f"{path}:9: field 'key': a 'stream' threshold needs the 'key' of the value to watch",
+        f"{path}:11: field 'below': give exactly one of 'above' or 'below'",
+    ]
+
+
+def test_a_misspelt_top_level_key_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("threshold:\n  - metric: loss\n    above: 1\ndatasource_uid: ok\ncolour: red\n")
+    with pytest.raises(thresholds.ThresholdsError) as raised:
+        thresholds.load(path)
+    assert str(raised.value).splitlines() == [
+        f"{path}:1: expected a mapping with a 'thresholds' list",
+        f"{path}:1: field 'threshold': unknown; use thresholds or datasource_uid",
+        f"{path}:5: field 'colour': unknown; use thresholds or datasource_uid",
+    ]
 
 
 def test_a_threshold_with_defaults(tmp_path: Path) -> None:
@@ -508,18 +561,53 @@ def test_the_command_explains_itself() -> None:
     overview = " ".join(parser.format_help().split())
     assert "alerts render Prometheus rules and Grafana alerting from a thresholds file" in overview
     help_text = commands.choices["alerts"].format_help()
-    # The module's description, line breaks as written.
-    assert "\n" + alerts.__doc__.splitlines()[2] + "\n" in help_text
+    # The description, line breaks as written, for someone who installed the package: no checkout
+    # paths, no Markdown.
+    assert "\n" + alerts.DESCRIPTION + "\n" in help_text
+    assert "  thresholds:\n    - metric: loss\n      phase: train\n" in help_text
+    assert "`" not in help_text and "deploy/" not in help_text and "docs/" not in help_text
     words = " ".join(help_text.split())
-    assert "thresholds the thresholds YAML file (see deploy/alerts/thresholds.yaml)" in words
+    assert "thresholds the thresholds YAML file" in words
     assert (
-        "--out-dir OUT_DIR where to write prometheus/ and grafana/ (default: ./deploy, which must exist)"
-        in words
-    )
+        "--out-dir OUT_DIR where to write prometheus/ and grafana/; made if missing, but its parent "
+        "must exist (default: ./deploy, which must exist)"
+    ) in words
     assert (
         "--datasource-uid UID uid of the Prometheus datasource the Grafana rules query (wins over the "
         "file's datasource_uid; default liveview-prometheus, the bundle's)"
     ) in words
+
+
+@pytest.mark.parametrize(
+    ("out_dir", "message"),
+    [
+        ("missing/dir", "argument --out-dir: '{}': its parent directory does not exist"),
+        ("file", "argument --out-dir: '{}' is not a directory"),
+    ],
+)
+def test_an_out_dir_that_cannot_be_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], out_dir: str, message: str
+) -> None:
+    (tmp_path / "file").write_text("")
+    parser = argparse.ArgumentParser(prog="otel-liveview")
+    alerts.register(parser.add_subparsers())
+    target = str(tmp_path / out_dir)
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["alerts", str(EXAMPLE), "--out-dir", target])
+    assert exit_info.value.code == 2
+    assert (
+        capsys.readouterr().err.splitlines()[-1] == f"otel-liveview alerts: error: {message.format(target)}"
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["file"]  # no tree made
+
+
+def test_an_unwritable_output_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "prometheus").write_text("a file where a directory goes")
+    args = argparse.Namespace(thresholds=str(EXAMPLE), out_dir=tmp_path, datasource_uid=None)
+    assert alerts.run(args) == 2
+    assert capsys.readouterr().err == (
+        f"otel-liveview alerts: cannot write {tmp_path / 'prometheus' / 'rules'}: Not a directory\n"
+    )
 
 
 def test_a_bad_datasource_uid_flag_says_what_a_uid_is(capsys: pytest.CaptureFixture[str]) -> None:
@@ -548,3 +636,74 @@ def test_the_command_runs_from_a_namespace_without_a_datasource(
 ) -> None:
     assert alerts.run(argparse.Namespace(thresholds=str(EXAMPLE), out_dir=str(tmp_path))) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "thresholds:\n  - metric: !!python/name:os.system x\n    above: 1\n",
+            "2: field 'metric': cannot be read: could not determine a constructor for the tag "
+            "'tag:yaml.org,2002:python/name:os.system'",
+        ),
+        (
+            "thresholds:\n  - metric: loss\n    above: !!float abc\n",
+            "3: field 'above': cannot be read: could not convert string to float: 'abc'",
+        ),
+        (
+            "thresholds:\n  - metric: loss\n    above: !!timestamp 2020-13-45\n",
+            "3: field 'above': cannot be read: month must be in 1..12",
+        ),
+        (
+            "datasource_uid: !!binary '%%%%'\nthresholds: []\n",
+            f"1: field 'datasource_uid': {thresholds.UID_RULE}",
+        ),
+    ],
+)
+def test_a_value_yaml_cannot_construct_is_a_mistake_of_its_field(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(thresholds.ThresholdsError) as raised:
+        load_text(tmp_path, text)
+    assert str(raised.value) == f"{tmp_path / 't.yaml'}:{message}"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "thresholds: " + "[" * 3000 + "\n",
+        "thresholds:\n" + "".join("  " * i + "- \n" for i in range(1, 1500)),
+    ],
+)
+def test_a_file_nested_too_deeply_is_one_error(tmp_path: Path, text: str) -> None:
+    with pytest.raises(thresholds.ThresholdsError) as raised:
+        load_text(tmp_path, text)
+    assert str(raised.value) == f"{tmp_path / 't.yaml'}: nested too deeply to be a thresholds file"
+
+
+_FRAGMENTS = st.sampled_from(
+    ["thresholds:", "- ", "metric: loss", "stream: s", "key: k", "above: 1", "below: x", "for: 5m",
+     "for: soon", "severity: page", "name: N", "name: LiveViewLossAbove", "datasource_uid: u",
+     "colour: red", "!!float abc", "!!python/tuple [1]", "!!timestamp 2020-13-45", "&a", "*a", "[",
+     "]", "{", "}", "'", '"', "\t", "é", ": ", "? ", "%YAML 1.1", "---", "...", "#", "1e400", "~"]
+)  # fmt: skip
+_YAMLISH = st.lists(
+    st.tuples(st.sampled_from(["", "  ", "    "]), st.lists(_FRAGMENTS, max_size=3)), max_size=8
+).map(lambda lines: "\n".join(indent + " ".join(parts) for indent, parts in lines).encode())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(content=_YAMLISH | st.binary(max_size=80))
+def test_any_file_renders_or_is_reported_line_by_line_with_nothing_written(content: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path, out = Path(folder) / "t.yaml", Path(folder) / "out"
+        path.write_bytes(content)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = alerts.run(argparse.Namespace(thresholds=str(path), out_dir=out, datasource_uid=None))
+        if code == 0:
+            assert len(list(out.rglob("*.y*ml"))) == 3
+            return
+        assert code == 2 and not out.exists()
+        lines = err.getvalue().removeprefix("otel-liveview alerts: ").splitlines()
+        assert lines and all(line.startswith(f"{path}:") for line in lines), err.getvalue()

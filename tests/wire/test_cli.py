@@ -30,7 +30,13 @@ def test_demo_publishes_every_kind_from_two_processes(http_receiver: Receiver) -
     }
     result = cli("demo", "--duration", "3", "--step-seconds", "0.02", "--topic", "demo:test", env=env)
     assert result.returncode == 0, result.stderr
-    assert "step" in result.stdout and "done" in result.stdout
+    # Into a pipe: a line per epoch (150 steps: epochs 0, 1, 2), no carriage returns, then the outcome.
+    lines = result.stdout.splitlines()
+    assert "\r" not in result.stdout
+    assert [line.split()[:4] for line in lines[:-1]] == [
+        ["step", str(step), "epoch", str(step // 50)] for step in range(0, 50 * len(lines[:-1]), 50)
+    ]
+    assert 1 <= len(lines) - 1 <= 3 and lines[-1] == "done"
 
     rows = http_receiver.log_rows()
     assert {row.resource["service.instance.id"] for row in rows} and len(
@@ -65,7 +71,8 @@ def test_check_reports_reachable_and_unreachable_endpoints(http_receiver: Receiv
     }
     result = cli("check", env=env)
     assert result.returncode == 0, result.stdout
-    assert f"metrics: http/protobuf -> {http_receiver.endpoint}/v1/metrics: reachable" in result.stdout
+    assert f"metrics: http/protobuf -> {http_receiver.endpoint}/v1/metrics: export accepted" in result.stdout
+    assert (len(http_receiver.metrics), len(http_receiver.logs)) == (1, 1)
     assert "s3cret-token" not in result.stdout and "OTEL_EXPORTER_OTLP_HEADERS=<redacted>" in result.stdout
 
     result = cli(
@@ -73,10 +80,13 @@ def test_check_reports_reachable_and_unreachable_endpoints(http_receiver: Receiv
         env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
     )
     assert result.returncode == 1
-    assert "logs: grpc -> http://127.0.0.1:9: NOT reachable" in result.stdout
+    assert "logs: grpc -> http://127.0.0.1:9: NOT reachable (UNAVAILABLE connection refused)" in result.stdout
 
     result = cli("check", env={"OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon"})
-    assert result.returncode == 2 and "unsupported OTLP protocol" in result.stdout
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "otel-liveview check: OTEL_EXPORTER_OTLP_PROTOCOL='carrier-pigeon': use grpc or http/protobuf\n"
+    )
 
 
 def test_version_and_usage_errors_are_plain() -> None:
