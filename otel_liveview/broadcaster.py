@@ -61,16 +61,17 @@ class ExperimentBroadcaster:
 
         `step` and `epoch` go to their own gauges; str/bool keyword arguments become labels; the
         update (time, value, step, epoch and the other keyword arguments) also goes into the series'
-        next `liveview.metric` event. Raises TypeError for a value that is not a number.
+        next `liveview.metric` event. Raises TypeError for a value (or step, epoch) that is not a
+        number, ValueError for one beyond float range.
         """
         pipeline = _pipeline._pipeline or _pipeline.ensure(
             self.base_topic
         )  # read once: shutdown may clear it
         number = value if type(value) is float else mapping.metric_value(name, value)
         if step is not None:
-            step = mapping.metric_value("step", step)
+            step = mapping.metric_value(name, step, "step")
         if epoch is not None:
-            epoch = mapping.metric_value("epoch", epoch)
+            epoch = mapping.metric_value(name, epoch, "epoch")
         cache_key = (name, *attributes.items()) if attributes else name
         try:
             key, mixed = self._keys[cache_key]

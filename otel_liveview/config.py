@@ -7,10 +7,17 @@ library's own knobs are `OTEL_LIVEVIEW_*`.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
+import logging
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
+from urllib.parse import urlsplit
+
+_log = logging.getLogger("otel_liveview")
 
 PROTOCOLS = ("grpc", "http/protobuf")
 EXPORTERS = ("otlp", "console", "none")
@@ -68,92 +75,167 @@ _ENV_STR = {"topic": "OTEL_LIVEVIEW_TOPIC", "prometheus_addr": "OTEL_LIVEVIEW_PR
 
 
 def load(**overrides: Any) -> Settings:
-    """Settings from keyword arguments, then the environment, then the defaults."""
+    """Settings from keyword arguments, then the environment, then the defaults.
+
+    A keyword argument that is wrong is a programming error: TypeError or ValueError, at once. A
+    variable that is wrong is not the experiment's business: one warning naming it and the default
+    used instead (as the OpenTelemetry SDK does), or ValueError inside `strict()`.
+    """
     known = {f.name for f in fields(Settings)}
     unknown = set(overrides) - known
     if unknown:
         raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
     values: dict[str, Any] = {}
     for name, var in _ENV_MS.items():
-        values[name] = _env_number(var, float) / 1000 if var in os.environ else None
+        millis = _env_number(var, float, name, _DEFAULTS[name] * 1000, "ms")
+        values[name] = None if millis is None else millis / 1000
     for name, var in _ENV_INT.items():
-        values[name] = _env_number(var, int) if var in os.environ else None
+        values[name] = _env_number(var, int, name, _DEFAULTS[name])
     for name, var in _ENV_SECONDS.items():
-        values[name] = _env_number(var, float) if var in os.environ else None
+        values[name] = _env_number(var, float, name, _DEFAULTS[name], "s")
     for name, var in _ENV_BOOL.items():
-        values[name] = _env_bool(var) if var in os.environ else None
+        values[name] = _env_bool(var, default=_DEFAULTS[name], spec=var.startswith("OTEL_SDK"))
     for name, var in _ENV_STR.items():
         values[name] = os.environ.get(var) or None
     for var in (
         "OTEL_ATTRIBUTE_COUNT_LIMIT",
         "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT",
     ):  # the specific one wins
-        if os.environ.get(var, "").strip():
-            values["max_attributes"] = _env_number(var, int)
+        limit = _env_number(var, int, "max_attributes", _DEFAULTS["max_attributes"])
+        values["max_attributes"] = values.get("max_attributes") if limit is None else limit
     for name, var in _ENV_EXPORTERS.items():
-        values[name] = exporter_list(os.environ[var], var) if os.environ.get(var, "").strip() else None
+        values[name] = _env_exporters(var)
     for name in _ENV_EXPORTERS:
         if isinstance(overrides.get(name), str):
             overrides[name] = exporter_list(overrides[name], name)
         elif overrides.get(name) is not None:
             overrides[name] = exporter_list(",".join(overrides[name]), name)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    settings = Settings(**{k: v for k, v in values.items() if v is not None})
-    _validate(settings)
-    return settings
+    given = {k: v for k, v in overrides.items() if v is not None}
+    _validate(given)
+    values.update(given)
+    return Settings(**{k: v for k, v in values.items() if v is not None})
+
+
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Settings)}
+_AT_LEAST_ONE = ("max_queue_size", "max_export_batch_size", "max_series", "max_stream_keys", "max_attributes")
+_NON_NEGATIVE = ("metric_export_interval", "schedule_delay", "exit_timeout", "prometheus_port")
+_strict: contextvars.ContextVar[bool] = contextvars.ContextVar("otel_liveview_strict", default=False)
+_warned: set[tuple[str, str]] = set()
+
+
+@contextlib.contextmanager
+def strict() -> Iterator[None]:
+    """Within it, a variable that cannot be used raises ValueError naming it (what a command line
+    that checks the configuration wants) instead of a warning and the default."""
+    token = _strict.set(True)
+    try:
+        yield
+    finally:
+        _strict.reset(token)
+
+
+def unusable(var: str, raw: str, problem: str, instead: str, *, secret: bool = False) -> None:
+    """Variable `var` holds `raw`, which cannot be used: ValueError within `strict()`, else one
+    warning per variable and value saying what is done `instead` (the caller then does it). A
+    `secret` value (headers carry tokens) is not shown."""
+    message = f"{var} (its value not shown) {problem}" if secret else f"{var}={raw!r} {problem}"
+    if _strict.get():
+        raise ValueError(message)
+    if (var, raw) not in _warned:
+        _warned.add((var, raw))
+        _log.warning("otel-liveview: %s; %s", message, instead)
+
+
+def _range_problem(name: str, value: float) -> str | None:
+    """What is wrong with `value` for setting `name`, or None."""
+    if not math.isfinite(value):
+        return "must be a finite number"
+    if name in _AT_LEAST_ONE and value < 1:
+        return "must be at least 1"
+    if name in _NON_NEGATIVE and value < 0:
+        return "must not be negative"
+    if name == "prometheus_port" and value > 65535:
+        return "must be a port number (0-65535)"
+    return None
+
+
+def _validate(given: dict[str, Any]) -> None:
+    """Keyword arguments of configure(): wrong ones raise (the code that passed them is wrong)."""
+    protocol = given.get("protocol")
+    if protocol is not None and protocol not in PROTOCOLS:
+        raise ValueError(f"unsupported OTLP protocol {protocol!r}; use one of {PROTOCOLS}")
+    for name in (*_AT_LEAST_ONE, *_NON_NEGATIVE):
+        if name in given:
+            problem = _range_problem(name, given[name])
+            if problem is not None:
+                raise ValueError(f"{name} {problem}")
+    endpoint = given.get("endpoint")
+    if endpoint is not None:
+        problem = url_problem(endpoint)
+        if problem is not None:
+            raise ValueError(f"endpoint {endpoint!r} {problem}")
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be an OTLP endpoint (it cannot be parsed, or its port is not one), or None."""
+    try:
+        urlsplit(url).port  # noqa: B018 - parsing it is the check
+    except ValueError as error:
+        return f"is not a usable URL ({error})"
+    return None
 
 
 def exporter_list(raw: str, source: str) -> tuple[str, ...]:
     """A comma-separated exporter list as OTEL_{METRICS,LOGS}_EXPORTER take it; `none` alone means none."""
     names = tuple(dict.fromkeys(name.strip().lower() for name in raw.split(",") if name.strip()))
+    problem = _exporters_problem(names)
+    if problem is not None:
+        raise ValueError(f"{source} {problem}")
+    return () if names in ((), ("none",)) else names
+
+
+def _exporters_problem(names: tuple[str, ...]) -> str | None:
     unknown = [name for name in names if name not in EXPORTERS]
     if unknown:
-        raise ValueError(f"{source}: unknown exporter(s) {', '.join(unknown)}; use {', '.join(EXPORTERS)}")
+        return f"names unknown exporter(s) {', '.join(unknown)} (use {', '.join(EXPORTERS)})"
     if "none" in names and len(names) > 1:
-        raise ValueError(f"{source}: 'none' cannot be combined with other exporters")
-    return () if names in ((), ("none",)) else names
+        return "combines 'none' with other exporters"
+    return None
 
 
 def protocol_for(settings: Settings, signal: str) -> str:
     """The OTLP protocol for `signal` ("metrics" or "logs"), as the OTel spec orders the variables."""
-    protocol = (
-        settings.protocol
-        or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
-        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "grpc"
-    ).strip()
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unsupported OTLP protocol {protocol!r} for {signal}; use one of {PROTOCOLS}")
-    return protocol
+    if settings.protocol:
+        return settings.protocol
+    for var in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        raw = os.environ.get(var, "").strip()
+        if raw in PROTOCOLS:
+            return raw
+        if raw:
+            unusable(var, raw, f"is not an OTLP protocol ({', '.join(PROTOCOLS)})", "using grpc")
+            break
+    return "grpc"
 
 
 def export_timeout(signal: str) -> float | None:
-    """OTEL_EXPORTER_OTLP_[SIGNAL_]TIMEOUT in seconds, or None when unset.
+    """OTEL_EXPORTER_OTLP_[SIGNAL_]TIMEOUT in seconds, or None when unset (or unusable).
 
     The OTel specification gives this variable in milliseconds (opentelemetry-python's own exporters
     read seconds).
     """
     for var in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"):
-        if os.environ.get(var, "").strip():
-            return float(_env_number(var, float)) / 1000
+        raw = os.environ.get(var, "").strip()
+        if not raw:
+            continue
+        try:
+            millis = float(raw)
+        except ValueError:
+            millis = math.nan
+        if math.isfinite(millis) and millis > 0:
+            return millis / 1000
+        unusable(var, raw, "is not a positive number of milliseconds", "using the default (10000 ms)")
+        return None
     return None
-
-
-def _validate(settings: Settings) -> None:
-    if settings.protocol is not None and settings.protocol not in PROTOCOLS:
-        raise ValueError(f"unsupported OTLP protocol {settings.protocol!r}; use one of {PROTOCOLS}")
-    for name in ("metric_export_interval", "schedule_delay", "exit_timeout"):
-        if getattr(settings, name) < 0:
-            raise ValueError(f"{name} must not be negative")
-    for name in (
-        "max_queue_size",
-        "max_export_batch_size",
-        "max_series",
-        "max_stream_keys",
-        "max_attributes",
-    ):
-        if getattr(settings, name) < 1:
-            raise ValueError(f"{name} must be at least 1")
 
 
 def positive_seconds(text: str) -> float:
@@ -167,18 +249,45 @@ def positive_seconds(text: str) -> float:
     return value
 
 
-def _env_number(var: str, kind: type) -> Any:
-    raw = os.environ[var].strip()
+def _env_number(var: str, kind: type, name: str, default: Any, unit: str = "") -> Any:
+    """The number in `var` (None when unset or unusable: the default applies)."""
+    raw = os.environ.get(var, "").strip()
+    if not raw:
+        return None
     try:
-        return kind(float(raw)) if kind is int else kind(raw)
+        value = float(raw)
     except ValueError:
-        raise ValueError(f"{var}={raw!r} is not a number") from None
+        value = math.nan
+        problem: str | None = "is not a number"
+    else:
+        problem = _range_problem(name, value)
+    if problem is None:
+        return kind(value)
+    shown = "off" if default is None else f"{default:g}{' ' + unit if unit else ''}"
+    unusable(var, raw, problem, f"using the default ({shown})")
+    return None
 
 
-def _env_bool(var: str) -> bool:
-    raw = os.environ[var].strip().lower()
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{var}={raw!r} is not a boolean (true/false)")
+def _env_bool(var: str, *, default: bool, spec: bool) -> bool | None:
+    """`var` as a boolean (None when unset or unusable). For the OpenTelemetry spec's own variables
+    (`spec`) only "true" is true and only "false" false, as the spec defines them; the library's
+    own also take 1/0, yes/no, on/off."""
+    raw = os.environ.get(var, "").strip()
+    words = ("true", "false") if spec else ("1", "true", "yes", "on", "0", "false", "no", "off")
+    if not raw:
+        return None
+    if raw.lower() in words:
+        return raw.lower() in ("1", "true", "yes", "on")
+    unusable(var, raw, "is not a boolean (true or false)", f"using {str(default).lower()}")
+    return None
+
+
+def _env_exporters(var: str) -> tuple[str, ...] | None:
+    raw = os.environ.get(var, "").strip()
+    if not raw:
+        return None
+    try:
+        return exporter_list(raw, var)
+    except ValueError as error:
+        unusable(var, raw, str(error).removeprefix(f"{var} "), "using the default (otlp)")
+        return None

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from otel_liveview import pipeline as _pipeline
 from otel_liveview.broadcaster import ExperimentBroadcaster
 
 
@@ -47,7 +48,9 @@ class LiveViewExperiment:
     """A context manager around one experiment run (sync or async ``with``).
 
     Leaving normally marks it completed, an exception marks it failed (KeyboardInterrupt: aborted);
-    either way what was published is flushed within `flush_timeout` seconds. The `info` keywords (the
+    either way what was published is flushed, within `flush_timeout` seconds if given and always within
+    OTEL_LIVEVIEW_EXIT_TIMEOUT: that flush and the interpreter's exit after it share that one allowance
+    (the exit waits only for what the flush left). The `info` keywords (the
     run's configuration) are published as liveview.experiment.info; `totals` declares how far each
     phase goes, e.g. ``totals={"train": {"steps": 5000, "epochs": 10}, "eval": {"steps": 200}}``.
     """
@@ -57,7 +60,7 @@ class LiveViewExperiment:
         name: str = "experiment",
         base_topic: str = "experiment:updates:root",
         broadcaster: ExperimentBroadcaster | None = None,
-        flush_timeout: float = 5.0,
+        flush_timeout: float | None = None,
         totals: Mapping[str, Mapping[str, Any]] | None = None,
         **info: Any,
     ) -> None:
@@ -78,6 +81,7 @@ class LiveViewExperiment:
         self.publish_total_sync(phase, steps, epochs)
 
     def __enter__(self) -> LiveViewExperiment:
+        _pipeline.renew_exit_time()
         self.state_manager.set_status("running")
         return self
 
@@ -90,7 +94,7 @@ class LiveViewExperiment:
             self.state_manager.set_status("aborted", f"{type(error).__name__}")
         else:
             self.state_manager.set_status("failed", f"{type(error).__name__}: {error}")
-        self.broadcaster.flush(self.flush_timeout)
+        _pipeline.flush_at_end(self.flush_timeout)
 
     async def __aenter__(self) -> LiveViewExperiment:
         return self.__enter__()

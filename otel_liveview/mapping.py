@@ -54,32 +54,39 @@ def severity(level: str | int) -> tuple[int, str]:
     raise TypeError(f"log level must be a level name or a logging level number, not {type(level).__name__}")
 
 
-def metric_value(name: str, value: Any) -> float:
-    """The float a metric value stands for, or TypeError naming the metric.
+def metric_value(name: str, value: Any, field: str = "value") -> float:
+    """The float a metric's value (or its `field`: "step", "epoch") stands for; an error naming both.
 
-    bool -> 0/1; int and float as they are (ints beyond float range become ±inf); numpy scalars and
-    0-d arrays, Decimal and Fraction are numbers. NaN and ±Inf are returned as they are: the caller
-    decides what to do with them.
+    bool -> 0/1; int and float as they are; numpy scalars and 0-d arrays, Decimal and Fraction are
+    numbers. NaN and ±Inf are returned as they are: the caller decides what to do with them. Not a
+    number: TypeError; a finite number beyond float range (10**400): ValueError, never a silent ±Inf.
     """
     kind = type(value)
     if kind is float:
         return float(value)
-    if kind is int or kind is bool:
-        return _int_to_float(value)
-    if isinstance(value, (int, float, decimal.Decimal, fractions.Fraction)):
-        return _int_to_float(value) if isinstance(value, int) else float(value)
-    if hasattr(value, "dtype") and getattr(value, "shape", None) == () and value.dtype.kind in "biuf":
-        return float(value)
+    try:
+        if kind is int or kind is bool:
+            return float(value)
+        if isinstance(value, (int, float, fractions.Fraction)):
+            return float(value)
+        if isinstance(value, decimal.Decimal):
+            return _decimal_to_float(value)
+        if hasattr(value, "dtype") and getattr(value, "shape", None) == () and value.dtype.kind in "biuf":
+            return float(value)
+    except OverflowError:
+        raise ValueError(
+            f"metric {name!r}: {field} {_short_repr(value)} is too large for a float (beyond ±1.8e308)"
+        ) from None
     raise TypeError(
-        f"metric {name!r}: value must be a real number, not {kind.__name__} ({_short_repr(value)})"
+        f"metric {name!r}: {field} must be a real number, not {kind.__name__} ({_short_repr(value)})"
     )
 
 
-def _int_to_float(value: int) -> float:
-    try:
-        return float(value)
-    except OverflowError:
-        return math.inf if value > 0 else -math.inf
+def _decimal_to_float(value: decimal.Decimal) -> float:
+    number = float(value)
+    if math.isinf(number) and value.is_finite():  # float() rounds a huge Decimal to ±inf silently
+        raise OverflowError
+    return number
 
 
 def nonfinite_label(value: float) -> str:

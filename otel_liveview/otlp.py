@@ -10,13 +10,17 @@ with one warning line instead of a line per attempt.
 from __future__ import annotations
 
 import contextlib
+import glob
 import gzip
+import hashlib
 import logging
 import os
 import random
+import tempfile
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,45 +74,48 @@ class Endpoint:
     certificate: str | None = None
     client_key: str | None = None
     client_certificate: str | None = None
+    problem: str | None = None  # why nothing can be sent there (a URL that cannot be parsed)
 
 
 def _env(signal: str, name: str) -> str | None:
     """OTEL_EXPORTER_OTLP_<SIGNAL>_<NAME>, else OTEL_EXPORTER_OTLP_<NAME> (the spec's precedence)."""
-    for var in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_{name}", f"OTEL_EXPORTER_OTLP_{name}"):
-        value = os.environ.get(var, "").strip()
-        if value:
-            return value
-    return None
+    var = _var(signal, name)
+    return None if var is None else os.environ[var].strip()
 
 
 def resolve(settings: Settings, signal: str) -> Endpoint:
     """The endpoint the exporter of `signal` uses. `configure(endpoint=...)` is a base URL, like
-    OTEL_EXPORTER_OTLP_ENDPOINT; OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT is used exactly as given."""
+    OTEL_EXPORTER_OTLP_ENDPOINT; OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT is used exactly as given.
+
+    A variable that cannot be used gets one warning and its default (`config.unusable`); an
+    endpoint URL that cannot be parsed at all leaves the signal unexported (`Endpoint.problem`).
+    """
     protocol = config.protocol_for(settings, signal)
-    specific = os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT", "").strip()
+    specific_var = f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"
+    specific = os.environ.get(specific_var, "").strip()
     if settings.endpoint or not specific:
+        source = "OTEL_EXPORTER_OTLP_ENDPOINT"
         base = (
-            settings.endpoint
-            or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
-            or config.DEFAULT_ENDPOINTS[protocol]
+            settings.endpoint or os.environ.get(source, "").strip() or config.DEFAULT_ENDPOINTS[protocol]
         ).rstrip("/")
         url = f"{base}/v1/{signal}" if protocol == "http/protobuf" else base
     else:
-        url = specific
-    headers = parse_headers(_env(signal, "HEADERS") or "")
+        source, url = specific_var, specific
+    problem = config.url_problem(url)
+    if problem is not None:  # a variable's (config.load already refused such a configure(endpoint=...))
+        config.unusable(source, os.environ.get(source, url).strip(), problem, _OFF)
+        problem = f"{source} {problem}"
+    headers = _headers(signal)
     headers.update(settings.headers or {})
     timeout = config.export_timeout(signal)
     insecure_var = _env(signal, "INSECURE")
-    scheme = urlsplit(url).scheme
+    scheme = "" if problem else urlsplit(url).scheme
     if settings.insecure is not None:
         insecure = settings.insecure
     elif scheme in ("http", "https"):
         insecure = scheme == "http"
     else:
         insecure = (insecure_var or "").lower() == "true"
-    compression = (_env(signal, "COMPRESSION") or "none").lower()
-    if compression not in ("gzip", "none"):
-        raise ValueError(f"unsupported OTLP compression {compression!r}; use gzip or none")
     return Endpoint(
         signal=signal,
         protocol=protocol,
@@ -116,11 +123,45 @@ def resolve(settings: Settings, signal: str) -> Endpoint:
         headers=headers,
         timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
         insecure=insecure,
-        compression=None if compression == "none" else compression,
+        compression=_compression(signal),
         certificate=_env(signal, "CERTIFICATE"),
         client_key=_env(signal, "CLIENT_KEY"),
         client_certificate=_env(signal, "CLIENT_CERTIFICATE"),
+        problem=problem,
     )
+
+
+_OFF = "not exporting to it: what would go there is counted as dropped (liveview_dropped_total)"
+
+
+def _var(signal: str, name: str) -> str | None:
+    """Which of OTEL_EXPORTER_OTLP_<SIGNAL>_<NAME>, OTEL_EXPORTER_OTLP_<NAME> applies (set and not blank)."""
+    for var in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_{name}", f"OTEL_EXPORTER_OTLP_{name}"):
+        if os.environ.get(var, "").strip():
+            return var
+    return None
+
+
+def _compression(signal: str) -> str | None:
+    var = _var(signal, "COMPRESSION")
+    if var is None:
+        return None
+    raw = os.environ[var].strip()
+    if raw.lower() in ("gzip", "none"):
+        return None if raw.lower() == "none" else "gzip"
+    config.unusable(var, raw, "is not an OTLP compression (gzip, none)", "using none")
+    return None
+
+
+def _headers(signal: str) -> dict[str, str]:
+    var = _var(signal, "HEADERS")
+    if var is None:
+        return {}
+    raw = os.environ[var].strip()
+    headers = parse_headers(raw)
+    if any(not pair.partition("=")[0].strip() or "=" not in pair for pair in raw.split(",") if pair.strip()):
+        config.unusable(var, raw, "has entries that are not key=value", "ignoring those", secret=True)
+    return headers
 
 
 def parse_headers(raw: str) -> dict[str, str]:
@@ -245,6 +286,37 @@ class _GrpcTransport:
         self._channel.close()
 
 
+class _Unusable:
+    """The transport of an endpoint nothing can be sent to: each request fails at once (and is
+    counted as dropped by the caller), nothing waits."""
+
+    def __init__(self, reason: str) -> None:
+        self._outcome = Outcome(False, False, reason)
+
+    def send(self, payload: bytes, timeout: float) -> Outcome:
+        return self._outcome
+
+    def close(self) -> None:
+        pass
+
+
+def _transport_for(endpoint: Endpoint) -> _HttpTransport | _GrpcTransport | _Unusable:
+    if endpoint.problem is not None:
+        return _Unusable(endpoint.problem)
+    try:
+        return _GrpcTransport(endpoint) if endpoint.protocol == "grpc" else _HttpTransport(endpoint)
+    except (OSError, ValueError) as error:  # a TLS file that cannot be read, a target grpc refuses
+        reason = _short(error)
+        _log.warning(
+            "otel-liveview: cannot export %s to %s (%s); %s",
+            SIGNAL_WORDS[endpoint.signal],
+            endpoint.url,
+            reason,
+            _OFF,
+        )
+        return _Unusable(reason)
+
+
 def _tls_files(endpoint: Endpoint) -> tuple[bytes | None, bytes | None, bytes | None]:
     def read(path: str | None) -> bytes | None:
         if path is None:
@@ -269,38 +341,132 @@ def _short(error: object) -> str:
     return text if len(text) <= 200 else text[:200] + "…"
 
 
-class Outage:
-    """One warning line when exporting starts to fail, one when every signal gets through again.
+SIGNAL_WORDS = {"metrics": "metrics", "logs": "events and logs"}  # what each OTLP signal carries here
+TREE_VARIABLE = "OTEL_LIVEVIEW_PROCESS_TREE"  # set by a tree's first process, inherited by its children
 
-    Shared by the senders of one pipeline, so a dead collector is one line, not one per signal
-    and attempt (the drops themselves are counted in liveview.dropped).
+
+class Outage:
+    """One warning line when exporting a signal to its endpoint starts to fail, one when it gets
+    through again (the drops themselves are counted in liveview.dropped).
+
+    Per signal, and once per outage for the whole process tree: the process that first sees a
+    signal fail creates a marker file (`OutageMarkers`) and says so, the others see the file and
+    stay quiet; the first to get through again removes it and says that.
     """
 
-    def __init__(self) -> None:
-        self._since: dict[str, float] = {}  # signal -> monotonic time of its first failure
+    def __init__(self, markers: OutageMarkers | None = None) -> None:
+        self._since: dict[tuple[str, str], float] = {}  # (signal, url) -> monotonic time of its first failure
+        self._markers = markers or OutageMarkers.of_this_tree()
 
     def failed(self, endpoint: Endpoint, reason: str) -> None:
-        if endpoint.signal in self._since:
+        key = (endpoint.signal, endpoint.url)
+        if key in self._since:
             return
-        if not self._since:
+        self._since[key] = time.monotonic()
+        if self._markers.claim(key):
             _log.warning(
                 "otel-liveview: cannot export %s to %s (%s); counting what is dropped "
                 "(liveview_dropped_total) until it is back",
-                endpoint.signal,
+                SIGNAL_WORDS[endpoint.signal],
                 endpoint.url,
                 reason,
             )
-        self._since[endpoint.signal] = time.monotonic()
 
     def recovered(self, endpoint: Endpoint) -> None:
-        since = self._since.pop(endpoint.signal, None)
-        if since is not None and not self._since:
+        key = (endpoint.signal, endpoint.url)
+        since = self._since.pop(key, None)
+        if since is None:
+            return
+        lasted = self._markers.release(key, time.monotonic() - since)
+        if lasted is not None:
             _log.warning(
-                "otel-liveview: exporting to %s again after %.1f s", endpoint.url, time.monotonic() - since
+                "otel-liveview: exporting %s to %s again after %.1f s",
+                SIGNAL_WORDS[endpoint.signal],
+                endpoint.url,
+                lasted,
             )
 
     def affects(self, signal: str) -> bool:
-        return signal in self._since
+        return any(failing == signal for failing, _ in self._since)
+
+    def forget(self) -> None:
+        """The process is exiting: if it started the tree, the tree's markers go with it (an outage
+        still going on is not carried into a later run)."""
+        if self._markers.is_root:
+            self._markers.clear()
+
+
+class OutageMarkers:
+    """The outages a process tree has reported: one empty file per signal and endpoint in the
+    temporary directory, its name made of the tree's id and a hash of both.
+
+    The tree's id (TREE_VARIABLE) is set in the environment by its first process, so forked,
+    spawned and subprocess children inherit it; a new run is a new tree.
+    """
+
+    PREFIX = "otel-liveview-outage-"
+    STALE = 24 * 3600.0  # seconds: a marker this old was left by a tree that was killed
+
+    def __init__(self, tree: str, directory: str) -> None:
+        self.tree = tree
+        self._directory = directory
+        self._unmarked: set[tuple[str, str]] = set()  # claimed without a file (the directory failed us)
+
+    @classmethod
+    def of_this_tree(cls) -> OutageMarkers:
+        tree = os.environ.setdefault(TREE_VARIABLE, f"{os.getpid()}-{uuid.uuid4().hex[:16]}")
+        return cls(tree, tempfile.gettempdir())
+
+    def _path(self, key: tuple[str, str]) -> str:
+        digest = hashlib.sha256("\0".join(key).encode()).hexdigest()[:16]
+        return os.path.join(self._directory, f"{self.PREFIX}{self.tree}-{digest}")
+
+    def claim(self, key: tuple[str, str]) -> bool:
+        """True if this process is the tree's first to see `key` fail (so it reports the outage)."""
+        try:
+            os.close(os.open(self._path(key), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            return False
+        except OSError:  # no usable temporary directory: better a line per process than none
+            self._unmarked.add(key)
+            return True
+        self._remove_stale()
+        return True
+
+    def _remove_stale(self) -> None:
+        """Markers of trees that were killed during an outage (their first process could not remove
+        them), once they are a day old; looked for only when an outage starts."""
+        now = time.time()
+        for path in glob.glob(os.path.join(glob.escape(self._directory), f"{self.PREFIX}*")):
+            with contextlib.suppress(OSError):
+                if now - os.stat(path).st_mtime > self.STALE:
+                    os.unlink(path)
+
+    def release(self, key: tuple[str, str], seen: float) -> float | None:
+        """How long the tree's outage of `key` lasted if this process ends it (reports its end),
+        else None; `seen`: how long this process saw it, should the file tell nothing."""
+        if key in self._unmarked:
+            self._unmarked.discard(key)
+            return seen
+        path = self._path(key)
+        try:
+            began = os.stat(path).st_mtime
+            os.unlink(path)
+        except OSError:  # gone: another process of the tree got through first and said so
+            return None
+        return max(seen, time.time() - began)
+
+    def clear(self) -> None:
+        """Remove the tree's markers (its first process exits; an outage still going on is not
+        carried into another run)."""
+        for path in glob.glob(os.path.join(glob.escape(self._directory), f"{self.PREFIX}{self.tree}-*")):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    @property
+    def is_root(self) -> bool:
+        """Whether this process started the tree."""
+        return self.tree.split("-", 1)[0] == str(os.getpid())
 
 
 class OtlpSender:
@@ -314,9 +480,9 @@ class OtlpSender:
     def __init__(self, endpoint: Endpoint, outage: Outage | None = None) -> None:
         self.endpoint = endpoint
         self.outage = outage or Outage()
-        self._transport = (
-            _GrpcTransport(endpoint) if endpoint.protocol == "grpc" else _HttpTransport(endpoint)
-        )
+        self._transport = _transport_for(endpoint)
+        # Nothing can be sent (already said once, at start): no outage to report, only drops to count.
+        self.usable = not isinstance(self._transport, _Unusable)
         self._no_wait = threading.Event()  # set: no retry waits (at exit, or while a flush runs)
         self._aborted = False
         self._hurrying = 0
@@ -335,7 +501,7 @@ class OtlpSender:
                 break
         if outcome.ok:
             self.outage.recovered(self.endpoint)
-        elif outcome is not NO_TIME:  # no attempt, nothing learned about the collector
+        elif outcome is not NO_TIME and self.usable:  # no attempt, nothing learned about the collector
             self.outage.failed(self.endpoint, outcome.reason)
         return outcome
 

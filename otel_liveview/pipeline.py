@@ -84,7 +84,21 @@ _pipeline: Pipeline | None = None
 _settings: Settings | None = None  # from configure(), kept for lazy start and forked children
 _exit_hooks_pid: int | None = None
 _stale: list[Pipeline] = []  # inherited over fork; stopped when the child starts its own
-_OUTAGE = Outage()  # one warning per collector outage for the whole process, whatever the pipeline
+_OUTAGE = Outage()  # one warning per signal and collector outage for the process tree, whatever the pipeline
+
+
+def _remove_outage_markers_at_exit() -> None:
+    """At the very end of the exit (multiprocessing's last finalizers run after it joined its
+    children, whatever imported what first), the tree's first process removes its outage markers."""
+    try:
+        from multiprocessing import util
+
+        util.Finalize(None, _OUTAGE.forget, exitpriority=-100)
+    except Exception:  # multiprocessing unavailable: at interpreter exit
+        atexit.register(_OUTAGE.forget)
+
+
+_remove_outage_markers_at_exit()
 
 
 def active() -> Pipeline | None:
@@ -337,6 +351,44 @@ def _flush_providers(pipeline: Pipeline, deadline: float) -> None:
         raise RuntimeError("the metric export was not delivered")
 
 
+# OTEL_LIVEVIEW_EXIT_TIMEOUT is one allowance for the way out, from the end of the experiment to the
+# interpreter's exit: the flush at the end of an experiment spends from it, the exit hook gets what
+# is left. (pid, seconds spent): a child process starts with the whole allowance.
+_exit_spent: tuple[int, float] = (0, 0.0)
+
+
+def flush_at_end(timeout: float | None = None) -> bool:
+    """The flush when an experiment ends: within `timeout` seconds (None: no limit of its own) and
+    within what is left of the exit allowance, which it spends, so that the exit waits only for the rest."""
+    pipeline = _pipeline
+    if pipeline is None:
+        return True
+    left = exit_time_left(pipeline.settings)
+    started = time.monotonic()
+    try:
+        return flush(left if timeout is None else min(timeout, left))
+    finally:
+        _spend_exit_time(time.monotonic() - started)
+
+
+def renew_exit_time() -> None:
+    """An experiment starts: its end will be the end of the experiment the allowance counts from."""
+    global _exit_spent
+    _exit_spent = (os.getpid(), 0.0)
+
+
+def exit_time_left(settings: Settings) -> float:
+    pid, spent = _exit_spent
+    return max(0.0, settings.exit_timeout - spent) if pid == os.getpid() else settings.exit_timeout
+
+
+def _spend_exit_time(seconds: float) -> None:
+    global _exit_spent
+    with _lock:  # experiments ending at once in several threads
+        pid, spent = _exit_spent
+        _exit_spent = (os.getpid(), (spent if pid == os.getpid() else 0.0) + seconds)
+
+
 def shutdown(timeout: float | None = None) -> bool:
     """Export what is left (within `timeout` seconds) and stop this process's pipeline.
 
@@ -407,7 +459,9 @@ def _install_exit_hooks() -> None:
 
 
 def _at_exit() -> None:
-    shutdown()
+    pipeline = _pipeline
+    if pipeline is not None:
+        shutdown(timeout=exit_time_left(pipeline.settings))
 
 
 _paused: ExportWorker | None = None

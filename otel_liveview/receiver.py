@@ -1,6 +1,12 @@
 """A small OTLP receiver: gRPC and HTTP (protobuf or JSON), metrics and logs, handing each decoded
 `ExportMetricsServiceRequest` / `ExportLogsServiceRequest` to a sink.
 
+It takes what the Collector's OTLP receiver takes from the SDKs' exporters: HTTP bodies with a
+Content-Length or chunked, gzip, deflate or zstd compressed (zstd with Python 3.14's compression.zstd
+or the backports.zstd package), and gRPC messages compressed with gzip or deflate. Every body is
+bounded as it arrives and as it is decompressed, so neither an endless chunked body nor a zip bomb
+is held in memory.
+
 It is what `otel-liveview view` listens with, so it must keep serving whatever arrives: malformed,
 oversized or unknown requests are answered with an OTLP-style error (HTTP 400 and a `google.rpc.Status`
 body, gRPC INVALID_ARGUMENT) and counted by the sink, never raised. Traces are not accepted: nothing
@@ -12,7 +18,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
+import functools
+import importlib
+import io
 import json
+import re
 import socket
 import threading
 import zlib
@@ -34,7 +44,9 @@ __all__ = ["ListenError", "OtlpReceiver", "Sink", "format_address", "parse_addre
 MetricsRequest = metrics_service_pb2.ExportMetricsServiceRequest
 LogsRequest = logs_service_pb2.ExportLogsServiceRequest
 
-MAX_BODY_BYTES = 64 * 1024 * 1024  # decoded; a bigger request is refused rather than held in memory
+MAX_BODY_BYTES = 64 * 1024 * 1024  # as sent and decompressed; a bigger request is refused, not held
+_MAX_LINE = 4096  # bytes of a chunk-size line or a trailer field of a chunked body
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _METRICS_SERVICE = "opentelemetry.proto.collector.metrics.v1.MetricsService"
 _LOGS_SERVICE = "opentelemetry.proto.collector.logs.v1.LogsService"
 
@@ -120,23 +132,87 @@ class _BadRequest(Exception):
         self.status = status
 
 
-def _decompress(payload: bytes, encoding: str) -> bytes:
+def _zstd_decompressor() -> Any:
+    for module in ("compression.zstd", "backports.zstd"):  # Python 3.14's, or its backport
+        with contextlib.suppress(ImportError):
+            # The window a frame may ask for stays within the library's default limit (128 MiB).
+            return importlib.import_module(module).ZstdDecompressor()
+    raise _BadRequest(415, "Content-Encoding 'zstd' needs Python 3.14 or the backports.zstd package")
+
+
+# What the Collector's confighttp decodes, less snappy and lz4 (no module for them in the standard
+# library); "deflate" is the zlib format, as HTTP defines it and the Collector reads it.
+_DECOMPRESSORS: dict[str, Callable[[], Any]] = {
+    "gzip": functools.partial(zlib.decompressobj, wbits=31),
+    "deflate": functools.partial(zlib.decompressobj, wbits=15),
+    "zlib": functools.partial(zlib.decompressobj, wbits=15),
+    "zstd": _zstd_decompressor,
+}
+
+
+def _decompress(payload: bytes, encoding: str, limit: int) -> bytes:
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
         return payload
-    if encoding not in ("gzip", "deflate"):
-        raise _BadRequest(415, f"unsupported Content-Encoding {encoding!r}")
-    # A bounded decompressor: a few KiB of gzip must not become gigabytes in memory.
-    inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
-    try:
-        data = inflater.decompress(payload, MAX_BODY_BYTES + 1)
-    except zlib.error as error:
-        raise _BadRequest(400, f"body is not valid {encoding}: {error}") from None
-    if len(data) > MAX_BODY_BYTES:
-        raise _BadRequest(413, f"decompressed body exceeds {MAX_BODY_BYTES} bytes")
-    if not inflater.eof:
-        raise _BadRequest(400, f"truncated {encoding} body")
-    return data
+    new_decompressor = _DECOMPRESSORS.get(encoding)
+    if new_decompressor is None:
+        raise _BadRequest(415, f"unsupported Content-Encoding {encoding!r}; use gzip, deflate or zstd")
+    # Member after member (gzip) or frame after frame (zstd), never producing more than the limit
+    # allows: a few KiB of gzip must not become gigabytes in memory.
+    data = bytearray()
+    while True:
+        decompressor = new_decompressor()
+        try:
+            data += decompressor.decompress(payload, limit + 1 - len(data))
+        except Exception as error:  # zlib.error, zstd.ZstdError: the body is not what it says
+            raise _BadRequest(400, f"body is not valid {encoding}: {error}") from None
+        if len(data) > limit:
+            raise _BadRequest(413, f"decompressed body exceeds {limit} bytes")
+        if not decompressor.eof:
+            raise _BadRequest(400, f"truncated {encoding} body")
+        payload = decompressor.unused_data
+        if not payload:
+            return bytes(data)
+
+
+class _ChunkedBody:
+    """A chunked request body (RFC 9112, section 7.1). Every byte read, framing included, counts
+    against the limit, so an endless body is refused as soon as it passes it."""
+
+    def __init__(self, stream: io.BufferedIOBase, limit: int) -> None:
+        self._stream = stream
+        self._limit = limit
+        self._received = 0
+
+    def read(self) -> bytes:
+        body = bytearray()
+        while size := self._chunk_size():
+            self._count(size + 2)
+            chunk = self._stream.read(size)
+            if len(chunk) < size or self._stream.read(2) != b"\r\n":
+                raise _BadRequest(400, "malformed or truncated chunked body")
+            body += chunk
+        while self._line().strip():
+            pass  # trailer fields: nothing in them matters here
+        return bytes(body)
+
+    def _chunk_size(self) -> int:
+        size = self._line().split(b";", 1)[0].strip()  # chunk extensions ignored
+        if not _CHUNK_SIZE.fullmatch(size):
+            raise _BadRequest(400, f"malformed chunk size {size[:20]!r}")
+        return int(size, 16)
+
+    def _line(self) -> bytes:
+        line = self._stream.readline(_MAX_LINE + 1)
+        self._count(len(line))
+        if not line.endswith(b"\n"):
+            raise _BadRequest(400, "malformed or truncated chunked body")
+        return line
+
+    def _count(self, size: int) -> None:
+        self._received += size
+        if self._received > self._limit:
+            raise _BadRequest(413, f"chunked body exceeds {self._limit} bytes")
 
 
 def _hex_ids_to_base64(node: Any) -> None:
@@ -169,6 +245,7 @@ def _parse(kind: type[Message], payload: bytes, is_json: bool) -> Message:
 
 class _Handler(BaseHTTPRequestHandler):
     sink: Sink
+    max_body: int
     protocol_version = "HTTP/1.1"
     server_version = "otel-liveview"
     timeout = 30  # seconds a connection may stall (or idle between requests) before it is closed
@@ -184,7 +261,7 @@ class _Handler(BaseHTTPRequestHandler):
             if content_type.lower() not in ("application/x-protobuf", "application/json"):
                 raise _BadRequest(415, f"unsupported Content-Type {content_type!r}")
             kind, reply, method = target
-            payload = _decompress(payload, self.headers.get("Content-Encoding", ""))
+            payload = _decompress(payload, self.headers.get("Content-Encoding", ""), self.max_body)
             request = _parse(kind, payload, is_json)
         except _BadRequest as error:
             self.sink.rejected("http", str(error))
@@ -201,18 +278,28 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(200, reply(), is_json)
 
     def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            self.close_connection = True
-            raise _BadRequest(411, "chunked bodies are not accepted; send Content-Length")
         try:
-            length = int(self.headers.get("Content-Length", ""))
+            return self._body()
+        except _BadRequest:
+            self.close_connection = True  # the rest of the body stays unread: the connection is spent
+            raise
+
+    def _body(self) -> bytes:
+        transfer = self.headers.get("Transfer-Encoding")
+        if transfer is not None:  # it overrides any Content-Length (RFC 9112, section 6.3)
+            if transfer.strip().lower() != "chunked":
+                raise _BadRequest(501, f"unsupported Transfer-Encoding {transfer!r}; use chunked")
+            return _ChunkedBody(self.rfile, self.max_body).read()
+        try:
+            length = int(self.headers.get("Content-Length", "0"))  # neither: no body
         except ValueError:
-            self.close_connection = True
-            raise _BadRequest(411, "Content-Length is missing or not a number") from None
-        if length < 0 or length > MAX_BODY_BYTES:
-            self.close_connection = True  # the body stays unread, so the connection cannot be reused
-            raise _BadRequest(413, f"body of {length} bytes exceeds {MAX_BODY_BYTES}")
-        return self.rfile.read(length)
+            raise _BadRequest(400, "Content-Length is not a number") from None
+        if length < 0 or length > self.max_body:
+            raise _BadRequest(413, f"body of {length} bytes exceeds {self.max_body}")
+        payload = self.rfile.read(length)
+        if len(payload) < length:
+            raise _BadRequest(400, f"body ended after {len(payload)} of {length} bytes")
+        return payload
 
     def do_GET(self) -> None:
         self._refuse(405, "use POST")
@@ -250,9 +337,9 @@ class _HTTPServer(ThreadingHTTPServer):
         pass  # a client that hung up mid-request is its own business; keep serving the others
 
 
-def _http_server(host: str, port: int, sink: Sink) -> _HTTPServer:
+def _http_server(host: str, port: int, sink: Sink, max_body: int) -> _HTTPServer:
     family, sockaddr = _resolve(host, port)
-    handler = type("Handler", (_Handler,), {"sink": sink})
+    handler = type("Handler", (_Handler,), {"sink": sink, "max_body": max_body})
     server_class = type("Server", (_HTTPServer,), {"address_family": family})
     server: _HTTPServer = server_class(sockaddr[:2], handler)
     return server
@@ -286,7 +373,7 @@ def _grpc_handler(
     return grpc.unary_unary_rpc_method_handler(export, response_serializer=lambda m: m.SerializeToString())
 
 
-def _grpc_server(host: str, port: int, sink: Sink, workers: int) -> tuple[grpc.Server, int]:
+def _grpc_server(host: str, port: int, sink: Sink, workers: int, max_body: int) -> tuple[grpc.Server, int]:
     _probe(host, port)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="otlp-grpc"),
@@ -311,9 +398,10 @@ def _grpc_server(host: str, port: int, sink: Sink, workers: int) -> tuple[grpc.S
                 },
             ),
         ],
-        # Without this, a second receiver could share the port with the first (SO_REUSEPORT) and
-        # silently get half of the traffic.
-        options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_BODY_BYTES)],
+        # Without so_reuseport 0, a second receiver could share the port with the first and silently
+        # get half of the traffic. gRPC decompresses gzip and deflate messages itself and applies
+        # the receive limit to the decompressed message (RESOURCE_EXHAUSTED, before any handler).
+        options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", max_body)],
     )
     try:
         bound = server.add_insecure_port(format_address(host, port))
@@ -333,6 +421,7 @@ class OtlpReceiver:
     grpc_address: str | None = "127.0.0.1:4317"  # None: no gRPC server
     http_address: str | None = "127.0.0.1:4318"  # None: no HTTP server
     grpc_workers: int = 8
+    max_body_bytes: int = MAX_BODY_BYTES  # a request's size, as sent and decompressed
 
     def __post_init__(self) -> None:
         self._grpc: grpc.Server | None = None
@@ -346,7 +435,9 @@ class OtlpReceiver:
             if self.grpc_address is not None:
                 host, port = parse_address(self.grpc_address)
                 try:
-                    self._grpc, bound = _grpc_server(host, port, self.sink, self.grpc_workers)
+                    self._grpc, bound = _grpc_server(
+                        host, port, self.sink, self.grpc_workers, self.max_body_bytes
+                    )
                 except OSError as error:
                     raise ListenError("grpc", format_address(host, port), _reason(error)) from None
                 self._grpc.start()
@@ -354,7 +445,7 @@ class OtlpReceiver:
             if self.http_address is not None:
                 host, port = parse_address(self.http_address)
                 try:
-                    self._http = _http_server(host, port, self.sink)
+                    self._http = _http_server(host, port, self.sink, self.max_body_bytes)
                 except OSError as error:
                     raise ListenError("http", format_address(host, port), _reason(error)) from None
                 self.http_bound = format_address(host, self._http.server_address[1])

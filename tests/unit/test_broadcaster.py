@@ -128,8 +128,10 @@ def test_bad_metric_values_raise_and_the_next_publish_works() -> None:
     broadcaster = ExperimentBroadcaster(base_topic="unit:bad")
     with pytest.raises(TypeError, match="metric 'loss'"):
         broadcaster.publish_metric_sync("loss", "0.5")
-    with pytest.raises(TypeError, match="metric 'step'"):
+    with pytest.raises(TypeError, match=r"^metric 'loss': step must be a real number, not str \('ten'\)"):
         broadcaster.publish_metric_sync("loss", 0.5, step="ten")
+    with pytest.raises(ValueError, match=r"^metric 'loss': value 1000.* is too large for a float"):
+        broadcaster.publish_metric_sync("loss", 10**400)
     with pytest.raises(ValueError, match="empty"):
         broadcaster.publish_metric_sync("", 0.5)
     broadcaster.publish_metric_sync("loss", 0.25)
@@ -364,7 +366,7 @@ def test_bad_names_topics_and_counters_are_rejected_clearly() -> None:
         broadcaster.publish_data_sync(3, {"v": 1})  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"^metric name must be a string, not NoneType$"):
         broadcaster.publish_metric_sync(None, 1.0)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"^metric 'epoch': value must be a real number, not str"):
+    with pytest.raises(TypeError, match=r"^metric 'loss': epoch must be a real number, not str"):
         broadcaster.publish_metric_sync("loss", 1.0, epoch="one")
     with pytest.raises(
         ValueError, match=r"^unknown experiment status 'paused'; use one of initializing, running"

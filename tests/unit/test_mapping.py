@@ -54,8 +54,7 @@ def test_unknown_level_names_the_choices() -> None:
         (np.array(2.5), 2.5),
         (decimal.Decimal("1.5"), 1.5),
         (fractions.Fraction(1, 4), 0.25),
-        (10**400, math.inf),
-        (-(10**400), -math.inf),
+        (decimal.Decimal("-Infinity"), -math.inf),  # infinite already: passed on as the float ±Inf
     ],
 )
 def test_metric_values(value: object, expected: float) -> None:
@@ -244,13 +243,31 @@ def test_numpy_numbers_of_every_kind_are_metric_values() -> None:
         mapping.metric_value("m", np.complex128(1 + 2j))
 
 
-def test_int_subclasses_beyond_float_range_are_infinite() -> None:
+@pytest.mark.parametrize(
+    "value",
+    [10**400, -(10**400), decimal.Decimal("1e400"), fractions.Fraction(10**400, 3), 2**1024 - 2**970],
+)
+def test_finite_numbers_beyond_float_range_are_a_value_error(value: object) -> None:
+    """Not a silent ±Inf (which fired the NaN/Inf alert for a number that was only large)."""
+    with pytest.raises(ValueError, match=r"^metric 'loss': value .* is too large for a float"):
+        mapping.metric_value("loss", value)
+
+
+def test_int_subclasses_are_numbers_and_too_large_ones_an_error() -> None:
     class Big(int):
         pass
 
     assert mapping.metric_value("m", Big(3)) == 3.0
-    assert mapping.metric_value("m", Big(10**400)) == math.inf
-    assert mapping.metric_value("m", Big(-(10**400))) == -math.inf
+    with pytest.raises(ValueError, match="too large"):
+        mapping.metric_value("m", Big(-(10**400)))
+
+
+def test_errors_name_the_step_or_epoch_of_the_metric() -> None:
+    with pytest.raises(TypeError) as raised:
+        mapping.metric_value("m", "abc", "step")
+    assert str(raised.value) == "metric 'm': step must be a real number, not str ('abc')"
+    with pytest.raises(ValueError, match=r"^metric 'm': epoch 1000.* is too large for a float"):
+        mapping.metric_value("m", 10**400, "epoch")
 
 
 def test_the_same_object_twice_is_not_a_cycle() -> None:
