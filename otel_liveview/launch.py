@@ -60,14 +60,20 @@ class Launch:
         }
 
 
+RUN_ID, RANK, NODE, WORLD_SIZE = (
+    "liveview.run.id",
+    "liveview.rank",
+    "liveview.node.name",
+    "liveview.world_size",
+)
 ATTRIBUTES = {
     "launcher": "liveview.launcher",
-    "run_id": "liveview.run.id",
-    "rank": "liveview.rank",
+    "run_id": RUN_ID,
+    "rank": RANK,
     "local_rank": "liveview.local_rank",
-    "world_size": "liveview.world_size",
+    "world_size": WORLD_SIZE,
     "node_rank": "liveview.node.rank",
-    "node": "liveview.node.name",
+    "node": NODE,
     "restart_count": "liveview.restart_count",
     "array_job_id": "liveview.array.job_id",
     "array_task_id": "liveview.array.task_id",
@@ -79,7 +85,7 @@ ATTRIBUTES = {
 
 # On every metric point too, so that PromQL selects by them without a target_info join (resource
 # attributes reach Prometheus only there); Loki has them all as structured metadata already.
-POINT_ATTRIBUTES = ("liveview.run.id", "liveview.rank", "liveview.node.name")
+POINT_ATTRIBUTES = (RUN_ID, RANK, NODE)
 
 
 def point_attributes(resource: Mapping[str, object]) -> dict[str, str]:

@@ -2,15 +2,18 @@
 the same LiveViewExperiment and steps at 20 steps/s, but for the straggler (LIVEVIEW_TEST_SLOW_RANK, at
 a quarter of the pace) and the rank that fails (LIVEVIEW_TEST_FAILING_RANK, at step 10; it stays up so
 the others are not torn down by the launcher). Each rank prints `rank R step S` per 10 steps and stops
-when the file LIVEVIEW_TEST_STOP exists (or after 300 s)."""
+when the file LIVEVIEW_TEST_STOP exists (or after 300 s). With LIVEVIEW_TEST_EXPERIMENT_RANK, only that
+rank runs the experiment; the others publish their metrics alone."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+import types
 from pathlib import Path
 
-from otel_liveview import LiveViewExperiment, flush
+from otel_liveview import ExperimentBroadcaster, LiveViewExperiment, flush
 
 STEP_SECONDS = 0.05
 
@@ -22,8 +25,16 @@ def main() -> None:
     stop = Path(os.environ["LIVEVIEW_TEST_STOP"])
     topic = os.environ["LIVEVIEW_TEST_TOPIC"]
     deadline = time.monotonic() + 300
+    only = os.environ.get("LIVEVIEW_TEST_EXPERIMENT_RANK")  # only this rank runs the experiment
+    experiment = (
+        LiveViewExperiment("ddp", base_topic=topic, totals={"train": {"steps": 100_000}}, lr=0.1)
+        if only is None or int(only) == rank
+        else contextlib.nullcontext(
+            types.SimpleNamespace(broadcaster=ExperimentBroadcaster(base_topic=topic))
+        )
+    )
     try:
-        with LiveViewExperiment("ddp", base_topic=topic, totals={"train": {"steps": 100_000}}, lr=0.1) as run:
+        with experiment as run:
             step = 0
             while not stop.exists() and time.monotonic() < deadline:
                 run.broadcaster.publish_metric_sync("loss", 1 / (step + 1), step=step, phase="train")

@@ -7,11 +7,14 @@ import socket
 import sys
 from pathlib import Path
 
+from otel_liveview import view
+from otel_liveview.board import ExperimentRow
 from tests.support import ROOT
-from tests.support.launchers import launcher_module, mpirun
+from tests.support.launchers import launcher_module, mpirun, start_mpirun
 from tests.support.processes import publisher_env, run_module
 from tests.support.receiver import Receiver, wait_until
 from tests.support.slurm import SlurmCluster
+from tests.wire.test_board import replay
 
 
 def _resources(receiver: Receiver) -> list[dict[str, object]]:
@@ -149,3 +152,84 @@ def test_ray_tune_trials_arrive_as_experiments_with_their_metrics(http_receiver:
     }
     assert len({trial for trial, _ in steps}) == 4
     assert sorted(step for _, step in steps).count(3.0) == 3  # the three healthy trials reached step 3
+
+
+def test_the_view_shows_one_run_of_four_ranks_with_the_failed_and_the_lagging(
+    http_receiver: Receiver, tmp_path: Path
+) -> None:
+    """mpirun -n 4 of a training loop, every rank running the experiment: rank 2 fails at step 10
+    and stays up, rank 3 steps at a quarter of the pace."""
+    stop = tmp_path / "stop"
+    env = publisher_env(
+        http_receiver.endpoint,
+        OTEL_METRIC_EXPORT_INTERVAL="200",
+        LIVEVIEW_TEST_SLOW_RANK="3",
+        LIVEVIEW_TEST_FAILING_RANK="2",
+        LIVEVIEW_TEST_STOP=str(stop),
+        LIVEVIEW_TEST_TOPIC="view:ranks",
+    )
+    launch = start_mpirun(4, "tests.support.rank_training", env)
+    try:
+
+        def run_row() -> ExperimentRow | None:
+            rows = [row for row in replay(http_receiver).snapshot().experiments if row.experiment == "ddp"]
+            ranks = rows[0].ranks if rows else ()
+            steps = {r.rank: r.step or 0 for r in ranks}
+            ready = len(ranks) == 4 and steps.get("0", 0) > 60 and rows[0].status == "failed"
+            return rows[0] if ready else None
+
+        row = wait_until(run_row, timeout=90, what="four ranks, rank 0 past step 60, rank 2 failed")
+    finally:
+        stop.touch()
+        output, _ = launch.communicate(timeout=60)
+    assert launch.returncode == 0, output[-3000:]
+    assert (row.status, row.error) == ("failed", "FloatingPointError: loss diverged to NaN")
+    assert row.world_size == 4
+    assert [(r.rank, r.node, r.alive) for r in row.ranks] == [
+        (str(n), socket.gethostname(), True) for n in range(4)
+    ]
+    statuses = {r.rank: r.status for r in row.ranks}
+    assert statuses == {"0": "running", "1": "running", "2": "failed", "3": "running"}
+    text = view.ranks_text(row)
+    assert text.startswith("4/4 alive  failed r2  lagging ") and set(text.split()[-2:]) == {"r2", "r3"}
+    # The metrics panel names the metric, not the launch: run, rank and node are the publisher's.
+    snapshot = replay(http_receiver).snapshot()
+    losses = [dict(m.labels) for m in snapshot.metrics if m.name == "loss"]
+    assert losses == [{"phase": "train"}] * 4
+    plain = view.render_plain(snapshot, {"http": http_receiver.endpoint})
+    ranks = plain.split("--- ranks\n")[1].split("\n--- ")[0].splitlines()
+    assert ranks[0].split() == ["experiment", "rank", "node", "status", "step", "lag", "mark"]
+    marks = {line.split()[1]: line.split()[-1] for line in ranks[1:]}
+    assert marks["3"] == "lagging" and marks["2"] == "lagging"
+
+
+def test_the_experiment_on_rank_0_alone_gives_the_same_run(http_receiver: Receiver, tmp_path: Path) -> None:
+    stop = tmp_path / "stop"
+    env = publisher_env(
+        http_receiver.endpoint,
+        OTEL_METRIC_EXPORT_INTERVAL="200",
+        LIVEVIEW_TEST_EXPERIMENT_RANK="0",
+        LIVEVIEW_TEST_STOP=str(stop),
+        LIVEVIEW_TEST_TOPIC="view:rank0",
+    )
+    launch = start_mpirun(4, "tests.support.rank_training", env)
+    try:
+
+        def run_row() -> ExperimentRow | None:
+            rows = [row for row in replay(http_receiver).snapshot().experiments if row.experiment == "ddp"]
+            ready = rows and len(rows[0].ranks) == 4 and all((r.step or 0) > 20 for r in rows[0].ranks)
+            return rows[0] if ready else None
+
+        row = wait_until(run_row, timeout=90, what="four ranks past step 20")
+    finally:
+        stop.touch()
+        output, _ = launch.communicate(timeout=60)
+    assert launch.returncode == 0, output[-3000:]
+    assert row.status == "running" and row.world_size == 4
+    assert [(r.rank, r.status) for r in row.ranks] == [
+        ("0", "running"),
+        ("1", None),
+        ("2", None),
+        ("3", None),
+    ]
+    assert view.ranks_text(row) == "4/4 alive"
