@@ -14,8 +14,13 @@ panels as instant queries, the others as range queries over the last 15 minutes.
 The data: `--instances` processes in `--services` services (job `research/sweep-NN` for even NN,
 `sweep-NN` for odd), two topics per service; each process publishes `--metrics` metrics
 (liveview_metric, _step, _epoch), a data stream of 10 keys, its experiment status (5 series), info,
-start time and declared totals (steps and epochs), its published and dropped counters; one sample per series every `--interval` seconds for the
-last `--minutes` minutes.
+start time and declared totals (steps and epochs), its published and dropped counters; one sample per
+series every `--interval` seconds for the last `--minutes` minutes. A service is one launch: its
+processes are the ranks of one run (liveview_run_id, liveview_rank, liveview_node_name on every
+series, eight ranks to a node, each at its own pace), so `--services 1` is one run of `--instances`
+ranks:
+
+    python -m benchmarks.dashboard --services 1          # one run of 1,000 ranks
 """
 
 from __future__ import annotations
@@ -51,18 +56,32 @@ _http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def layout(instances: int, services: int) -> list[dict[str, str]]:
+    """Each service is one launch: its processes are ranks of one run, eight to a node."""
     processes = []
     for index in range(instances):
-        service = index % services
+        service, rank = index % services, index // services
         job = f"research/sweep-{service:02d}" if service % 2 == 0 else f"sweep-{service:02d}"
         processes.append(
             {
                 "job": job,
                 "instance": str(uuid.uuid5(uuid.NAMESPACE_URL, f"liveview-bench-{index}")),
-                "topic": f"sweep-{service:02d}:run-{(index // services) % 2}",
+                "topic": f"sweep-{service:02d}:run-{rank % 2}",
+                "run": f"job-{service:02d}",
+                "rank": str(rank),
+                "node": f"node-{rank // 8:03d}",
+                "world": str(len(range(service, instances, services))),
             }
         )
     return processes
+
+
+def _status(process: dict[str, str]) -> str:
+    """The last two ranks of a run (one per topic) have completed; the others run."""
+    return "completed" if int(process["rank"]) >= int(process["world"]) - 2 else "running"
+
+
+def _constant(value: str) -> Callable[[int], str]:
+    return lambda k: value
 
 
 def write_openmetrics(path: Path, processes: list[dict[str, str]], metrics: int, times: list[int]) -> int:
@@ -77,30 +96,40 @@ def write_openmetrics(path: Path, processes: list[dict[str, str]], metrics: int,
             out.write("".join(f"{sample}{{{labels}}} {value(k)} {t}\n" for k, t in enumerate(times)))
             samples += len(times)
 
+    def identity(p: dict[str, str]) -> str:
+        return (
+            f'job="{p["job"]}",instance="{p["instance"]}",'
+            f'liveview_run_id="{p["run"]}",liveview_rank="{p["rank"]}",liveview_node_name="{p["node"]}"'
+        )
+
     def base(p: dict[str, str]) -> str:
-        return f'job="{p["job"]}",instance="{p["instance"]}",topic="{p["topic"]}"'
+        return f'{identity(p)},topic="{p["topic"]}"'
 
     with path.open("w") as out:
         per_metric = [
-            (f'{base(p)},metric="m{m:02d}",phase="train"', m) for p in processes for m in range(metrics)
+            (f'{base(p)},metric="m{m:02d}",phase="train"', m, int(p["rank"]) % 7)
+            for p in processes
+            for m in range(metrics)
         ]
         family(
             out,
             "liveview_metric",
             "gauge",
-            [(labels, lambda k, m=m: f"{m + 1 / (k + 1):.4f}") for labels, m in per_metric],
+            [(labels, lambda k, m=m: f"{m + 1 / (k + 1):.4f}") for labels, m, _ in per_metric],
         )
         family(
             out,
             "liveview_metric_step",
             "gauge",
-            [(labels, lambda k: str(100 * k)) for labels, _ in per_metric],
+            [
+                (labels, lambda k, lag=lag: str((100 - lag) * k)) for labels, _, lag in per_metric
+            ],  # a rank's pace
         )
         family(
             out,
             "liveview_metric_epoch",
             "gauge",
-            [(labels, lambda k: str(k // 10)) for labels, _ in per_metric],
+            [(labels, lambda k: str(k // 10)) for labels, _, _ in per_metric],
         )
         family(
             out,
@@ -114,7 +143,7 @@ def write_openmetrics(path: Path, processes: list[dict[str, str]], metrics: int,
             "gauge",
             [
                 (
-                    f'job="{p["job"]}",instance="{p["instance"]}",topic="{p["topic"]}",stream="sensors",key="k{key}"',
+                    f'{base(p)},stream="sensors",key="k{key}"',
                     lambda k, key=key: f"{20 + key + k % 7}",
                 )
                 for p in processes
@@ -128,7 +157,7 @@ def write_openmetrics(path: Path, processes: list[dict[str, str]], metrics: int,
             [
                 (
                     f'{base(p)},experiment="run",status="{status}"',
-                    lambda k, s=status: "1" if s == "running" else "0",
+                    _constant("1" if status == _status(p) else "0"),
                 )
                 for p in processes
                 for status in STATUSES
@@ -166,11 +195,7 @@ def write_openmetrics(path: Path, processes: list[dict[str, str]], metrics: int,
             out,
             "liveview_published",
             "counter",
-            [
-                (f'job="{p["job"]}",instance="{p["instance"]}",kind="{kind}"', lambda k: str(50 * k))
-                for p in processes
-                for kind in KINDS
-            ],
+            [(f'{identity(p)},kind="{kind}"', lambda k: str(50 * k)) for p in processes for kind in KINDS],
         )
         family(
             out,
@@ -178,11 +203,17 @@ def write_openmetrics(path: Path, processes: list[dict[str, str]], metrics: int,
             "counter",
             [
                 (
-                    f'job="{p["job"]}",instance="{p["instance"]}",kind="log",reason="queue_full"',
+                    f'{identity(p)},kind="log",reason="queue_full"',
                     lambda k: str(k // 4),
                 )
                 for p in processes
             ],
+        )
+        family(
+            out,
+            "liveview_launch_world_size",
+            "gauge",
+            [(identity(p), lambda k, n=p["world"]: n) for p in processes],
         )
         out.write("# EOF\n")
     return samples

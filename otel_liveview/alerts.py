@@ -19,6 +19,7 @@ import yaml
 from otel_liveview.thresholds import (
     DATASOURCE_UID,
     UID_RULE,
+    RunAlerts,
     Threshold,
     ThresholdsError,
     load_file,
@@ -130,8 +131,83 @@ BUILTIN = (
 )
 
 
-def builtin_rules() -> dict[str, Any]:
-    """The Prometheus rule group of BUILTIN."""
+RUN = (
+    "job, topic, liveview_run_id"  # one run: its service, topic and launch (no launch: its service and topic)
+)
+RANK = f"{RUN}, liveview_rank, liveview_node_name"
+
+
+def run_rules(runs: RunAlerts) -> tuple[BuiltinRule, ...]:
+    """The built-in rules for runs of many ranks, with the thresholds file's `runs` settings."""
+    steps = f'max by ({RANK}) (liveview_metric_step{{liveview_rank!=""}})'
+    median = f"quantile by ({RUN}) (0.5, {steps})"
+    lag = f"({median} - on ({RUN}) group_right () {steps})"
+    # A rank is there while it exports, and once it has ended its experiment (it may exit then).
+    present = (
+        f"max by (job, liveview_run_id, liveview_rank) (timestamp(liveview_launch_world_size)) "
+        f"> time() - {_seconds(runs.missing_after)}\n"
+        "or max by (job, liveview_run_id, liveview_rank) "
+        '(liveview_experiment_status{status=~"completed|failed|aborted"}) == 1'
+    )
+    world = "max by (job, liveview_run_id) (liveview_launch_world_size)"
+    return (
+        # Gated on a step at both ends of the window: a run that never published one (or started
+        # within the window) cannot fire it.
+        BuiltinRule(
+            "LiveViewRunStalled",
+            f'max by ({RUN}, experiment) (liveview_experiment_status{{status="running"}}) == 1\n'
+            f"and on ({RUN})\n"
+            f"max by ({RUN}) (liveview_metric_step) <= max by ({RUN}) (liveview_metric_step offset {runs.stalled_after})",
+            "0s",
+            "critical",
+            "Run {{ $labels.liveview_run_id }} of {{ $labels.experiment }} stalled",
+            f"No process of experiment {{{{ $labels.experiment }}}} (topic {{{{ $labels.topic }}}}) advanced its "
+            f"step for {runs.stalled_after}, though it is running: a hang (a collective that never returns?).",
+        ),
+        BuiltinRule(
+            "LiveViewRankStraggling",
+            f"{lag} > {promql_number(runs.straggler_steps)}\n"
+            f"and on ({RANK})\n"
+            f"{lag} / on ({RUN}) group_left () {median} > {promql_number(runs.straggler_percent / 100)}",
+            runs.straggler_for,
+            "warning",
+            "Rank {{ $labels.liveview_rank }} of run {{ $labels.liveview_run_id }} is straggling",
+            "Rank {{ $labels.liveview_rank }} on {{ $labels.liveview_node_name }} is {{ $value }} steps behind "
+            f"the median rank of its run (over {promql_number(runs.straggler_steps)} steps and "
+            f"{promql_number(runs.straggler_percent)}% of it) for {runs.straggler_for}.",
+        ),
+        BuiltinRule(
+            "LiveViewRanksMissing",
+            f"{world}\n- (count by (job, liveview_run_id) ({present}) or {world} * 0) > 0\n"
+            "and on (job, liveview_run_id)\n"
+            'max by (job, liveview_run_id) (liveview_experiment_status{status="running"}) == 1',
+            "0s",
+            "critical",
+            "Run {{ $labels.liveview_run_id }} is missing {{ $value }} ranks",
+            f"{{{{ $value }}}} ranks of run {{{{ $labels.liveview_run_id }}}} exported nothing for "
+            f"{runs.missing_after} and did not end their experiment, while the run is running.",
+        ),
+        BuiltinRule(
+            "LiveViewRankRestarted",
+            "max by (job, liveview_run_id) (max_over_time(liveview_launch_restart_count[10m]))\n"
+            "> min by (job, liveview_run_id) (min_over_time(liveview_launch_restart_count[10m]))",
+            "0s",
+            "warning",
+            "Run {{ $labels.liveview_run_id }} restarted its workers",
+            "torchelastic restarted the worker group of run {{ $labels.liveview_run_id }} in the last 10 "
+            "minutes (restart {{ $value }}).",
+        ),
+    )
+
+
+def _seconds(duration: str) -> int:
+    """A Prometheus duration in whole seconds (the rules compare it with time())."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    return round(sum(float(n) * units[u] for n, u in re.findall(r"(\d+)(ms|[smhdwy])", duration)))
+
+
+def builtin_rules(runs: RunAlerts | None = None) -> dict[str, Any]:
+    """The Prometheus rule group of BUILTIN and of the run rules."""
     rules = [
         {
             "alert": rule.alert,
@@ -140,7 +216,7 @@ def builtin_rules() -> dict[str, Any]:
             "labels": {"severity": rule.severity, "liveview": "builtin"},
             "annotations": {"summary": rule.summary, "description": rule.description},
         }
-        for rule in BUILTIN
+        for rule in BUILTIN + run_rules(runs or RunAlerts())
     ]
     return {"groups": [{"name": "liveview-builtin", "rules": rules}]}
 
@@ -226,11 +302,11 @@ def _uid(name: str) -> str:
 def render(thresholds_file: str | Path, out_dir: str | Path, datasource_uid: str | None = None) -> list[Path]:
     """Write the three files under `out_dir`; nothing is written if the thresholds file is invalid.
     The Grafana rules query `datasource_uid`, else the file's `datasource_uid`, else the bundle's."""
-    thresholds, file_uid = load_file(thresholds_file)
+    thresholds, file_uid, runs = load_file(thresholds_file)
     out = Path(out_dir)
     files = {
         out / THRESHOLD_RULES: prometheus_rules(thresholds),
-        out / BUILTIN_RULES: builtin_rules(),
+        out / BUILTIN_RULES: builtin_rules(runs),
         out / GRAFANA_ALERTING: grafana_alerting(
             thresholds, datasource_uid=datasource_uid or file_uid or PROMETHEUS_DATASOURCE_UID
         ),

@@ -30,6 +30,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 
 from otel_liveview.config import Settings
+from otel_liveview.launch import NODE, POINT_ATTRIBUTES, RANK, RUN_ID, WORLD_SIZE
 
 __all__ = [
     "Board",
@@ -115,6 +116,20 @@ class ExperimentRow:
     elapsed: float | None = None  # seconds since the start, or the run's duration once it ended
     info: tuple[tuple[str, str], ...] = ()  # the run's configuration, as liveview.experiment.info has it
     progress: tuple[tuple[str, str, float | None, float], ...] = ()  # (phase, unit, done, total)
+    ranks: tuple[RankRow, ...] = ()  # the processes of its launch, when a launcher started it
+    world_size: int | None = None
+
+
+@dataclass(frozen=True)
+class RankRow:
+    """One process of a launched run: its place, its experiment status (None if it reports none,
+    as when only rank 0 runs the experiment), its furthest step on the experiment's topic."""
+
+    rank: str
+    node: str
+    status: str | None
+    step: float | None
+    alive: bool
 
 
 @dataclass(frozen=True)
@@ -200,6 +215,29 @@ class _Experiment:
     started: float | None = None  # seconds since the epoch
     ended: float | None = None
     totals: dict[tuple[str, str], float] = field(default_factory=dict)  # (phase, unit) -> total
+    statuses: dict[str, _Status] = field(default_factory=dict)  # by publisher instance
+
+    def current(self) -> tuple[str, str | None, str | None]:
+        """(status, error, run id) across its processes. A launch's processes make one run: failed
+        if any failed, else aborted if any was, running while any runs, completed when all did.
+        Without a launcher the latest report holds (a name run again is a new run)."""
+        latest = max(self.statuses.values(), key=lambda s: s.time_ns)
+        if latest.run is None:
+            return latest.status, latest.error, None
+        same_run = [s for s in self.statuses.values() if s.run == latest.run]
+        worst = min(same_run, key=lambda s: (_PRECEDENCE.get(s.status, len(_PRECEDENCE)), -s.time_ns))
+        return worst.status, worst.error, latest.run
+
+
+@dataclass
+class _Status:
+    status: str
+    error: str | None
+    time_ns: int
+    run: str | None
+
+
+_PRECEDENCE = {"failed": 0, "aborted": 1, "running": 2, "initializing": 3, "completed": 4}
 
 
 @dataclass
@@ -213,6 +251,10 @@ class _Publisher:
     seen: float
     published: dict[str, float] = field(default_factory=dict)
     dropped: dict[tuple[str, str], float] = field(default_factory=dict)
+    run: str | None = None  # its launch (otel_liveview.launch), when a launcher started it
+    rank: str | None = None
+    node: str = ""
+    world_size: int | None = None
 
 
 @dataclass
@@ -416,6 +458,7 @@ class Board:
                             (phase, unit, self._done(e.topic, phase, unit), total)
                             for (phase, unit), total in sorted(e.totals.items())
                         ),
+                        *self._ranks(e, now - alive),
                     )
                     for e in self._experiments.values()
                 ),
@@ -451,6 +494,30 @@ class Board:
                 tuple(self._rejections),
             )
 
+    def _ranks(self, experiment: _Experiment, alive_since: float) -> tuple[tuple[RankRow, ...], int | None]:
+        """The processes of the experiment's current run, by rank, and the run's world size."""
+        _, _, run = experiment.current()
+        if run is None:
+            return (), None
+        members = [p for p in self._publishers.values() if p.run == run]
+        steps: dict[str, float] = {}
+        for m in self._metrics.values():
+            if m.topic == experiment.topic and m.step is not None:
+                steps[m.instance] = max(m.step, steps.get(m.instance, m.step))
+        rows = [
+            RankRow(
+                p.rank or "?",
+                p.node,
+                experiment.statuses[p.instance].status if p.instance in experiment.statuses else None,
+                steps.get(p.instance),
+                p.seen >= alive_since,
+            )
+            for p in members
+        ]
+        rows.sort(key=lambda r: (_as_int(r.rank) is None, _as_int(r.rank) or 0, r.rank))
+        world = max((p.world_size for p in members if p.world_size is not None), default=None)
+        return tuple(rows), world
+
     def _done(self, topic: str, phase: str, unit: str) -> float | None:
         """How far `phase` got: the highest step (or epoch) of the topic's metrics in that phase."""
         reached = [
@@ -480,6 +547,11 @@ class Board:
                 label_text(resource.get("telemetry.sdk.language", "")),
                 now,
             )
+            if resource.get(RUN_ID) is not None:
+                publisher.run = label_text(resource[RUN_ID])
+                publisher.rank = label_text(resource.get(RANK, "")) or None
+                publisher.node = label_text(resource.get(NODE, host))
+                publisher.world_size = _as_int(resource.get(WORLD_SIZE))
             self._insert(self._publishers, instance, publisher, self.limits.publishers, "publishers")
         else:
             publisher.seen = now
@@ -506,6 +578,8 @@ class Board:
             handler = _LIBRARY_METRICS.get(name)
             for point in data.data_points:
                 attributes = decode_attributes(point.attributes)
+                for identity in POINT_ATTRIBUTES:  # the resource says which process: not a label
+                    attributes.pop(identity, None)
                 value = _point_value(point)
                 if handler is not None and handler(
                     self, _Point(publisher, dict(attributes), value, point.time_unix_nano, points, now)
@@ -691,15 +765,22 @@ class Board:
         if row is None:
             row = _Experiment(topic, experiment, status, error, publisher.pid, time_ns, now)
             self._insert(self._experiments, key, row, self.limits.experiments, "experiments")
-            return
-        self._experiments.move_to_end(key)
-        if time_ns < row.time_ns:
-            if from_event and status == row.status:
-                row.error = error  # the gauge got here first, but only the event has the error text
-            return
-        if from_event or status != row.status:
-            row.error = error  # the gauge carries no error text: keep the event's while the status holds
-        row.status, row.pid, row.time_ns, row.seen = status, publisher.pid, time_ns, now
+        else:
+            self._experiments.move_to_end(key)
+        # Each process's own report: the run's status is folded from them (_Experiment.current).
+        mine = row.statuses.get(publisher.instance)
+        if mine is None:
+            row.statuses[publisher.instance] = _Status(status, error, time_ns, publisher.run)
+        elif time_ns < mine.time_ns:
+            if from_event and status == mine.status:
+                mine.error = error  # the gauge got here first, but only the event has the error text
+        else:
+            if from_event or status != mine.status:
+                mine.error = error  # the gauge carries no error text: keep the event's while it holds
+            mine.status, mine.time_ns = status, time_ns
+        if time_ns >= row.time_ns:
+            row.pid, row.time_ns, row.seen = publisher.pid, time_ns, now
+        row.status, row.error, _ = row.current()
 
     def _experiment(self, point: _Point) -> _Experiment | None:
         """The row of the experiment a liveview.experiment.* point names (made if it is new)."""
@@ -837,6 +918,9 @@ _LIBRARY_METRICS: dict[str, _Handler] = {
     START_TIME: Board._on_start_time,
     END_TIME: Board._on_end_time,
     TOTAL: Board._on_total,
+    # The launch's numbers: the resource of the same export says them too.
+    "liveview.launch.world_size": lambda board, point: True,
+    "liveview.launch.restart_count": lambda board, point: True,
     PUBLISHED: Board._on_published,
     DROPPED: Board._on_dropped,
 }

@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -32,7 +32,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 
-from otel_liveview import config, encoding, events, otlp
+from otel_liveview import config, encoding, events, launch, otlp
 from otel_liveview.config import Settings
 from otel_liveview.export import (
     CUMULATIVE,
@@ -166,7 +166,9 @@ def _start(settings: Settings, topic: str | None) -> Pipeline:
             for exporter in counting
         ]
         meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
-    register_instruments(meter_provider.get_meter("otel_liveview", VERSION))
+    identity = launch.point_attributes(resource.attributes)
+    _publish_launch(resource.attributes)
+    register_instruments(meter_provider.get_meter("otel_liveview", VERSION), identity)
 
     installed = _logs.get_logger_provider()
     logger_provider: LoggerProvider | None = None
@@ -238,7 +240,8 @@ def make_resource(settings: Settings, topic: str | None) -> Resource:
     topic = settings.topic or topic
     if topic:
         attributes["liveview.topic"] = topic
-    resource = Resource.create(attributes)
+    # What the launcher says (rank, run, node) gives way to OTEL_RESOURCE_ATTRIBUTES and configure().
+    resource = Resource(launch.detect().attributes()).merge(Resource.create(attributes))
     if settings.service_name:
         resource = resource.merge(Resource({SERVICE_NAME: settings.service_name}))
     elif not _service_name_from_env():
@@ -279,28 +282,47 @@ def log_sinks(settings: Settings, senders: list[OtlpSender]) -> list[LogSink]:
     return sinks
 
 
-def register_instruments(meter: Any) -> None:
+def register_instruments(meter: Any, identity: dict[str, str]) -> None:
+    """The observable instruments over the tables; `identity` (the launch's run, rank and node) is on
+    every point."""
     for name, table in TABLES.gauges().items():
-        meter.create_observable_gauge(name, callbacks=[_report(table.items)])
+        meter.create_observable_gauge(name, callbacks=[_report(table.items, identity)])
     meter.create_observable_counter(
-        "liveview.published", callbacks=[_report(TABLES.published.items)], description="Items accepted"
+        "liveview.published",
+        callbacks=[_report(TABLES.published.items, identity)],
+        description="Items accepted",
     )
     meter.create_observable_counter(
-        "liveview.dropped", callbacks=[_report(TABLES.dropped.items)], description="Items dropped, by reason"
+        "liveview.dropped",
+        callbacks=[_report(TABLES.dropped.items, identity)],
+        description="Items dropped, by reason",
     )
 
 
 def _report(
-    read: Callable[[], Iterable[tuple[Any, float]]],
+    read: Callable[[], Iterable[tuple[Any, float]]], identity: dict[str, str]
 ) -> Callable[[CallbackOptions], list[Observation]]:
     owner = os.getpid()
 
     def callback(options: CallbackOptions) -> list[Observation]:
         if os.getpid() != owner:  # a provider inherited over fork must not report the child's values
             return []
+        if identity:
+            return [Observation(value, {**dict(key), **identity}) for key, value in read()]
         return [Observation(value, dict(key)) for key, value in read()]
 
     return callback
+
+
+def _publish_launch(resource: Mapping[str, Any]) -> None:
+    """The launch's numbers as gauges, for the queries that need values: ranks alive of the world
+    size, restarts."""
+    for table, name in (
+        (TABLES.world_size, "liveview.world_size"),
+        (TABLES.restart_count, "liveview.restart_count"),
+    ):
+        if isinstance(resource.get(name), int):
+            table.set((), float(resource[name]))
 
 
 def flush(timeout: float = 10.0) -> bool:

@@ -126,6 +126,8 @@ class Tables:
         self.start_time = GaugeTable(max_series)
         self.end_time = GaugeTable(max_series)
         self.total = GaugeTable(max_series)
+        self.world_size = GaugeTable(1)  # this process's launch (otel_liveview.launch), when known
+        self.restart_count = GaugeTable(1)
         self.nonfinite_seen: set[Key] = set()  # metric keys that were ever non-finite
         self.published = TallyFamily()
         self.dropped = TallyFamily()
@@ -144,11 +146,13 @@ class Tables:
             "liveview.experiment.start_time_seconds": self.start_time,
             "liveview.experiment.end_time_seconds": self.end_time,
             "liveview.experiment.total": self.total,
+            "liveview.launch.world_size": self.world_size,
+            "liveview.launch.restart_count": self.restart_count,
         }
 
     def resize(self, max_series: int, max_stream_keys: int) -> None:
         for table in self.gauges().values():
-            table.limit = max_series
+            table.limit = max_series if table.limit > 1 else 1
         self.max_stream_keys = max_stream_keys
 
     def stream_series(self, topic: str, stream: str, key: str) -> Key | None:

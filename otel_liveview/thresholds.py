@@ -12,7 +12,7 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -35,9 +35,30 @@ TEXT_FIELDS = ("name", "metric", "stream", "key", "phase", "topic", "summary", "
 _DURATION = re.compile(r"^(?:\d+y)?(?:\d+w)?(?:\d+d)?(?:\d+h)?(?:\d+m)?(?:\d+s)?(?:\d+ms)?$")
 _ALERT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DATASOURCE_UID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")  # what Grafana accepts as a uid
-TOP_LEVEL = ("thresholds", "datasource_uid")
+TOP_LEVEL = ("thresholds", "datasource_uid", "runs")
 
 UID_RULE = "a Grafana datasource uid is 1 to 40 letters, digits, '-' or '_'"
+
+
+@dataclass(frozen=True)
+class RunAlerts:
+    """When the built-in rules for runs of many ranks fire: the file's optional `runs` mapping."""
+
+    stalled_after: str = "10m"  # LiveViewRunStalled: no rank's step advanced for this long
+    straggler_steps: float = 50  # LiveViewRankStraggling: this many steps behind its run's median ...
+    straggler_percent: float = 5  # ... and this many percent of the median behind ...
+    straggler_for: str = "5m"  # ... for this long
+    missing_after: str = "2m"  # LiveViewRanksMissing: a rank that exported nothing for this long
+
+
+RUN_DURATIONS = ("stalled_after", "straggler_for", "missing_after")
+RUN_NUMBERS = ("straggler_steps", "straggler_percent")
+
+
+class ThresholdsFile(NamedTuple):
+    thresholds: list[Threshold]
+    datasource_uid: str | None  # None: the file names none
+    runs: RunAlerts
 
 
 class ThresholdsError(ValueError):
@@ -95,11 +116,12 @@ def promql_number(value: float) -> str:
 
 def load(path: str | Path) -> list[Threshold]:
     """Parse and check a thresholds file; ThresholdsError names the line and the field."""
-    return load_file(path)[0]
+    return load_file(path).thresholds
 
 
-def load_file(path: str | Path) -> tuple[list[Threshold], str | None]:
-    """The thresholds and the `datasource_uid` (None if the file has none) of a thresholds file.
+def load_file(path: str | Path) -> ThresholdsFile:
+    """The thresholds, the `datasource_uid` (None if the file has none) and the `runs` settings of a
+    thresholds file.
 
     ThresholdsError holds every mistake of the file, a line each, in the order of the file."""
     path = Path(path)
@@ -108,7 +130,7 @@ def load_file(path: str | Path) -> tuple[list[Threshold], str | None]:
         raise ThresholdsError(f"{path}:{_line(root)}: expected a mapping with a 'thresholds' list")
     top = _keys(root)
     problems: list[tuple[int, str]] = [  # every mistake at once, not one fix-and-rerun at a time
-        (_line(key), f"field '{key.value}': unknown; use {' or '.join(TOP_LEVEL)}")
+        (_line(key), f"field '{key.value}': unknown; use {', '.join(TOP_LEVEL[:-1])} or {TOP_LEVEL[-1]}")
         for key, _ in root.value
         if isinstance(key, yaml.ScalarNode) and key.value not in TOP_LEVEL
     ]
@@ -123,6 +145,7 @@ def load_file(path: str | Path) -> tuple[list[Threshold], str | None]:
             datasource_uid = value
         else:
             problems.append((_line(node), f"field 'datasource_uid': {UID_RULE}"))
+    runs = _runs(top["runs"], problems) if "runs" in top else RunAlerts()
     entries = top.get("thresholds")
     thresholds: list[Threshold] = []
     if entries is None:
@@ -133,7 +156,37 @@ def load_file(path: str | Path) -> tuple[list[Threshold], str | None]:
         thresholds = _thresholds(entries, problems)
     if problems:
         raise ThresholdsError("\n".join(f"{path}:{line}: {message}" for line, message in sorted(problems)))
-    return thresholds, datasource_uid
+    return ThresholdsFile(thresholds, datasource_uid, runs)
+
+
+def _runs(node: yaml.Node, problems: list[tuple[int, str]]) -> RunAlerts:
+    """The `runs` mapping: durations and non-negative numbers, each mistake added to `problems`."""
+    if not isinstance(node, yaml.MappingNode):
+        problems.append((_line(node), "'runs' must be a mapping of settings"))
+        return RunAlerts()
+    values: dict[str, Any] = {}
+    for field, value_node in _keys(node).items():
+        where = _line(value_node)
+        if field not in RUN_DURATIONS + RUN_NUMBERS:
+            problems.append(
+                (where, f"field 'runs.{field}': unknown; use {', '.join(RUN_DURATIONS + RUN_NUMBERS)}")
+            )
+            continue
+        try:
+            value = _value(value_node) if isinstance(value_node, yaml.ScalarNode) else None
+        except _Unreadable:
+            value = None
+        if field in RUN_DURATIONS and not (isinstance(value, str) and value and _DURATION.match(value)):
+            problems.append(
+                (where, f"field 'runs.{field}': {value!r} is not a Prometheus duration such as 5m")
+            )
+        elif field in RUN_NUMBERS and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+        ):
+            problems.append((where, f"field 'runs.{field}': must be a number of at least 0, not {value!r}"))
+        else:
+            values[field] = value
+    return RunAlerts(**values)
 
 
 def _compose(path: Path) -> yaml.Node | None:

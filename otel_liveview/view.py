@@ -13,6 +13,7 @@ import io
 import math
 import os
 import signal
+import statistics
 import sys
 import threading
 import time
@@ -35,6 +36,7 @@ from otel_liveview.board import (
     LogLine,
     MetricRow,
     PublisherRow,
+    RankRow,
     Snapshot,
     StreamRow,
 )
@@ -452,15 +454,17 @@ def _fit(rows: Sequence[Any], limit: int) -> tuple[list[Any], str]:
 
 
 def experiments_sheet(rows: Sequence[ExperimentRow], limit: int) -> Sheet:
+    summaries = {id(row): ranks_text(row) for row in rows}
     columns = (
         Column("experiment", 0),
         Column("status", 1, width=STATUS_WIDTH),
-        Column("topic", 7, shared="topic {}"),
-        Column("pid", 5, shared="pid {}"),
-        Column("updated", 6, width=8),
-        Column("elapsed", 4, width=7, right=True),
-        Column("progress", 3, width=max((len(_full_progress(row)) for row in rows), default=0)),
-        Column("error", 2, flexible=True),
+        Column("topic", 8, shared="topic {}"),
+        Column("pid", 6, shared="pid {}"),
+        Column("updated", 7, width=8),
+        Column("elapsed", 5, width=7, right=True),
+        Column("ranks", 2, width=min(WIDEST, max(map(len, summaries.values()), default=0))),
+        Column("progress", 4, width=max((len(_full_progress(row)) for row in rows), default=0)),
+        Column("error", 3, flexible=True),
     )
     shown, more = _fit(rows, limit)
     return Sheet(
@@ -474,6 +478,7 @@ def experiments_sheet(rows: Sequence[ExperimentRow], limit: int) -> Sheet:
                     fmt(row.pid),
                     f"{_age(row.age)} ago",
                     "-" if row.elapsed is None else _duration(row.elapsed),
+                    Text(summaries[id(row)], style="yellow" if _lagging(row.ranks) else ""),
                     progress_text(row.progress),
                     Text(row.error or "", style="red"),
                 )
@@ -482,6 +487,56 @@ def experiments_sheet(rows: Sequence[ExperimentRow], limit: int) -> Sheet:
         ),
         more,
     )
+
+
+def ranks_text(row: ExperimentRow) -> str:
+    """`3/4 alive  failed r2  lagging r3`: a launched run's processes, the ones to look at named."""
+    if not row.ranks:
+        return ""
+    parts = [f"{sum(r.alive for r in row.ranks)}/{row.world_size or len(row.ranks)} alive"]
+    failed = [r.rank for r in row.ranks if r.status in _FAILED]
+    if failed:
+        parts.append("failed " + " ".join(f"r{rank}" for rank in failed))
+    lagging = _lagging(row.ranks)
+    if lagging:
+        parts.append(
+            "lagging " + " ".join(f"r{r.rank}" for r in lagging[:3]) + (" …" if len(lagging) > 3 else "")
+        )
+    return "  ".join(parts)
+
+
+LAG_FRACTION = 0.05  # a rank this far behind the median step (and 2 steps at least) is lagging
+
+
+def _lagging(ranks: Sequence[RankRow]) -> list[RankRow]:
+    """The ranks behind the median step of the run, furthest behind first."""
+    steps = sorted(r.step for r in ranks if r.step is not None)
+    if len(steps) < 2:
+        return []
+    median = statistics.median(steps)
+    bound = median - max(2.0, LAG_FRACTION * median)
+    behind = [r for r in ranks if r.step is not None and r.step < bound]
+    return sorted(behind, key=lambda r: r.step if r.step is not None else 0.0)
+
+
+def ranks_sheet(rows: Sequence[ExperimentRow], limit: int) -> Sheet:
+    """Plain frames: every process of each launched run under its experiment, with its lag."""
+    lines = []
+    for row in rows:
+        lagging = {id(r) for r in _lagging(row.ranks)}
+        leader = max((r.step for r in row.ranks if r.step is not None), default=None)
+        for rank in row.ranks:
+            lag = None if leader is None or rank.step is None else leader - rank.step
+            mark = "lagging" if id(rank) in lagging else ("gone" if not rank.alive else "")
+            lines.append(
+                (row.experiment, rank.rank, rank.node, rank.status or "-", fmt(rank.step), fmt(lag), mark)
+            )
+    shown, more = _fit(lines, limit)
+    columns = tuple(
+        Column(name, index)
+        for index, name in enumerate(("experiment", "rank", "node", "status", "step", "lag", "mark"))
+    )
+    return Sheet(columns, tuple(Row(line) for line in shown), more)
 
 
 def progress_text(progress: Sequence[tuple[str, str, float | None, float]]) -> str:
@@ -1020,6 +1075,7 @@ def render_plain(
     sections: list[tuple[str, Sheet]] = [
         (f"experiments ({len(snapshot.experiments)})", experiments_sheet(snapshot.experiments, 50)),
         ("experiment info", info_sheet(snapshot.experiments, 100, plain=True)),
+        ("ranks", ranks_sheet(snapshot.experiments, 200)),
         ("errors", errors_sheet(snapshot, 30)),
         (f"metrics ({len(snapshot.metrics)} series)", metrics_sheet(snapshot.metrics, 100)),
         (f"data streams ({len(snapshot.streams)})", streams_sheet(snapshot.streams, 100)),

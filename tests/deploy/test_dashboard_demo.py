@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.deploy.test_dashboard_logql import loki_entry, matches
+from tests.deploy.test_dashboard_ranks import RANK_PANELS
 from tests.support import ROOT, grafana
 from tests.support.processes import publisher_env
 from tests.support.receiver import Receiver, serving_http
@@ -25,6 +26,8 @@ DASHBOARD = grafana.load()
 SERVICE = "liveview-demo"
 TOPIC = "demo:dashboard"
 EMPTY_WHEN_HEALTHY = {"Drop rate"}  # the demo drops nothing
+# No launcher starts the demo: the rank panels are checked against mpirun (test_dashboard_ranks.py).
+NOT_LAUNCHED = set(RANK_PANELS)
 
 
 def empty_panels(prometheus: Server, logs: Receiver) -> list[str]:
@@ -36,9 +39,11 @@ def empty_panels(prometheus: Server, logs: Receiver) -> list[str]:
 
     if SERVICE not in fetch("liveview_published_total", "job") or TOPIC not in fetch(None, "topic"):
         return ["(the demo's service and topic are not there yet)"]
-    values = grafana.resolve(
-        DASHBOARD, fetch, {"service": SERVICE, "topic": TOPIC}, lambda expr: query(prometheus, expr, at=now)
-    )
+
+    def instant(expr: str) -> list[dict[str, Any]]:
+        return query(prometheus, expr, at=now)
+
+    values = grafana.resolve(DASHBOARD, fetch, {"service": SERVICE, "topic": TOPIC}, instant)
     values.update(grafana.range_variables(now - grafana.DEFAULT_RANGE, now))
     entries = [loki_entry(row) for row in logs.log_rows()]
     repeats = {
@@ -57,15 +62,11 @@ def empty_panels(prometheus: Server, logs: Receiver) -> list[str]:
 
     empty = []
     for panel in grafana.panels(DASHBOARD):
-        if panel["title"] in EMPTY_WHEN_HEALTHY:
+        if panel["title"] in EMPTY_WHEN_HEALTHY | NOT_LAUNCHED:
             continue
         if id(panel) in repeats:
             name = repeats[id(panel)]
-            options = fetch(
-                *grafana.variable_request(
-                    grafana.interpolate(grafana.query_text(grafana.variable(DASHBOARD, name)), values)
-                )
-            )
+            options = grafana.variable_options(grafana.variable(DASHBOARD, name), values, fetch, instant)
             if len(options) < 2 or not all(has_data(panel, {**values, name: option}) for option in options):
                 empty.append(panel["title"])
         elif not has_data(panel, values):

@@ -16,7 +16,19 @@ def test_dashboard_benchmark_times_every_query_of_both_dashboards() -> None:
     server_binary("promtool-3.14")  # fail under CI, skip elsewhere, when the build is missing
     server_binary("prometheus-3.14")
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.dashboard", "--instances", "40", "--metrics", "5", "--runs", "1"],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.dashboard",
+            "--instances",
+            "40",
+            "--services",
+            "4",
+            "--metrics",
+            "5",
+            "--runs",
+            "1",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -50,6 +62,8 @@ def test_dashboard_benchmark_times_every_query_of_both_dashboards() -> None:
         assert float(after_ms) >= 0, name
         if name not in empty:
             assert int(after_results) > 0, f"{name} found nothing in the benchmark's data"
-    # Narrowed to one service of 20, the instance variable lists that service's processes only.
-    assert rows["variable instance"][2:] == ["40", "2"]
-    assert "40 instances x 5 metrics in 20 services" in result.stdout
+    # Narrowed to one service of 4, the instance variable lists that service's processes only; the
+    # service is one run of 10 ranks, half of them on the chosen topic.
+    assert rows["variable instance"][2:] == ["40", "10"]
+    assert rows["variable rank"][3] == "5"
+    assert "40 instances x 5 metrics in 4 services" in result.stdout

@@ -73,8 +73,8 @@ def test_promtool_3_14_passes_the_shipped_config_rules_and_rule_tests(tmp_path: 
     output = promtool("check", "rules", "--lint=all", "--lint-fatal", *RULE_FILES)
     assert output.count("SUCCESS") == len(RULE_FILES) == 2
     tests = sorted((ROOT / "deploy" / "prometheus" / "tests").glob("*.yml"))
-    assert len(tests) == 2
-    assert promtool("test", "rules", *(t.name for t in tests), cwd=tests[0].parent).count("SUCCESS") == 2
+    assert len(tests) == 3
+    assert promtool("test", "rules", *(t.name for t in tests), cwd=tests[0].parent).count("SUCCESS") == 3
 
 
 def test_amtool_passes_the_shipped_alertmanager_config() -> None:

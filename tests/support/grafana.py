@@ -34,6 +34,8 @@ ALL = "$__all"
 
 # Grafana's variable syntax (public/app/features/variables/utils.ts, variableRegex).
 REFERENCE = re.compile(r"\$(\w+)|\[\[(\w+?)(?::(\w+))?\]\]|\$\{(\w+)(?:\.([^:^}]+))?(?::([^}]+))?\}")
+# `$1` in label_replace's replacement: no variable has that name, so Grafana leaves it as it is.
+CAPTURE_GROUP = re.compile(r"\$\d+")
 LABEL_VALUES = re.compile(r"label_values\((?:(.*),\s*)?(\w+)\)")
 QUERY_RESULT = re.compile(r"query_result\((.*)\)", re.DOTALL)
 # Grafana's own variables the dashboard may use; any other `__` name is an error here.
@@ -105,7 +107,11 @@ def query_text(var: dict[str, Any]) -> str:
 
 def references(text: str) -> set[str]:
     """Names of the variables `text` refers to."""
-    return {next(group for group in match.groups() if group) for match in REFERENCE.finditer(text)}
+    return {
+        next(group for group in match.groups() if group)
+        for match in REFERENCE.finditer(text)
+        if not CAPTURE_GROUP.fullmatch(match.group(0))
+    }
 
 
 def interpolate(text: str, values: dict[str, str]) -> str:
@@ -113,6 +119,8 @@ def interpolate(text: str, values: dict[str, str]) -> str:
     leave the text as it is, and the query would fail or select nothing)."""
 
     def replace(match: re.Match[str]) -> str:
+        if CAPTURE_GROUP.fullmatch(match.group(0)):
+            return match.group(0)
         name = match.group(1) or match.group(2) or match.group(4)
         if name not in values:
             raise KeyError(f"{text!r} refers to ${name}, which is not defined before it")
@@ -158,6 +166,13 @@ def sort_options(options: list[str], sort: int) -> list[str]:
         return sorted(options)
     if sort == 2:
         return sorted(options, reverse=True)
+    if sort == 3:  # numerical, ascending: the numbers in the texts, as Grafana's sortVariableValues
+        return sorted(
+            options,
+            key=lambda option: (
+                float(m.group()) if (m := re.search(r"-?\d+(\.\d+)?", option)) else float("-inf")
+            ),
+        )
     raise AssertionError(f"sort {sort} is not one the dashboard uses")
 
 
@@ -203,6 +218,25 @@ def query_result_texts(result: list[dict[str, Any]]) -> list[str]:
     return texts
 
 
+def variable_options(
+    var: dict[str, Any],
+    values: dict[str, str],
+    fetch: Callable[[str | None, str], list[str]],
+    instant: Callable[[str], list[dict[str, Any]]] | None = None,
+) -> list[str]:
+    """The options of query variable `var` given the values of the variables before it."""
+    name = var["name"]
+    interpolate(var["datasource"]["uid"], values)  # its datasource variable comes before it
+    text = interpolate(query_text(var), values)
+    result = QUERY_RESULT.fullmatch(text.strip())
+    if result:
+        assert instant is not None, f"${name} is a query_result variable: give resolve() `instant`"
+        raw = query_result_texts(instant(result.group(1)))
+    else:
+        raw = fetch(*variable_request(text))
+    return sort_options(regex_options(var.get("regex", ""), raw), var.get("sort", 0))
+
+
 def resolve(
     dashboard: dict[str, Any],
     fetch: Callable[[str | None, str], list[str]],
@@ -226,15 +260,7 @@ def resolve(
             continue
         assert var["type"] == "query", f"variable type {var['type']} is not one the dashboard uses"
         assert var["datasource"]["type"] == "prometheus", f"${name}: only Prometheus query variables"
-        interpolate(var["datasource"]["uid"], values)  # its datasource variable comes before it
-        text = interpolate(query_text(var), values)
-        result = QUERY_RESULT.fullmatch(text.strip())
-        if result:
-            assert instant is not None, f"${name} is a query_result variable: give resolve() `instant`"
-            raw = query_result_texts(instant(result.group(1)))
-        else:
-            raw = fetch(*variable_request(text))
-        options = sort_options(regex_options(var.get("regex", ""), raw), var.get("sort", 0))
+        options = variable_options(var, values, fetch, instant)
         if name in chosen:
             assert chosen[name] in options or (chosen[name] == ALL and var.get("includeAll")), (
                 f"{chosen[name]!r} is not an option of ${name}: {options}"

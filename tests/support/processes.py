@@ -10,6 +10,21 @@ from pathlib import Path
 
 from tests.support import ROOT
 
+# A developer's OTLP settings, and the launcher a suite may itself run under (an sbatch job): the
+# tests that want a launcher start it.
+_NOT_INHERITED = (
+    "OTEL_",
+    "SLURM_",
+    "OMPI_",
+    "PMI_",
+    "PMIX_",
+    "TORCHELASTIC_",
+    "RANK",
+    "LOCAL_RANK",
+    "WORLD_SIZE",
+    "GROUP_RANK",
+)
+
 
 def publisher_env(
     endpoint: str | None = None,
@@ -19,11 +34,11 @@ def publisher_env(
     logs: str | None = None,
     **settings: str,
 ) -> dict[str, str]:
-    """The environment of a publishing process: the caller's without its OTEL_* variables (a
-    developer's own settings must not redirect a test), exporting OTLP over `protocol` to `endpoint`
+    """The environment of a publishing process: the caller's without its OTEL_* and launcher variables
+    (a developer's own settings must not redirect a test, nor a job the suite runs in), exporting OTLP over `protocol` to `endpoint`
     (or per signal: `metrics`, `logs`), loopback never through a proxy, plus `settings` (e.g.
     OTEL_SERVICE_NAME="wire-test")."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
+    env = {key: value for key, value in os.environ.items() if not key.startswith(_NOT_INHERITED)}
     env["OTEL_EXPORTER_OTLP_PROTOCOL"] = protocol
     env["NO_PROXY"] = "127.0.0.1,localhost"
     for variable, value in (

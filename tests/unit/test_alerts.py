@@ -446,8 +446,8 @@ def test_a_misspelt_top_level_key_is_named(tmp_path: Path) -> None:
         thresholds.load(path)
     assert str(raised.value).splitlines() == [
         f"{path}:1: expected a mapping with a 'thresholds' list",
-        f"{path}:1: field 'threshold': unknown; use thresholds or datasource_uid",
-        f"{path}:5: field 'colour': unknown; use thresholds or datasource_uid",
+        f"{path}:1: field 'threshold': unknown; use thresholds, datasource_uid or runs",
+        f"{path}:5: field 'colour': unknown; use thresholds, datasource_uid or runs",
     ]
 
 
@@ -626,9 +626,9 @@ def test_unknown_top_level_fields_and_a_file_without_a_datasource(tmp_path: Path
     path.write_text("thresholds: []\ncolour: red\n")
     with pytest.raises(thresholds.ThresholdsError) as raised:
         thresholds.load_file(path)
-    assert str(raised.value) == f"{path}:2: field 'colour': unknown; use thresholds or datasource_uid"
+    assert str(raised.value) == f"{path}:2: field 'colour': unknown; use thresholds, datasource_uid or runs"
     path.write_text("thresholds: []\n")
-    assert thresholds.load_file(path) == ([], None)
+    assert thresholds.load_file(path) == ([], None, thresholds.RunAlerts())
 
 
 def test_the_command_runs_from_a_namespace_without_a_datasource(
@@ -707,3 +707,42 @@ def test_any_file_renders_or_is_reported_line_by_line_with_nothing_written(conte
         assert code == 2 and not out.exists()
         lines = err.getvalue().removeprefix("otel-liveview alerts: ").splitlines()
         assert lines and all(line.startswith(f"{path}:") for line in lines), err.getvalue()
+
+
+def test_the_run_rules_take_the_files_runs_settings(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "thresholds: []\nruns:\n  stalled_after: 30m\n  straggler_steps: 200\n  straggler_percent: 12.5\n"
+        "  straggler_for: 15m\n  missing_after: 90s\n"
+    )
+    loaded = thresholds.load_file(path)
+    assert loaded.runs == thresholds.RunAlerts("30m", 200, 12.5, "15m", "90s")
+    rules = {r["alert"]: r for r in alerts.builtin_rules(loaded.runs)["groups"][0]["rules"]}
+    assert "liveview_metric_step offset 30m" in rules["LiveViewRunStalled"]["expr"]
+    straggling = rules["LiveViewRankStraggling"]
+    assert "> 200\n" in straggling["expr"] and straggling["expr"].endswith("> 0.125")
+    assert straggling["for"] == "15m"
+    assert "time() - 90\n" in rules["LiveViewRanksMissing"]["expr"]
+    # Without a `runs` mapping: the defaults, as shipped.
+    assert alerts.builtin_rules() == alerts.builtin_rules(thresholds.RunAlerts())
+    assert thresholds.load_file(EXAMPLE).runs == thresholds.RunAlerts()
+
+
+def test_every_mistake_of_the_runs_settings_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "thresholds: []\nruns:\n  stalled_after: ten minutes\n  straggler_steps: -1\n"
+        "  straggler_percent: lots\n  straggler: 5m\n"
+    )
+    with pytest.raises(thresholds.ThresholdsError) as raised:
+        thresholds.load_file(path)
+    assert str(raised.value).splitlines() == [
+        f"{path}:3: field 'runs.stalled_after': 'ten minutes' is not a Prometheus duration such as 5m",
+        f"{path}:4: field 'runs.straggler_steps': must be a number of at least 0, not -1",
+        f"{path}:5: field 'runs.straggler_percent': must be a number of at least 0, not 'lots'",
+        f"{path}:6: field 'runs.straggler': unknown; use stalled_after, straggler_for, missing_after, "
+        "straggler_steps, straggler_percent",
+    ]
+    path.write_text("thresholds: []\nruns: [10m]\n")
+    with pytest.raises(thresholds.ThresholdsError, match="'runs' must be a mapping"):
+        thresholds.load_file(path)

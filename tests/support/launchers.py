@@ -1,0 +1,73 @@
+"""The launchers users start experiments with (Open MPI's mpirun, Slurm's srun and sbatch), run for
+real by the tests: a missing one fails the test under CI and skips it elsewhere, like a server."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import ROOT
+
+# Debian's packages that bring each launcher (.ci/run installs them).
+PACKAGES = {
+    "mpirun": "openmpi-bin",
+    "munged": "munge",
+    **{name: "slurm-wlm" for name in ("slurmctld", "slurmd", "srun", "sbatch", "squeue", "sinfo")},
+}
+
+
+# More ranks than cores, and root (a CI machine's user).
+_MPI_ENV = {
+    "OMPI_ALLOW_RUN_AS_ROOT": "1",
+    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+    "OMPI_MCA_rmaps_base_oversubscribe": "1",
+}
+
+
+def launcher(name: str) -> str:
+    """The path of launcher `name`; fails the test under CI, skips it otherwise, when missing."""
+    path = shutil.which(name)
+    if path:
+        return path
+    message = f"{name} not found; install Debian's {PACKAGES.get(name, name)}"
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def mpirun(ranks: int, module: str, env: dict[str, str], timeout: float = 120) -> str:
+    """`mpirun -n ranks python -m module` from the repository root; its stdout (a failed run fails the
+    test with its stderr)."""
+    env = {**env, **_MPI_ENV}
+    command = [launcher("mpirun"), "-n", str(ranks), sys.executable, "-m", module]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def launcher_module(name: str) -> None:
+    """A launcher that comes as a Python package (Ray): fails under CI, skips elsewhere, when missing."""
+    if importlib.util.find_spec(name) is not None:
+        return
+    message = f"the Python package {name!r} is not installed (the test extra has it)"
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def start_mpirun(ranks: int, module: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """`mpirun -n ranks python -m module` in the background, its output on a pipe; the caller ends it."""
+    command = [launcher("mpirun"), "-n", str(ranks), sys.executable, "-m", module]
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env={**env, **_MPI_ENV},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )

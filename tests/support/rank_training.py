@@ -1,0 +1,54 @@
+"""One rank of a data-parallel training run, for the rank-aware dashboard and alerts: every rank runs
+the same LiveViewExperiment and steps at 20 steps/s, but for the straggler (LIVEVIEW_TEST_SLOW_RANK, at
+a quarter of the pace) and the rank that fails (LIVEVIEW_TEST_FAILING_RANK, at step 10; it stays up so
+the others are not torn down by the launcher). Each rank prints `rank R step S` per 10 steps and stops
+when the file LIVEVIEW_TEST_STOP exists (or after 300 s). With LIVEVIEW_TEST_EXPERIMENT_RANK, only that
+rank runs the experiment; the others publish their metrics alone."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import types
+from pathlib import Path
+
+from otel_liveview import ExperimentBroadcaster, LiveViewExperiment, flush
+
+STEP_SECONDS = 0.05
+
+
+def main() -> None:
+    rank = int(os.environ["OMPI_COMM_WORLD_RANK"])
+    slow = rank == int(os.environ.get("LIVEVIEW_TEST_SLOW_RANK", "-1"))
+    failing = rank == int(os.environ.get("LIVEVIEW_TEST_FAILING_RANK", "-1"))
+    stop = Path(os.environ["LIVEVIEW_TEST_STOP"])
+    topic = os.environ["LIVEVIEW_TEST_TOPIC"]
+    deadline = time.monotonic() + 300
+    only = os.environ.get("LIVEVIEW_TEST_EXPERIMENT_RANK")  # only this rank runs the experiment
+    experiment = (
+        LiveViewExperiment("ddp", base_topic=topic, totals={"train": {"steps": 100_000}}, lr=0.1)
+        if only is None or int(only) == rank
+        else contextlib.nullcontext(
+            types.SimpleNamespace(broadcaster=ExperimentBroadcaster(base_topic=topic))
+        )
+    )
+    try:
+        with experiment as run:
+            step = 0
+            while not stop.exists() and time.monotonic() < deadline:
+                run.broadcaster.publish_metric_sync("loss", 1 / (step + 1), step=step, phase="train")
+                if failing and step == 10:
+                    raise FloatingPointError("loss diverged to NaN")
+                if step % 10 == 0:
+                    print(f"rank {rank} step {step}", flush=True)
+                step += 1
+                time.sleep(STEP_SECONDS * (4 if slow else 1))
+    except FloatingPointError:
+        while not stop.exists() and time.monotonic() < deadline:  # failed, but alive: like a hung rank
+            time.sleep(0.05)
+    flush(10.0)
+
+
+if __name__ == "__main__":
+    main()
