@@ -1,0 +1,257 @@
+"""Runs of many ranks through the real stack: the launchers' processes -> the Collector (shipped
+configuration) -> Prometheus 3.14 (shipped OTLP settings) evaluating the built-in run rules, rendered
+with short `runs` settings so that a stall, a straggler and a missing rank show within seconds."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from otel_liveview import alerts
+from tests.support import ROOT
+from tests.support.launchers import start_mpirun
+from tests.support.processes import publisher_env, run_module
+from tests.support.receiver import serving_http, wait_until
+from tests.support.servers import (
+    PROMETHEUS_3_FLAGS,
+    SHIPPED_PROMETHEUS_CONFIG,
+    Collector,
+    Server,
+    query,
+    start_collector,
+    start_prometheus,
+    wait_for_series,
+)
+from tests.support.slurm import SlurmCluster
+
+pytestmark = pytest.mark.servers
+
+RUNS = {
+    "stalled_after": "15s",
+    "straggler_steps": 20,
+    "straggler_percent": 5,
+    "straggler_for": "5s",
+    "missing_after": "10s",
+}
+RUN_ALERTS = ("LiveViewRunStalled", "LiveViewRankStraggling", "LiveViewRanksMissing", "LiveViewRankRestarted")
+QUIET = 20.0  # seconds a healthy run is watched for alerts: longer than every window above
+
+
+@dataclass
+class Stack:
+    prometheus: Server
+    collector: Collector
+
+    def env(self, service: str, **settings: str) -> dict[str, str]:
+        return publisher_env(
+            self.collector.otlp_http_endpoint,
+            OTEL_METRIC_EXPORT_INTERVAL="500",
+            OTEL_SERVICE_NAME=service,
+            **settings,
+        )
+
+    def firing(self, service: str) -> set[tuple[str, str]]:
+        """(alert, rank or run) of the run alerts firing for `service`."""
+        result = query(self.prometheus, f'ALERTS{{alertstate="firing",job="{service}"}}')
+        return {
+            (
+                r["metric"]["alertname"],
+                r["metric"].get("liveview_rank", r["metric"].get("liveview_run_id", "")),
+            )
+            for r in result
+            if r["metric"]["alertname"] in RUN_ALERTS
+        }
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("ranks-e2e")
+    thresholds = workdir / "thresholds.yaml"
+    thresholds.write_text(yaml.safe_dump({"thresholds": [], "runs": RUNS}))
+    alerts.render(thresholds, workdir / "deploy")
+    prometheus = start_prometheus(
+        workdir / "prometheus",
+        binary="prometheus-3.14",
+        rule_files=[workdir / "deploy" / alerts.BUILTIN_RULES],
+        evaluation_interval="1s",
+        extra_config={"otlp": yaml.safe_load(SHIPPED_PROMETHEUS_CONFIG.read_text())["otlp"]},
+        extra_args=PROMETHEUS_3_FLAGS,
+    )
+    try:
+        with serving_http() as loki:  # stand-in: the Collector's Loki exporter posts here
+            collector = start_collector(
+                workdir / "otelcol",
+                remote_write_url=prometheus.url + "/api/v1/write",
+                loki_url=loki.endpoint + "/otlp",
+            )
+            try:
+                yield Stack(prometheus, collector)
+            finally:
+                collector.stop()
+    finally:
+        prometheus.stop()
+
+
+class Launch:
+    """`mpirun -n 4` of tests/support/rank_training.py, its output read as it comes (the ranks' pids)."""
+
+    def __init__(self, env: dict[str, str], workdir: Path) -> None:
+        self.stop_file = workdir / f"stop-{uuid.uuid4().hex[:8]}"
+        self.process = start_mpirun(
+            4, "tests.support.rank_training", {**env, "LIVEVIEW_TEST_STOP": str(self.stop_file)}
+        )
+        self.pids: dict[int, int] = {}
+        self.output: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+            match = re.match(r"rank (\d+) pid (\d+) step", line)
+            if match:
+                self.pids[int(match.group(1))] = int(match.group(2))
+
+    def end(self) -> None:
+        for pid in self.pids.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self.stop_file.touch()
+        self.process.wait(timeout=60)
+        self._reader.join(timeout=10)
+        assert self.process.returncode == 0, "".join(self.output)[-3000:]
+
+
+@contextlib.contextmanager
+def launched(stack: Stack, tmp_path: Path, service: str, **settings: str) -> Iterator[Launch]:
+    launch = Launch(stack.env(service, LIVEVIEW_TEST_TOPIC=f"ranks:{service}", **settings), tmp_path)
+    try:
+        yield launch
+    finally:
+        launch.end()
+
+
+def ranks_stepping(stack: Stack, service: str, past: float) -> list[dict[str, Any]]:
+    """The four ranks' step series once each is past `past`."""
+    return wait_for_series(
+        stack.prometheus,
+        f'max by (liveview_run_id, liveview_rank, liveview_node_name) (liveview_metric_step{{job="{service}"}})',
+        lambda result: len(result) == 4 and all(float(r["value"][1]) > past for r in result),
+        timeout=90,
+    )
+
+
+def stays_quiet(stack: Stack, service: str, seconds: float = QUIET) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert stack.firing(service) == set()
+        time.sleep(0.5)
+
+
+def test_a_healthy_run_reaches_prometheus_with_rank_node_and_run_and_pages_no_one(
+    stack: Stack, tmp_path: Path
+) -> None:
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    with launched(stack, tmp_path, "ranks-healthy", LIVEVIEW_TEST_BARRIER=str(barrier)):
+        series = ranks_stepping(stack, "ranks-healthy", past=5)
+        assert sorted(r["metric"]["liveview_rank"] for r in series) == ["0", "1", "2", "3"]
+        assert {r["metric"]["liveview_node_name"] for r in series} == {socket.gethostname()}
+        assert len({r["metric"]["liveview_run_id"] for r in series}) == 1
+        (world,) = query(
+            stack.prometheus, 'max by (liveview_run_id) (liveview_launch_world_size{job="ranks-healthy"})'
+        )
+        assert (
+            float(world["value"][1]) == 4
+            and world["metric"]["liveview_run_id"] == series[0]["metric"]["liveview_run_id"]
+        )
+        # Selectable without target_info: every series of a rank carries its labels.
+        ranked = query(stack.prometheus, 'count by (__name__) ({job="ranks-healthy",liveview_rank="2"})')
+        assert {r["metric"]["__name__"] for r in ranked} >= {
+            "liveview_metric",
+            "liveview_metric_step",
+            "liveview_published_total",
+            "liveview_experiment_status",
+        }
+        stays_quiet(stack, "ranks-healthy")
+
+
+def test_a_paused_rank_stalls_its_run_and_goes_missing(stack: Stack, tmp_path: Path) -> None:
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    with launched(stack, tmp_path, "ranks-paused", LIVEVIEW_TEST_BARRIER=str(barrier)) as launch:
+        series = ranks_stepping(stack, "ranks-paused", past=10)
+        run_id = series[0]["metric"]["liveview_run_id"]
+        wait_until(lambda: 2 in launch.pids, what="rank 2's pid")
+        os.kill(launch.pids[2], signal.SIGSTOP)  # the others wait for it in their collective
+        paused = time.monotonic()
+        found = wait_until(
+            lambda: (
+                {("LiveViewRunStalled", run_id), ("LiveViewRanksMissing", run_id)}
+                <= stack.firing("ranks-paused")
+                and stack.firing("ranks-paused")
+            ),
+            timeout=90,
+            what="the stall and the missing rank",
+        )
+        assert time.monotonic() - paused >= 10  # not before the rules' windows passed
+        assert not {alert for alert, _ in found} & {"LiveViewRankStraggling"}  # all ranks wait alike
+
+
+def test_a_slowed_rank_straggles(stack: Stack, tmp_path: Path) -> None:
+    with launched(stack, tmp_path, "ranks-slow", LIVEVIEW_TEST_SLOW_RANK="3"):
+        ranks_stepping(stack, "ranks-slow", past=2)
+        found = wait_until(lambda: stack.firing("ranks-slow"), timeout=90, what="the straggler")
+        assert found == {("LiveViewRankStraggling", "3")}
+
+
+def test_a_run_that_never_published_a_step_never_stalls(stack: Stack, tmp_path: Path) -> None:
+    with launched(stack, tmp_path, "ranks-stepless", LIVEVIEW_TEST_NO_STEPS="1"):
+        wait_for_series(
+            stack.prometheus,
+            'count(liveview_experiment_status{job="ranks-stepless",status="running"} == 1) == 4',
+            timeout=60,
+        )
+        assert query(stack.prometheus, 'liveview_metric_step{job="ranks-stepless"}') == []
+        stays_quiet(stack, "ranks-stepless")
+
+
+def test_slurm_tasks_reach_prometheus_with_their_labels(stack: Stack, slurm_cluster: SlurmCluster) -> None:
+    slurm_cluster.command(
+        "srun", "-n", "4", "--chdir", str(ROOT), sys.executable, "-m", "tests.support.rank_publisher",
+        env=stack.env("ranks-slurm"),
+    )  # fmt: skip
+    series = wait_for_series(
+        stack.prometheus,
+        'liveview_metric_step{job="ranks-slurm"}',
+        lambda result: len(result) == 4,
+        timeout=60,
+    )
+    assert sorted(r["metric"]["liveview_rank"] for r in series) == ["0", "1", "2", "3"]
+    assert {r["metric"]["liveview_node_name"] for r in series} == {socket.gethostname()}
+    assert len({r["metric"]["liveview_run_id"] for r in series}) == 1
+
+
+def test_ray_actors_reach_prometheus_with_their_run(stack: Stack) -> None:
+    run_module("tests.support.ray_job", env=stack.env("ranks-ray"), timeout=240)
+    series = wait_for_series(
+        stack.prometheus, 'liveview_metric{job="ranks-ray"}', lambda result: len(result) == 4, timeout=60
+    )
+    assert len({r["metric"]["liveview_run_id"] for r in series}) == 1  # the Ray job
+    assert {r["metric"]["liveview_node_name"] for r in series} == {socket.gethostname()}
+    assert "liveview_rank" not in series[0]["metric"]  # an actor has no rank
