@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from otel_liveview import alerts
-from tests.support import ROOT
+from tests.support import ROOT, grafana
 from tests.support.launchers import start_mpirun
 from tests.support.processes import publisher_env, run_module
 from tests.support.receiver import serving_http, wait_until
@@ -40,6 +40,7 @@ from tests.support.slurm import SlurmCluster
 
 pytestmark = pytest.mark.servers
 
+DASHBOARD = grafana.load()
 RUNS = {
     "stalled_after": "15s",
     "straggler_steps": 20,
@@ -255,3 +256,66 @@ def test_ray_actors_reach_prometheus_with_their_run(stack: Stack) -> None:
     assert len({r["metric"]["liveview_run_id"] for r in series}) == 1  # the Ray job
     assert {r["metric"]["liveview_node_name"] for r in series} == {socket.gethostname()}
     assert "liveview_rank" not in series[0]["metric"]  # an actor has no rank
+
+
+def test_64_ranks_through_the_collector_fill_every_rank_panel(stack: Stack, tmp_path: Path) -> None:
+    """mpirun -n 64 of the training loop (rank 5 a straggler) through the Collector: every query of
+    the dashboard's Ranks row, its variables resolved as Grafana resolves them, has its values."""
+    service, topic = "ranks-64", "ranks:64"
+    env = stack.env(
+        service,
+        LIVEVIEW_TEST_TOPIC=topic,
+        LIVEVIEW_TEST_SLOW_RANK="5",
+        LIVEVIEW_TEST_STEP_SECONDS="0.2",
+        LIVEVIEW_TEST_STOP=str(tmp_path / "stop"),
+    )
+    launch = start_mpirun(64, "tests.support.rank_training", env)
+    try:
+        job = f'job="{service}"'
+        wait_for_series(
+            stack.prometheus,
+            f"count(deriv(liveview_metric_step{{{job}}}[1m]) > 0) == 64 and min(liveview_metric_step{{{job}}}) >= 4",
+            timeout=240,
+        )
+        now = time.time()
+
+        def fetch(selector: str | None, label: str) -> list[str]:
+            return grafana.label_values(
+                stack.prometheus.url, selector, label, now - grafana.DEFAULT_RANGE, now
+            )
+
+        def instant(expr: str) -> list[dict[str, Any]]:
+            return query(stack.prometheus, expr, at=now)
+
+        values = grafana.resolve(DASHBOARD, fetch, {"service": service, "topic": topic}, instant)
+        values.update(grafana.range_variables(now - grafana.DEFAULT_RANGE, now))
+
+        def panel(title: str, ref: str = "A") -> list[dict[str, Any]]:
+            (target,) = [
+                t
+                for name, t in grafana.targets(DASHBOARD, "prometheus")
+                if name == title and t["refId"] == ref
+            ]
+            return query(stack.prometheus, grafana.interpolate(target["expr"], values), at=now)
+
+        def per_rank(title: str) -> dict[int, float]:
+            return {int(r["metric"]["liveview_rank"]): float(r["value"][1]) for r in panel(title)}
+
+        assert values["run"] and fetch(f"liveview_metric_step{{{job}}}", "liveview_rank") != []
+        assert [float(panel("Ranks alive", ref)[0]["value"][1]) for ref in "AB"] == [64, 64]
+        steps = per_rank("Step per rank")
+        assert sorted(steps) == list(range(64))
+        assert per_rank("Lag behind the leading rank") == {
+            rank: max(steps.values()) - step for rank, step in steps.items()
+        }
+        slowest = {int(r["metric"]["liveview_rank"]): float(r["value"][1]) for r in panel("Slowest ranks")}
+        assert len(slowest) == 5 and max(slowest, key=slowest.__getitem__) == 5
+        fastest, median, most = (float(panel("Step time", ref)[0]["value"][1]) for ref in "ABC")
+        assert 0.1 < fastest <= median <= most == pytest.approx(slowest[5])
+        assert panel("Rank status") == []  # every rank runs
+        (status,) = panel("Experiment status")
+        assert float(status["value"][1]) == 3  # running
+    finally:
+        (tmp_path / "stop").touch()
+        output, _ = launch.communicate(timeout=120)
+    assert launch.returncode == 0, output[-3000:]

@@ -5,7 +5,7 @@ the others are not torn down by the launcher). Each rank prints `rank R pid P st
 when the file LIVEVIEW_TEST_STOP exists (or after 300 s). With LIVEVIEW_TEST_EXPERIMENT_RANK, only that
 rank runs the experiment; the others publish their metrics alone. With LIVEVIEW_TEST_BARRIER (a
 folder), every step ends in a collective that waits for all ranks; with LIVEVIEW_TEST_NO_STEPS, the
-metric has no step."""
+metric has no step; LIVEVIEW_TEST_STEP_SECONDS sets the pace."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ def main() -> None:
     only = os.environ.get("LIVEVIEW_TEST_EXPERIMENT_RANK")  # only this rank runs the experiment
     barrier = Path(os.environ["LIVEVIEW_TEST_BARRIER"]) if "LIVEVIEW_TEST_BARRIER" in os.environ else None
     steps = os.environ.get("LIVEVIEW_TEST_NO_STEPS") is None
+    pace = float(os.environ.get("LIVEVIEW_TEST_STEP_SECONDS", STEP_SECONDS))
     experiment = (
         LiveViewExperiment("ddp", base_topic=topic, totals={"train": {"steps": 100_000}}, lr=0.1)
         if only is None or int(only) == rank
@@ -52,7 +53,7 @@ def main() -> None:
                 if step % 10 == 0:
                     print(f"rank {rank} pid {os.getpid()} step {step}", flush=True)
                 step += 1
-                time.sleep(STEP_SECONDS * (4 if slow else 1))
+                time.sleep(pace * (4 if slow else 1))
     except FloatingPointError:
         while not stop.exists() and time.monotonic() < deadline:  # failed, but alive: like a hung rank
             time.sleep(0.05)
