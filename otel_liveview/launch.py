@@ -6,8 +6,9 @@ experiment code needs no change to be grouped by run and told apart by rank. The
 wins for the rank (torchrun started by srun: torch's rank; mpirun inside an sbatch allocation: MPI's),
 while the run id falls back outwards (a plain `RANK` launch under Slurm is one run of that job).
 
-A malformed value is left out with one warning, never raised: telemetry must not stop a job from
-starting. docs/naming.md lists the attributes and why they are named as they are.
+`OTEL_LIVEVIEW_RUN_ID`, `_RANK`, `_WORLD_SIZE` and `_NODE` say the same for a launcher this module
+does not know, and win over what it found. A malformed value is left out with one warning, never
+raised: telemetry must not stop a job from starting. docs/naming.md lists the attributes and why they are named as they are.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import socket
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 _log = logging.getLogger("otel_liveview")
 
@@ -106,7 +107,7 @@ def detect(environ: Mapping[str, str] | None = None) -> Launch:
                 world_size = None
             break
     ray = _ray_context()
-    return Launch(
+    found = Launch(
         launcher=launcher or ("slurm" if env.text("SLURM_JOB_ID") else None) or ray.get("launcher"),
         run_id=next((value for var in _RUN_IDS if (value := env.text(var))), None) or ray.get("job"),
         rank=rank,
@@ -121,6 +122,37 @@ def detect(environ: Mapping[str, str] | None = None) -> Launch:
         ray_node_id=ray.get("node"),
         ray_actor_id=ray.get("actor"),
     )
+    return _explicit(found, env)
+
+
+# What a launcher the library does not know (or a user) says: wins over what was detected.
+EXPLICIT = {
+    "run_id": "OTEL_LIVEVIEW_RUN_ID",
+    "rank": "OTEL_LIVEVIEW_RANK",
+    "world_size": "OTEL_LIVEVIEW_WORLD_SIZE",
+    "node": "OTEL_LIVEVIEW_NODE",
+}
+
+
+def _explicit(found: Launch, env: _Environment) -> Launch:
+    given: dict[str, object] = {
+        "run_id": env.text(EXPLICIT["run_id"]),
+        "rank": env.count(EXPLICIT["rank"]),
+        "world_size": env.count(EXPLICIT["world_size"], least=1),
+        "node": env.text(EXPLICIT["node"]),
+    }
+    given = {name: value for name, value in given.items() if value is not None}
+    if not given:
+        return found
+    updated = replace(found, **given)  # type: ignore[arg-type]
+    if updated.rank is not None and updated.world_size is not None and updated.rank >= updated.world_size:
+        env.warn(
+            f"the world size {updated.world_size} is not above the rank {updated.rank}; the size is left out"
+        )
+        updated = replace(updated, world_size=None)
+    if updated.node is None:
+        updated = replace(updated, node=socket.gethostname())
+    return updated
 
 
 class _Environment:

@@ -45,6 +45,11 @@ def _count(raw: str) -> str | None:
     return None if value.is_integer() and value >= 1 else "must be a whole number, at least 1"
 
 
+def _whole(raw: str) -> str | None:
+    value = _number(raw)
+    return None if value.is_integer() and value >= 0 else "must be a whole number, at least 0"
+
+
 def _port(raw: str) -> str | None:
     value = _number(raw)
     return None if value.is_integer() and 1 <= value <= 65535 else "must be a port number, 1 to 65535"
@@ -131,6 +136,8 @@ _RULES: dict[str, Callable[[str], str | None]] = {
     "OTEL_LIVEVIEW_EXIT_TIMEOUT": _not_negative,
     "OTEL_LIVEVIEW_PROMETHEUS_PORT": _port,
     "OTEL_LIVEVIEW_METRIC_EVENTS": _boolean,
+    "OTEL_LIVEVIEW_RANK": _whole,
+    "OTEL_LIVEVIEW_WORLD_SIZE": _count,
     "OTEL_SDK_DISABLED": _true_or_false,
     "OTEL_METRICS_EXPORTER": _exporters,
     "OTEL_LOGS_EXPORTER": _exporters,

@@ -185,3 +185,29 @@ def test_points_carry_run_rank_and_node_only() -> None:
         "liveview.node.name": socket.gethostname(),
     }
     assert launch.point_attributes({"service.name": "s"}) == {}
+
+
+def test_explicit_variables_win_over_the_launcher_and_serve_an_unknown_one() -> None:
+    found = launch.detect({**TORCHRUN, "OTEL_LIVEVIEW_RANK": "7", "OTEL_LIVEVIEW_RUN_ID": "mine"})
+    assert (found.launcher, found.rank, found.run_id, found.world_size) == ("torchrun", 7, "mine", 8)
+    custom = launch.detect(
+        {"OTEL_LIVEVIEW_RANK": "2", "OTEL_LIVEVIEW_WORLD_SIZE": "3", "OTEL_LIVEVIEW_NODE": "n1"}
+    )
+    assert custom.attributes() == {
+        "liveview.rank": 2,
+        "liveview.world_size": 3,
+        "liveview.node.name": "n1",
+    }
+
+
+def test_a_bad_explicit_value_is_left_out_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="otel_liveview"):
+        found = launch.detect(
+            {"OTEL_LIVEVIEW_RANK": "x", "OTEL_LIVEVIEW_WORLD_SIZE": "4", "OTEL_LIVEVIEW_RUN_ID": "r"}
+        )
+    assert (found.rank, found.world_size, found.run_id) == (None, 4, "r")
+    assert "OTEL_LIVEVIEW_RANK='x'" in caplog.text
+    with caplog.at_level(logging.WARNING, logger="otel_liveview"):
+        found = launch.detect({"OTEL_LIVEVIEW_RANK": "4", "OTEL_LIVEVIEW_WORLD_SIZE": "4"})
+    assert (found.rank, found.world_size) == (4, None)
+    assert "not above the rank 4" in caplog.text
