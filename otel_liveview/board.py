@@ -144,6 +144,7 @@ class PublisherRow:
     age: float  # seconds since its last export
     published: tuple[tuple[str, float], ...]  # kind -> total
     dropped: tuple[tuple[str, str, float], ...]  # (kind, reason) -> total
+    rank: str = ""  # "rank 3 on gpu-07" for a launched process, else ""
 
 
 @dataclass(frozen=True)
@@ -321,6 +322,12 @@ def _as_int(value: Any) -> int | None:
         return None
 
 
+def _rank_order(name: str) -> tuple[int, str]:
+    """ "rank 10 on n" after "rank 9 on n"; unlaunched processes first."""
+    words = name.split()
+    return (int(words[1]), name) if len(words) > 1 and words[1].isdigit() else (-1, name)
+
+
 def severity_name(number: int, text: str = "") -> str:
     """The severity text if the record has one, else the name the OTLP number range stands for."""
     if text:
@@ -477,10 +484,11 @@ class Board:
                         now - p.seen,
                         tuple(sorted(p.published.items())),
                         tuple(sorted((k, r, v) for (k, r), v in p.dropped.items())),
+                        f"rank {p.rank} on {p.node}" if p.rank is not None else "",
                     )
                     for p in self._publishers.values()
                 ),
-                key=lambda r: (r.service, r.pid or 0, r.instance),
+                key=lambda r: (r.service, _rank_order(r.rank), r.pid or 0, r.instance),
             )
             return Snapshot(
                 tuple(experiments),

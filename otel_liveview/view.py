@@ -686,12 +686,13 @@ def streams_sheet(rows: Sequence[StreamRow], limit: int) -> Sheet:
 def publishers_sheet(rows: Sequence[PublisherRow], limit: int) -> Sheet:
     columns = (
         Column("service", 0),
-        Column("pid", 4, width=7),
-        Column("state", 1, width=9),
-        Column("published", 3, flexible=True),
-        Column("dropped", 2, width=7),
-        Column("topic", 5, shared="topic {}"),
-        Column("host", 6, shared="host {}"),
+        Column("rank", 1, width=max((len(row.rank) for row in rows), default=0)),
+        Column("pid", 5, width=7),
+        Column("state", 2, width=9),
+        Column("published", 4, flexible=True),
+        Column("dropped", 3, width=7),
+        Column("topic", 6, shared="topic {}"),
+        Column("host", 7, shared="host {}"),
     )
     shown, more = _fit(rows, limit)
     sheet_rows = []
@@ -706,7 +707,9 @@ def publishers_sheet(rows: Sequence[PublisherRow], limit: int) -> Sheet:
             if sum(count for _, _, count in row.dropped)
             else Text("0")
         )
-        sheet_rows.append(Row((row.service, fmt(row.pid), state, published, dropped, row.topic, row.host)))
+        sheet_rows.append(
+            Row((row.service, row.rank, fmt(row.pid), state, published, dropped, row.topic, row.host))
+        )
     return Sheet(columns, tuple(sheet_rows), more)
 
 

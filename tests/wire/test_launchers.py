@@ -196,6 +196,8 @@ def test_the_view_shows_one_run_of_four_ranks_with_the_failed_and_the_lagging(
     snapshot = replay(http_receiver).snapshot()
     losses = [dict(m.labels) for m in snapshot.metrics if m.name == "loss"]
     assert losses == [{"phase": "train"}] * 4
+    # Publishers by rank and node, in rank order.
+    assert [p.rank for p in snapshot.publishers] == [f"rank {n} on {socket.gethostname()}" for n in range(4)]
     plain = view.render_plain(snapshot, {"http": http_receiver.endpoint})
     ranks = plain.split("--- ranks\n")[1].split("\n--- ")[0].splitlines()
     assert ranks[0].split() == ["experiment", "rank", "node", "status", "step", "lag", "mark"]
