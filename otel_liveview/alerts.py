@@ -225,56 +225,46 @@ def grafana_alerting(
     thresholds: Iterable[Threshold],
     alertmanager_url: str = "http://alertmanager:9093",
     datasource_uid: str = PROMETHEUS_DATASOURCE_UID,
+    runs: RunAlerts | None = None,
 ) -> dict[str, Any]:
-    """Grafana file provisioning (apiVersion 1): rule group, contact point and notification policy.
-    Every query of the rules goes to the Prometheus datasource `datasource_uid`."""
+    """Grafana file provisioning (apiVersion 1): the threshold and the built-in rule groups, contact
+    point and notification policy. Every query of the rules goes to the Prometheus datasource
+    `datasource_uid`."""
     rules = []
     for t in thresholds:
         operator, bound = t.comparison
         rules.append(
-            {
-                "uid": _uid(t.name),
-                "title": t.name,
-                "condition": "C",
-                "data": [
-                    {
-                        "refId": "A",
-                        "relativeTimeRange": {"from": 600, "to": 0},
-                        "datasourceUid": datasource_uid,
-                        "model": {"refId": "A", "expr": t.selector, "instant": True, "intervalMs": 1000},
-                    },
-                    {
-                        "refId": "C",
-                        "datasourceUid": "__expr__",
-                        "model": {
-                            "refId": "C",
-                            "type": "threshold",
-                            "expression": "A",
-                            "conditions": [
-                                {"evaluator": {"type": "gt" if operator == ">" else "lt", "params": [bound]}}
-                            ],
-                        },
-                    },
-                ],
-                "noDataState": "OK",
-                "execErrState": "Error",
-                "for": t.duration,
-                "labels": {"severity": t.severity, "liveview": "threshold"},
-                "annotations": {"summary": t.summary or f"{t.watched} {operator} {promql_number(bound)}"}
+            _grafana_rule(
+                t.name,
+                t.selector,
+                ("gt" if operator == ">" else "lt", bound),
+                t.duration,
+                {"severity": t.severity, "liveview": "threshold"},
+                {"summary": t.summary or f"{t.watched} {operator} {promql_number(bound)}"}
                 | ({"description": t.description} if t.description else {}),
-            }
+                datasource_uid,
+            )
         )
+    # A built-in rule's query returns only the series that fire (with a value above 0).
+    builtin = [
+        _grafana_rule(
+            rule.alert,
+            rule.expr,
+            ("gt", 0),
+            rule.duration,
+            {"severity": rule.severity, "liveview": "builtin"},
+            {"summary": rule.summary, "description": rule.description},
+            datasource_uid,
+        )
+        for rule in BUILTIN + run_rules(runs or RunAlerts())
+    ]
+
+    def group(name: str, group_rules: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"orgId": 1, "name": name, "folder": "LiveView", "interval": "30s", "rules": group_rules}
+
     return {
         "apiVersion": 1,
-        "groups": [
-            {
-                "orgId": 1,
-                "name": "liveview-thresholds",
-                "folder": "LiveView",
-                "interval": "30s",
-                "rules": rules,
-            }
-        ],
+        "groups": [group("liveview-thresholds", rules), group("liveview-builtin", builtin)],
         "contactPoints": [
             {
                 "orgId": 1,
@@ -294,6 +284,47 @@ def grafana_alerting(
     }
 
 
+def _grafana_rule(
+    name: str,
+    expr: str,
+    evaluator: tuple[str, float],
+    duration: str,
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    datasource_uid: str,
+) -> dict[str, Any]:
+    """A Grafana-managed rule: query A (PromQL, instant), condition C (A against a bound)."""
+    kind, bound = evaluator
+    return {
+        "uid": _uid(name),
+        "title": name,
+        "condition": "C",
+        "data": [
+            {
+                "refId": "A",
+                "relativeTimeRange": {"from": 600, "to": 0},
+                "datasourceUid": datasource_uid,
+                "model": {"refId": "A", "expr": expr, "instant": True, "intervalMs": 1000},
+            },
+            {
+                "refId": "C",
+                "datasourceUid": "__expr__",
+                "model": {
+                    "refId": "C",
+                    "type": "threshold",
+                    "expression": "A",
+                    "conditions": [{"evaluator": {"type": kind, "params": [bound]}}],
+                },
+            },
+        ],
+        "noDataState": "OK",
+        "execErrState": "Error",
+        "for": duration,
+        "labels": labels,
+        "annotations": annotations,
+    }
+
+
 def _uid(name: str) -> str:
     """Grafana uids are at most 40 characters of [A-Za-z0-9_-]."""
     return ("lv-" + re.sub(r"[^A-Za-z0-9_-]", "-", name))[:40]
@@ -308,7 +339,7 @@ def render(thresholds_file: str | Path, out_dir: str | Path, datasource_uid: str
         out / THRESHOLD_RULES: prometheus_rules(thresholds),
         out / BUILTIN_RULES: builtin_rules(runs),
         out / GRAFANA_ALERTING: grafana_alerting(
-            thresholds, datasource_uid=datasource_uid or file_uid or PROMETHEUS_DATASOURCE_UID
+            thresholds, datasource_uid=datasource_uid or file_uid or PROMETHEUS_DATASOURCE_UID, runs=runs
         ),
     }
     for path, content in files.items():

@@ -137,10 +137,18 @@ def test_grafana_provisioning_has_what_grafana_requires() -> None:
         for path in datasources.glob("*.y*ml")
         for source in yaml.safe_load(path.read_text()).get("datasources", [])
     } or {alerts.PROMETHEUS_DATASOURCE_UID}
-    (group,) = document["groups"]
-    assert {"orgId", "name", "folder", "interval", "rules"} <= set(group)
+    groups = {group["name"]: group for group in document["groups"]}
+    assert list(groups) == ["liveview-thresholds", "liveview-builtin"]
+    # The built-in group holds the rules of the Prometheus file, with their expressions and labels.
+    prometheus = {r["alert"]: r for r in alerts.builtin_rules()["groups"][0]["rules"]}
+    grafana = {r["title"]: r for r in groups["liveview-builtin"]["rules"]}
+    assert list(grafana) == list(prometheus)
+    for name, rule in grafana.items():
+        assert rule["data"][0]["model"]["expr"] == prometheus[name]["expr"]
+        assert (rule["labels"], rule["for"]) == (prometheus[name]["labels"], prometheus[name]["for"])
+    assert all({"orgId", "name", "folder", "interval", "rules"} <= set(group) for group in groups.values())
     uids = set()
-    for rule in group["rules"]:
+    for rule in (rule for group in groups.values() for rule in group["rules"]):
         assert {"uid", "title", "condition", "data", "for", "labels", "annotations"} <= set(rule)
         assert len(rule["uid"]) <= 40 and rule["uid"] not in uids
         uids.add(rule["uid"])
@@ -194,7 +202,8 @@ def test_grafana_rules_query_the_given_datasource_and_no_other(
     assert args.run(args) == 0
     grafana = tmp_path / "out" / alerts.GRAFANA_ALERTING
     uids = grafana_datasource_uids(grafana)
-    assert len(uids) == 2 * 3  # the query and the threshold expression of each of the three rules
+    rules = 3 + len(alerts.builtin_rules()["groups"][0]["rules"])  # the example's and the built-in ones
+    assert len(uids) == 2 * rules  # the query and the threshold expression of each rule
     assert set(uids) == {expected, "__expr__"}
     provisioned = yaml.safe_load(
         (DEPLOY / "grafana" / "provisioning" / "datasources" / "datasources.yaml").read_text()
