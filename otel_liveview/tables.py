@@ -126,7 +126,8 @@ class Tables:
         self.start_time = GaugeTable(max_series)
         self.end_time = GaugeTable(max_series)
         self.total = GaugeTable(max_series)
-        self.world_size = GaugeTable(1)  # this process's launch (otel_liveview.launch), when known
+        # This process's launch (otel_liveview.launch), when known: one point each, never more.
+        self.world_size = GaugeTable(1)
         self.restart_count = GaugeTable(1)
         self.nonfinite_seen: set[Key] = set()  # metric keys that were ever non-finite
         self.published = TallyFamily()
@@ -135,6 +136,14 @@ class Tables:
 
     def gauges(self) -> dict[str, GaugeTable]:
         """OpenTelemetry instrument name -> table."""
+        return {
+            **self.series_gauges(),
+            "liveview.launch.world_size": self.world_size,
+            "liveview.launch.restart_count": self.restart_count,
+        }
+
+    def series_gauges(self) -> dict[str, GaugeTable]:
+        """The gauges of what is published, each capped at OTEL_LIVEVIEW_MAX_SERIES."""
         return {
             "liveview.metric": self.metric,
             "liveview.metric.step": self.step,
@@ -146,13 +155,11 @@ class Tables:
             "liveview.experiment.start_time_seconds": self.start_time,
             "liveview.experiment.end_time_seconds": self.end_time,
             "liveview.experiment.total": self.total,
-            "liveview.launch.world_size": self.world_size,
-            "liveview.launch.restart_count": self.restart_count,
         }
 
     def resize(self, max_series: int, max_stream_keys: int) -> None:
-        for table in self.gauges().values():
-            table.limit = max_series if table.limit > 1 else 1
+        for table in self.series_gauges().values():
+            table.limit = max_series
         self.max_stream_keys = max_stream_keys
 
     def stream_series(self, topic: str, stream: str, key: str) -> Key | None:

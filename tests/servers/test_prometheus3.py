@@ -124,7 +124,7 @@ def test_prometheus_3_14_and_alertmanager_0_34_run_the_shipped_files(
     assert {g["name"]: [r["name"] for r in g["rules"]] for g in groups} == shipped
     assert {g["file"] for g in groups} == {str(path) for path in RULE_FILES}
     assert all(r["health"] != "err" for g in groups for r in g["rules"])
-    assert sum(len(rules) for rules in shipped.values()) == 7
+    assert sum(len(rules) for rules in shipped.values()) == 11
 
     flags = get(prometheus.url + "/api/v1/status/flags")["data"]
     assert flags["web.enable-otlp-receiver"] == flags["web.enable-remote-write-receiver"] == "true"

@@ -96,6 +96,8 @@ def test_instrument_names_are_the_naming_contract() -> None:
         "liveview.experiment.start_time_seconds": tables.start_time,
         "liveview.experiment.end_time_seconds": tables.end_time,
         "liveview.experiment.total": tables.total,
+        "liveview.launch.world_size": tables.world_size,
+        "liveview.launch.restart_count": tables.restart_count,
     }
     assert len({id(table) for table in gauges.values()}) == len(gauges)  # one table per instrument
 
@@ -103,7 +105,7 @@ def test_instrument_names_are_the_naming_contract() -> None:
 @pytest.mark.parametrize("limit", [1, 3])
 def test_every_gauge_is_capped_at_max_series(limit: int) -> None:
     tables = Tables(max_series=limit)
-    for name, table in tables.gauges().items():
+    for name, table in tables.series_gauges().items():
         for i in range(limit):
             assert table.set((("n", str(i)),), 1.0), name
         assert not table.set((("n", "one too many"),), 1.0), name
@@ -112,7 +114,7 @@ def test_every_gauge_is_capped_at_max_series(limit: int) -> None:
 def test_resize_changes_every_cap() -> None:
     tables = Tables(max_series=1, max_stream_keys=1)
     tables.resize(max_series=3, max_stream_keys=2)
-    for name, table in tables.gauges().items():
+    for name, table in tables.series_gauges().items():
         assert all(table.set((("n", str(i)),), 1.0) for i in range(3)), name
         assert not table.set((("n", "3"),), 1.0), name
     assert [tables.stream_series("t", "s", k) is not None for k in "abc"] == [True, True, False]
@@ -189,3 +191,11 @@ def test_the_default_caps_are_2000_series_per_gauge_and_64_keys_per_stream() -> 
     assert not tables.metric.set((("n", "2000"),), 1.0)
     assert all(tables.stream_series("t", "s", str(i)) for i in range(64))
     assert tables.stream_series("t", "s", "64") is None
+
+
+def test_the_launch_gauges_hold_one_point_whatever_the_cap() -> None:
+    tables = Tables(max_series=5)
+    tables.resize(max_series=10, max_stream_keys=2)
+    for table in (tables.world_size, tables.restart_count):
+        assert table.set((), 4.0) and table.set((), 5.0)  # the one point, updated
+        assert not table.set((("n", "1"),), 1.0)
