@@ -231,6 +231,7 @@ class ExportWorker:
         self._delay = delay
         self._updates_interval = updates_interval
         self._drain_lock = threading.Lock()
+        self._last_batch = 0.0  # time.monotonic() when a batch last left the queue
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="otel-liveview-export", daemon=True)
 
@@ -238,23 +239,23 @@ class ExportWorker:
         self._thread.start()
 
     def _run(self) -> None:
-        """Export full batches as soon as they are queued, and what is left once the schedule delay
-        has passed since the last export (OTEL_BLRP_SCHEDULE_DELAY): steady traffic goes out in
-        full requests, not in whatever trickled in during the previous export. Metric updates go
-        when their interval has passed or their queue is half full."""
+        """Export full batches as soon as they are queued (or the queue is under pressure), and a
+        partial one only once the schedule delay (OTEL_BLRP_SCHEDULE_DELAY) has passed since the
+        last batch left: steady traffic goes out in full requests, whatever the callers' rhythm.
+        Metric updates go when their interval has passed or their queue is half full."""
         wake = self._queue.wake  # the updates queue sets the same event
-        started = time.monotonic()
-        due, updates_due = started + self._delay, started + self._updates_interval
+        self._last_batch = time.monotonic()
+        updates_due = self._last_batch + self._updates_interval
         while not self._stopping:
-            wake.wait(max(0.0, min(due, updates_due) - time.monotonic()))
+            wake.wait(max(0.0, min(self._last_batch + self._delay, updates_due) - time.monotonic()))
             wake.clear()
             now = time.monotonic()
             if now >= updates_due or len(self._updates) >= self._updates.wake_at:
                 self.drain_updates()
                 updates_due = time.monotonic() + self._updates_interval
-            if now >= due:
+            if now >= self._last_batch + self._delay:
+                self._last_batch = now  # the delay starts over even when nothing is queued
                 self.drain()
-                due = time.monotonic() + self._delay
             else:
                 self.drain(full_only=True)
 
@@ -264,17 +265,23 @@ class ExportWorker:
         updates_delivered = self.drain_updates(deadline)
         return self.drain(deadline) and updates_delivered
 
-    def drain(self, deadline: float | None = None, full_only: bool = False) -> bool:
-        """Ship the queued events and logs (with `full_only`, only full batches); False if a batch
-        was not delivered or the deadline passed first.
+    def drain(self, deadline: float | None = None, *, full_only: bool = False) -> bool:
+        """Ship the queued events and logs; False if a batch was not delivered or the deadline
+        passed first.
+
+        A flush (with a deadline) empties the queue. The export thread's own drain (no deadline)
+        ships what is queued when it begins (nothing with `full_only`) and then only full batches
+        or what relieves queue pressure: what trickles in while a batch is on the wire waits for a
+        full batch or the next schedule delay instead of leaving in a request of its own.
 
         The lock is taken per batch, so a flush or a fork can get in between batches.
         """
+        owed = 0 if full_only else len(self._queue)
         delivered = True
         while True:
             if deadline is not None and time.monotonic() >= deadline:
                 return delivered and not len(self._queue)
-            if full_only and len(self._queue) < self._queue.wake_at:  # a full batch, or queue pressure
+            if deadline is None and owed <= 0 and len(self._queue) < self._queue.wake_at:
                 return delivered
             if not self._acquire(deadline):  # stuck behind a slow export
                 return False
@@ -282,6 +289,8 @@ class ExportWorker:
                 batch = self._queue.take(self._batch_size)
                 if not batch:
                     return delivered
+                owed -= len(batch)
+                self._last_batch = time.monotonic()
                 if not self._ship(batch, deadline):
                     delivered = False
                     if self._stopping:  # exiting and the collector is away: count the rest, don't wait

@@ -357,6 +357,27 @@ def test_drain_full_only_leaves_a_partial_batch_for_later() -> None:
     assert len(queue) == 1 and len(recorder.batches) == 2
 
 
+def test_what_arrives_while_a_batch_is_on_the_wire_waits_for_a_full_batch_or_a_flush() -> None:
+    recorder = Recorder()
+    queue = filled(3, wake_at=4)
+    worker = worker_for(queue, recorder, batch_size=4)
+    arrivals = iter(range(10, 13))
+    deliver = recorder.after_batch
+
+    def after_batch(deadline: float | None) -> bool:
+        arrived = next(arrivals, None)  # published by the caller during this export
+        if arrived is not None:
+            queue.put(("log", arrived))
+        return deliver(deadline)
+
+    worker._after_batch = after_batch
+    assert worker.drain() is True  # the export thread's scheduled drain
+    assert [[item[1] for item in batch] for batch in recorder.batches] == [[0, 1, 2]]
+    assert len(queue) == 1  # what arrived meanwhile waits: no request of its own
+    assert worker.drain(deadline=time.monotonic() + 30) is True  # a flush empties the queue
+    assert len(queue) == 0 and [item[1] for item in recorder.emitted] == [0, 1, 2, 10, 11, 12]
+
+
 def test_a_batch_not_delivered_makes_drain_false_and_the_rest_still_goes() -> None:
     recorder = Recorder(delivers=False)
     queue = filled(3)
@@ -499,9 +520,10 @@ def test_a_partial_batch_waits_for_the_schedule_delay_and_a_full_one_does_not(
             [
                 at(100.1, 1),  # one record, early: it waits
                 at(100.5, 2),  # the delay is up (exactly): both go
-                at(100.6, 3, 4, 5),  # a full batch goes at once
+                at(100.6, 3, 4, 5),  # a full batch goes at once, and the delay starts over
                 at(100.8, 6),  # a partial one waits again
-                at(101.1),  # due at 101.0: it goes
+                at(101.0),  # half a second since the partial batch, not since the full one: it waits
+                at(101.1),  # the delay is up: it goes
                 at(101.2, stop=True),
             ]
         )
@@ -509,7 +531,7 @@ def test_a_partial_batch_waits_for_the_schedule_delay_and_a_full_one_does_not(
     queue.wake = wake  # type: ignore[assignment]
     worker._run()
     assert [[item[1] for item in batch] for batch in recorder.batches] == [[1, 2], [3, 4, 5], [6]]
-    assert wake.waits == pytest.approx([0.5, 0.4, 0.5, 0.4, 0.2, 0.5])
+    assert wake.waits == pytest.approx([0.5, 0.4, 0.5, 0.5, 0.3, 0.1, 0.5])
     assert len(queue) == 0
 
 
