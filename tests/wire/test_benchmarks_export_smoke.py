@@ -45,7 +45,7 @@ def test_export_benchmark_prints_every_row_and_accounts_for_every_record() -> No
     for ratio in RATIOS:
         assert ratio in out, ratio
     assert "highest lossless steady rate: library" in out
-    assert out.count(" ok") + out.count(" MISSED") == 11  # every target has a verdict
+    assert out.count(" ok") + out.count(" MISSED") == 13  # every target has a verdict
     # Every metric update of the events-on run is in a liveview.metric event; none in the others'.
     updates = {}
     for side in ("library, events on", "library, events off", "raw SDK"):
