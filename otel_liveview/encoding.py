@@ -189,13 +189,13 @@ class LogBatch:
 #
 # A metric export is written as bytes, field by field in the order protobuf writes them, so the bytes
 # are the SDK encoder's for the same points. Per point only the value changes from one export to the
-# next: each attribute set's encoded attributes are kept.
+# next: each attribute set's encoded attributes are kept (as many as the tables hold series: they
+# never forget one).
 
 _FIXED64 = struct.Struct("<Q")
 _DOUBLE = struct.Struct("<d")
 _INT64 = struct.Struct("<q")
 _CUMULATIVE_MONOTONIC = b"\x10\x02\x18\x01"  # Sum.aggregation_temporality = CUMULATIVE, is_monotonic
-_MAX_KNOWN_KEYS = 1_000_000  # attribute sets remembered; beyond that, forgotten and learnt again
 
 
 class MetricPoints(NamedTuple):
@@ -218,9 +218,8 @@ class MetricsEncoder:
         self._resource = _field(b"\x0a", resource.SerializeToString())
         self._resource_schema = _field(b"\x1a", schema_url.encode()) if schema_url else b""
         self._scope = _field(b"\x0a", scope.SerializeToString())
-        self._attributes: dict[
-            Key, tuple[bytes, bytes]
-        ] = {}  # key -> (a gauge point's tag and length, attributes)
+        # attribute set -> (a gauge point's tag and length, its encoded attributes)
+        self._attributes: dict[Key, tuple[bytes, bytes]] = {}
 
     def encode(self, metrics: Sequence[MetricPoints], time_unix_nano: int) -> bytes:
         """The request for `metrics` collected at `time_unix_nano` (every point's time)."""
@@ -251,7 +250,7 @@ class MetricsEncoder:
             if type(value) is float:
                 extend((cached[0], as_double, pack(value), cached[1]))
             else:
-                extend((cached[0], *_other_value(value, as_double, as_int), cached[1]))
+                extend((cached[0], *_time_and_value(value, as_double, as_int), cached[1]))
         return b"".join(parts)
 
     def _sum_points(
@@ -263,13 +262,11 @@ class MetricsEncoder:
         for key, value in points:
             attributes = (self._attributes.get(key) or self._learn(key))[1]
             start = b"\x11" + _FIXED64.pack(starts[key]) if starts[key] else b""
-            body = b"".join((start, *_other_value(value, as_double, as_int), attributes))
+            body = b"".join((start, *_time_and_value(value, as_double, as_int), attributes))
             parts.append(_field(b"\x0a", body))  # Sum.data_points
         return b"".join(parts)
 
     def _learn(self, key: Key) -> tuple[bytes, bytes]:
-        if len(self._attributes) >= _MAX_KNOWN_KEYS:
-            self._attributes.clear()
         point = NumberDataPoint()
         for name, value in key:
             fill(point.attributes.add(key=name).value, value)
@@ -279,8 +276,9 @@ class MetricsEncoder:
         return known
 
 
-def _other_value(value: Any, as_double: bytes, as_int: bytes) -> tuple[bytes, bytes]:
-    """A point's time and value fields for any number: an int as as_int, as the SDK's encoder does."""
+def _time_and_value(value: Any, as_double: bytes, as_int: bytes) -> tuple[bytes, bytes]:
+    """A point's time and value fields (`as_double` and `as_int` carry the time and the value's tag)
+    for any number: an int goes as as_int, as the SDK's encoder writes it."""
     if type(value) is float:
         return as_double, _DOUBLE.pack(value)
     if isinstance(value, int):

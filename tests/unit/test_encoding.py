@@ -23,7 +23,6 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_liveview import encoding, events, pipeline
-from otel_liveview.encoding import MetricPoints
 from otel_liveview.export import MetricExport, metrics_data
 from otel_liveview.tables import Tables
 from tests.support.strategies import payloads
@@ -264,16 +263,3 @@ def test_an_export_of_every_table_decodes_to_what_was_published() -> None:
     total = scope_metrics.metrics[-1].sum
     assert (total.aggregation_temporality, total.is_monotonic) == (AggregationTemporality.CUMULATIVE, True)
     assert total.data_points[0].start_time_unix_nano == total.data_points[0].time_unix_nano == collected
-
-
-def test_attribute_sets_beyond_the_remembered_ones_encode_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(encoding, "_MAX_KNOWN_KEYS", 2)
-    metrics = [MetricPoints("liveview.metric", "", [((("metric", f"m{i}"),), float(i)) for i in range(5)])]
-    forgetful = encoding.MetricsEncoder(encoding.resource(RESOURCE), encoding.scope(*SCOPE))
-    first = forgetful.encode(metrics, 1)
-    assert forgetful.encode(metrics, 1) == first and len(forgetful._attributes) <= 2
-    monkeypatch.setattr(encoding, "_MAX_KNOWN_KEYS", 1_000)
-    assert (
-        encoding.MetricsEncoder(encoding.resource(RESOURCE), encoding.scope(*SCOPE)).encode(metrics, 1)
-        == first
-    )
