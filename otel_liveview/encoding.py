@@ -1,20 +1,24 @@
-"""Records -> OTLP protobuf messages, built in place.
+"""Records and metric points -> OTLP protobuf, built in place.
 
 The export thread turns each queued publish call into a record (`events.build`) and writes it
 straight into the `ExportLogsServiceRequest` it is filling, skipping the SDK's per-record
-`LogRecord`, `BoundedAttributes` and its encoder's copies. What lands on the wire is what the SDK's
-encoder writes for the same record.
+`LogRecord`, `BoundedAttributes` and its encoder's copies. A metric export is written from the
+tables' points (`MetricsEncoder`), skipping the SDK's instruments, aggregations and data points.
+What lands on the wire is what the SDK's encoder writes for the same records and points.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope
+from opentelemetry.proto.metrics.v1.metrics_pb2 import NumberDataPoint
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+from otel_liveview.tables import Key
 
 DEFAULT_ATTRIBUTE_LIMIT = 128  # OTEL_ATTRIBUTE_COUNT_LIMIT's default, as the SDK applies it
 
@@ -179,3 +183,112 @@ class LogBatch:
 
     def records(self) -> Any:
         return self._records
+
+
+# -- metrics ---------------------------------------------------------------------------------------
+#
+# A metric export is written as bytes, field by field in the order protobuf writes them, so the bytes
+# are the SDK encoder's for the same points. Per point only the value changes from one export to the
+# next: each attribute set's encoded attributes are kept (as many as the tables hold series: they
+# never forget one).
+
+_FIXED64 = struct.Struct("<Q")
+_DOUBLE = struct.Struct("<d")
+_INT64 = struct.Struct("<q")
+_CUMULATIVE_MONOTONIC = b"\x10\x02\x18\x01"  # Sum.aggregation_temporality = CUMULATIVE, is_monotonic
+
+
+class MetricPoints(NamedTuple):
+    """One metric of an export: its points, and for a cumulative monotonic sum each series' start."""
+
+    name: str
+    description: str
+    points: Sequence[tuple[Key, float]]  # (attribute set, value)
+    starts: Mapping[Key, int] | None = None  # start_time_unix_nano per series; None: a gauge
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    return tag + _varint(len(payload)) + payload
+
+
+class MetricsEncoder:
+    """Points -> the bytes of one ExportMetricsServiceRequest with one resource and one scope."""
+
+    def __init__(
+        self,
+        resource: Resource,
+        scope: InstrumentationScope,
+        schema_url: str = "",
+        *,
+        identity: Mapping[str, str] | None = None,
+    ) -> None:
+        self._identity = dict(identity or {})  # on every point, after its own attributes
+        self._resource = _field(b"\x0a", resource.SerializeToString())
+        self._resource_schema = _field(b"\x1a", schema_url.encode()) if schema_url else b""
+        self._scope = _field(b"\x0a", scope.SerializeToString())
+        # attribute set -> (a gauge point's tag and length, its encoded attributes)
+        self._attributes: dict[Key, tuple[bytes, bytes]] = {}
+
+    def encode(self, metrics: Sequence[MetricPoints], time_unix_nano: int) -> bytes:
+        """The request for `metrics` collected at `time_unix_nano` (every point's time)."""
+        time = _FIXED64.pack(time_unix_nano)
+        scope_metrics = self._scope + b"".join(
+            _field(b"\x12", self._metric(metric, time)) for metric in metrics
+        )
+        resource_metrics = self._resource + _field(b"\x12", scope_metrics) + self._resource_schema
+        return _field(b"\x0a", resource_metrics)
+
+    def _metric(self, metric: MetricPoints, time: bytes) -> bytes:
+        head = _field(b"\x0a", metric.name.encode())
+        if metric.description:
+            head += _field(b"\x12", metric.description.encode())
+        if metric.starts is None:
+            return head + _field(b"\x2a", self._gauge_points(metric.points, time))  # Metric.gauge
+        points = self._sum_points(metric.points, metric.starts, time)
+        return head + _field(b"\x3a", points + _CUMULATIVE_MONOTONIC)  # Metric.sum
+
+    def _gauge_points(self, points: Sequence[tuple[Key, float]], time: bytes) -> bytes:
+        # NumberDataPoint: time_unix_nano (3, fixed64), as_double (4) or as_int (6), attributes (7).
+        as_double, as_int = b"\x19" + time + b"\x21", b"\x19" + time + b"\x31"
+        known, pack = self._attributes, _DOUBLE.pack
+        parts: list[bytes] = []
+        extend = parts.extend
+        for key, value in points:
+            cached = known.get(key) or self._learn(key)
+            if type(value) is float:
+                extend((cached[0], as_double, pack(value), cached[1]))
+            else:
+                extend((cached[0], *_time_and_value(value, as_double, as_int), cached[1]))
+        return b"".join(parts)
+
+    def _sum_points(
+        self, points: Sequence[tuple[Key, float]], starts: Mapping[Key, int], time: bytes
+    ) -> bytes:
+        # The same with start_time_unix_nano (2, fixed64) first.
+        as_double, as_int = b"\x19" + time + b"\x21", b"\x19" + time + b"\x31"
+        parts = []
+        for key, value in points:
+            attributes = (self._attributes.get(key) or self._learn(key))[1]
+            start = b"\x11" + _FIXED64.pack(starts[key]) if starts[key] else b""
+            body = b"".join((start, *_time_and_value(value, as_double, as_int), attributes))
+            parts.append(_field(b"\x0a", body))  # Sum.data_points
+        return b"".join(parts)
+
+    def _learn(self, key: Key) -> tuple[bytes, bytes]:
+        point = NumberDataPoint()
+        for name, value in (*((n, v) for n, v in key if n not in self._identity), *self._identity.items()):
+            fill(point.attributes.add(key=name).value, value)
+        attributes = point.SerializeToString()
+        # Gauge.data_points (1): time (9 bytes), value (9 bytes), attributes.
+        known = self._attributes[key] = (b"\x0a" + _varint(18 + len(attributes)), attributes)
+        return known
+
+
+def _time_and_value(value: Any, as_double: bytes, as_int: bytes) -> tuple[bytes, bytes]:
+    """A point's time and value fields (`as_double` and `as_int` carry the time and the value's tag)
+    for any number: an int goes as as_int, as the SDK's encoder writes it."""
+    if type(value) is float:
+        return as_double, _DOUBLE.pack(value)
+    if isinstance(value, int):
+        return as_int, _INT64.pack(value)
+    return as_double, _DOUBLE.pack(float(value))

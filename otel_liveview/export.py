@@ -1,60 +1,51 @@
-"""Shipping events and logs off the caller's thread, and counting what cannot be shipped.
+"""Shipping events, logs and metrics off the caller's thread, and counting what cannot be shipped.
 
 Callers put small tuples on a bounded `RecordQueue` (never blocks: a full queue drops and counts).
 One `ExportWorker` thread per process turns them into OpenTelemetry log records and hands them to
 OTLP records in place (`LogShipper`) and ships each batch (or, when the application installed its own
 LoggerProvider, hands them to its logger). The export thread waits for the network, so back-pressure
-lands on the queue (where drops are counted) and never on the caller.
+lands on the queue (where drops are counted) and never on the caller. Metrics are the tables'
+current values, exported by a thread of their own every interval (`MetricExport`) unless the
+application installed its own MeterProvider.
 """
 
 from __future__ import annotations
 
 import logging
+import operator
+import os
+import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from math import isfinite
 from typing import Any, Protocol
 
 from google.protobuf import json_format
-from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.sdk.metrics import (
-    Counter,
-    Histogram,
-    ObservableCounter,
-    ObservableGauge,
-    ObservableUpDownCounter,
-    UpDownCounter,
-)
-from opentelemetry.sdk.metrics import _Gauge as SyncGauge
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
-    MetricExporter,
+    ConsoleMetricExporter,
+    Gauge,
+    Metric,
     MetricExportResult,
     MetricsData,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
 )
+from opentelemetry.sdk.resources import Resource as SdkResource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope as SdkScope
 
 from otel_liveview import events
-from otel_liveview.encoding import LogBatch
+from otel_liveview.encoding import LogBatch, MetricPoints, MetricsEncoder
 from otel_liveview.otlp import OtlpSender
-from otel_liveview.tables import Tables
+from otel_liveview.tables import Key, Tables
 
 _log = logging.getLogger("otel_liveview")
-
-CUMULATIVE: dict[type, AggregationTemporality] = dict.fromkeys(
-    (
-        Counter,
-        UpDownCounter,
-        Histogram,
-        SyncGauge,
-        ObservableCounter,
-        ObservableUpDownCounter,
-        ObservableGauge,
-    ),
-    AggregationTemporality.CUMULATIVE,
-)
 
 
 class RecordQueue:
@@ -231,6 +222,7 @@ class ExportWorker:
         self._delay = delay
         self._updates_interval = updates_interval
         self._drain_lock = threading.Lock()
+        self._last_batch = 0.0  # time.monotonic() when a batch last left the queue
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="otel-liveview-export", daemon=True)
 
@@ -238,23 +230,23 @@ class ExportWorker:
         self._thread.start()
 
     def _run(self) -> None:
-        """Export full batches as soon as they are queued, and what is left once the schedule delay
-        has passed since the last export (OTEL_BLRP_SCHEDULE_DELAY): steady traffic goes out in
-        full requests, not in whatever trickled in during the previous export. Metric updates go
-        when their interval has passed or their queue is half full."""
+        """Export full batches as soon as they are queued (or the queue is under pressure), and a
+        partial one only once the schedule delay (OTEL_BLRP_SCHEDULE_DELAY) has passed since the
+        last batch left: steady traffic goes out in full requests, whatever the callers' rhythm.
+        Metric updates go when their interval has passed or their queue is half full."""
         wake = self._queue.wake  # the updates queue sets the same event
-        started = time.monotonic()
-        due, updates_due = started + self._delay, started + self._updates_interval
+        self._last_batch = time.monotonic()
+        updates_due = self._last_batch + self._updates_interval
         while not self._stopping:
-            wake.wait(max(0.0, min(due, updates_due) - time.monotonic()))
+            wake.wait(max(0.0, min(self._last_batch + self._delay, updates_due) - time.monotonic()))
             wake.clear()
             now = time.monotonic()
             if now >= updates_due or len(self._updates) >= self._updates.wake_at:
                 self.drain_updates()
                 updates_due = time.monotonic() + self._updates_interval
-            if now >= due:
+            if now >= self._last_batch + self._delay:
+                self._last_batch = now  # the delay starts over even when nothing is queued
                 self.drain()
-                due = time.monotonic() + self._delay
             else:
                 self.drain(full_only=True)
 
@@ -264,17 +256,23 @@ class ExportWorker:
         updates_delivered = self.drain_updates(deadline)
         return self.drain(deadline) and updates_delivered
 
-    def drain(self, deadline: float | None = None, full_only: bool = False) -> bool:
-        """Ship the queued events and logs (with `full_only`, only full batches); False if a batch
-        was not delivered or the deadline passed first.
+    def drain(self, deadline: float | None = None, *, full_only: bool = False) -> bool:
+        """Ship the queued events and logs; False if a batch was not delivered or the deadline
+        passed first.
+
+        A flush (with a deadline) empties the queue. The export thread's own drain (no deadline)
+        ships what is queued when it begins (nothing with `full_only`) and then only full batches
+        or what relieves queue pressure: what trickles in while a batch is on the wire waits for a
+        full batch or the next schedule delay instead of leaving in a request of its own.
 
         The lock is taken per batch, so a flush or a fork can get in between batches.
         """
+        owed = 0 if full_only else len(self._queue)
         delivered = True
         while True:
             if deadline is not None and time.monotonic() >= deadline:
                 return delivered and not len(self._queue)
-            if full_only and len(self._queue) < self._queue.wake_at:  # a full batch, or queue pressure
+            if deadline is None and owed <= 0 and len(self._queue) < self._queue.wake_at:
                 return delivered
             if not self._acquire(deadline):  # stuck behind a slow export
                 return False
@@ -282,6 +280,8 @@ class ExportWorker:
                 batch = self._queue.take(self._batch_size)
                 if not batch:
                     return delivered
+                owed -= len(batch)
+                self._last_batch = time.monotonic()
                 if not self._ship(batch, deadline):
                     delivered = False
                     if self._stopping:  # exiting and the collector is away: count the rest, don't wait
@@ -344,73 +344,186 @@ class ExportWorker:
         return not finisher.is_alive() and not len(self._queue) and not len(self._updates)
 
 
-class OtlpMetricExporter(MetricExporter):
-    """Metrics -> one OTLP ExportMetricsServiceRequest per collection. Always cumulative, as
-    Prometheus needs; one attempt per collection, since the next one carries the current values."""
-
-    def __init__(self, sender: OtlpSender) -> None:
-        super().__init__(preferred_temporality=CUMULATIVE)
-        self.sender = sender
+class MetricSink(Protocol):
+    """Where metric exports go: `export` returns True once the points are delivered."""
 
     def export(
-        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
-    ) -> MetricExportResult:
-        deadline = time.monotonic() + timeout_millis / 1000
-        if self.sender.send(encode_metrics(metrics_data), deadline).ok:
-            return MetricExportResult.SUCCESS
-        return MetricExportResult.FAILURE
+        self, metrics: Sequence[MetricPoints], time_unix_nano: int, deadline: float | None
+    ) -> bool: ...
 
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return True
+    def shutdown(self) -> None: ...
 
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+
+class OtlpMetricSink:
+    """Points -> one OTLP ExportMetricsServiceRequest, written straight from the tables' points
+    (`MetricsEncoder`). One attempt per export, since the next one carries the current values."""
+
+    def __init__(self, sender: OtlpSender, encoder: MetricsEncoder) -> None:
+        self.sender = sender
+        self._encoder = encoder
+
+    def export(self, metrics: Sequence[MetricPoints], time_unix_nano: int, deadline: float | None) -> bool:
+        if deadline is None:  # the export thread's own pace: the export timeout
+            deadline = time.monotonic() + self.sender.endpoint.timeout
+        return self.sender.send(self._encoder.encode(metrics, time_unix_nano), deadline).ok
+
+    def shutdown(self) -> None:
         self.sender.close()
 
 
-class CountingMetricExporter(MetricExporter):
-    """Wraps a metric exporter and counts the data points of failed exports as dropped."""
+class ConsoleMetricSink:
+    """OTEL_METRICS_EXPORTER=console: the SDK's console exporter (a JSON document per export)."""
 
-    def __init__(self, inner: MetricExporter, tables: Tables) -> None:
-        super().__init__(
-            preferred_temporality=inner._preferred_temporality,
-            preferred_aggregation=inner._preferred_aggregation,
-        )
-        self._inner = inner
+    def __init__(
+        self, resource: SdkResource, scope: SdkScope, *, identity: Mapping[str, str] | None = None
+    ) -> None:
+        self._resource = resource
+        self._scope = scope
+        self._identity = dict(identity or {})
+        # The standard output of now (the exporter's default is the one of import time).
+        self._exporter = ConsoleMetricExporter(out=sys.stdout)
+
+    def export(self, metrics: Sequence[MetricPoints], time_unix_nano: int, deadline: float | None) -> bool:
+        data = metrics_data(metrics, time_unix_nano, self._resource, self._scope, self._identity)
+        return self._exporter.export(data) is MetricExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()
+
+
+def metrics_data(
+    metrics: Sequence[MetricPoints],
+    time_unix_nano: int,
+    resource: SdkResource,
+    scope: SdkScope,
+    identity: Mapping[str, str] | None = None,
+) -> MetricsData:
+    """The SDK's form of an export: what its observable instruments would collect from the tables
+    (`identity` on every point, as register_instruments puts it)."""
+    extra = identity or {}
+
+    def point(key: Key, value: float, start: int | None) -> NumberDataPoint:
+        # The SDK's gauge points carry no start time (None), its sums the series' start.
+        return NumberDataPoint({**dict(key), **extra}, start, time_unix_nano, value)  # type: ignore[arg-type]
+
+    converted = []
+    for metric in metrics:
+        data: Gauge | Sum
+        if metric.starts is None:
+            data = Gauge([point(key, value, None) for key, value in metric.points])
+        else:
+            starts = metric.starts
+            points = [point(key, value, starts[key]) for key, value in metric.points]
+            data = Sum(points, AggregationTemporality.CUMULATIVE, is_monotonic=True)
+        converted.append(Metric(metric.name, metric.description, "", data))
+    scope_metrics = ScopeMetrics(scope, converted, scope.schema_url or "")
+    return MetricsData([ResourceMetrics(resource, [scope_metrics], resource.schema_url)])
+
+
+class MetricExport:
+    """The library's own metric export, where an SDK MeterProvider would stand (`force_flush`,
+    `shutdown`): every OTEL_METRIC_EXPORT_INTERVAL, at a flush and at the exit, the tables' current
+    values go to every sink, gauges as gauges and the counters cumulative. The points of a failed
+    export are counted (`points/export_failed`); `last_ok` says whether the latest was delivered.
+
+    A copy inherited over fork exports nothing: the child's tables are not its process's.
+    """
+
+    def __init__(self, tables: Tables, sinks: Sequence[MetricSink], *, interval: float) -> None:
         self._tables = tables
-        self.last_ok = True  # whether the latest export was delivered (flush() reports it)
+        self._sinks = tuple(sinks)
+        self._interval = interval
+        self._starts: dict[str, dict[Key, int]] = {}  # counter -> series -> when it was first exported
+        self._order: dict[str, None] = {}  # metric names in the order they first had points
+        self._slots: dict[str, dict[Key, None]] = {}  # gauge -> its series in the order first exported
+        self._lock = threading.Lock()  # one export at a time
+        self._stopped = threading.Event()
+        self._owner = os.getpid()
+        self.last_ok = True
+        self._thread = threading.Thread(target=self._run, name="otel-liveview-metrics", daemon=True)
 
-    def export(
-        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
-    ) -> MetricExportResult:
+    def start(self) -> None:
+        if self._sinks:
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            self.export(None)
+
+    def collect(self) -> tuple[list[MetricPoints], int]:
+        """The tables' points and the time they were read, as the SDK's observable instruments
+        would collect them: NaN and ±Inf left out, metrics without points left out, the others in
+        the order they first had points, a counter series starting when it was first collected."""
+        now = time.time_ns()
+        found: dict[str, MetricPoints] = {}
+        for name, table in self._tables.gauges().items():
+            if points := self._in_sdk_order(name, [(k, v) for k, v in table.items() if isfinite(v)]):
+                found[name] = MetricPoints(name, "", points)
+        for name, (description, counts) in self._tables.counters().items():
+            if points := list(counts.items()):
+                starts = self._starts.setdefault(name, {})
+                for key, _ in points:
+                    starts.setdefault(key, now)
+                found[name] = MetricPoints(name, description, points, starts)
+        for name in found:
+            self._order.setdefault(name)
+        return [found[name] for name in self._order if name in found], now
+
+    def _in_sdk_order(self, name: str, points: list[tuple[Key, float]]) -> list[tuple[Key, float]]:
+        """A gauge's points in the order the SDK keeps its series: that of each series' first
+        export, for good. The table's own order (of first publish) differs only once a series was
+        first published non-finite, or left the table and came back (an experiment run again)."""
+        slots = self._slots.setdefault(name, {})
+        if len(slots) == len(points) and all(map(operator.is_, slots, (key for key, _ in points))):
+            return points  # the same series as last time, in the same order: nothing to sort
+        for key, _ in points:
+            slots.setdefault(key)
+        current = dict(points)
+        return [(key, current[key]) for key in slots if key in current]
+
+    def export(self, deadline: float | None) -> bool:
+        """Export the current values once; False if the lock or the deadline (time.monotonic();
+        None: each sink's own timeout) did not allow it. Delivery is `last_ok`."""
+        if os.getpid() != self._owner:
+            return True
+        if not self._acquire(deadline):
+            return False
         try:
-            result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+            sinks = self._sinks
+            metrics, now = self.collect() if sinks else ([], 0)
+            if not metrics:
+                return True
+            delivered = True
+            for sink in sinks:
+                if not self._export(sink, metrics, now, deadline):
+                    delivered = False
+                    self._tables.count_dropped("points", "export_failed", sum(len(m.points) for m in metrics))
+            self.last_ok = delivered
+            return True
+        finally:
+            self._lock.release()
+
+    def _acquire(self, deadline: float | None) -> bool:
+        if deadline is None:
+            return self._lock.acquire()
+        wait = deadline - time.monotonic()
+        return wait > 0 and self._lock.acquire(timeout=wait)
+
+    @staticmethod
+    def _export(sink: MetricSink, metrics: list[MetricPoints], now: int, deadline: float | None) -> bool:
+        try:
+            return sink.export(metrics, now, deadline)
         except Exception:
             _log.exception("exporting metrics failed")
-            result = MetricExportResult.FAILURE
-        self.last_ok = result is MetricExportResult.SUCCESS
-        self._count_overflow(metrics_data)
-        if not self.last_ok:
-            points = sum(
-                len(metric.data.data_points)
-                for resource_metrics in metrics_data.resource_metrics
-                for scope_metrics in resource_metrics.scope_metrics
-                for metric in scope_metrics.metrics
-            )
-            self._tables.count_dropped("points", "export_failed", points)
-        return result
-
-    def _count_overflow(self, metrics_data: MetricsData) -> None:
-        """Series the SDK folded into its `otel.metric.overflow` point (a cardinality limit below the
-        tables', e.g. a View of the application's) are lost: count them, and warn once."""
-        for resource_metrics in metrics_data.resource_metrics:
-            for scope_metrics in resource_metrics.scope_metrics:
-                for metric in scope_metrics.metrics:
-                    for point in metric.data.data_points:
-                        if point.attributes and point.attributes.get("otel.metric.overflow"):
-                            self._tables.count_dropped("points", "cardinality")
+            return False
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return self._inner.force_flush(timeout_millis)
+        return self.export(time.monotonic() + timeout_millis / 1000)
 
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+    def shutdown(self, timeout_millis: float = 30_000) -> None:
+        """Export the last values (within `timeout_millis`) and close the sinks."""
+        self._stopped.set()
+        self.force_flush(timeout_millis)
+        sinks, self._sinks = self._sinks, ()  # an export that comes late finds none
+        for sink in sinks:
+            sink.shutdown()

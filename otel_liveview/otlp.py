@@ -487,8 +487,8 @@ class OtlpSender:
         self._aborted = False
         self._hurrying = 0
 
-    def send(self, request: Message, deadline: float, retry: bool = False) -> Outcome:
-        payload = request.SerializeToString()
+    def send(self, request: Message | bytes, deadline: float, retry: bool = False) -> Outcome:
+        payload = request if isinstance(request, bytes) else request.SerializeToString()
         outcome = NO_TIME
         attempt = 0
         while (remaining := min(self.endpoint.timeout, deadline - time.monotonic())) > 0:

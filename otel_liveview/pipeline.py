@@ -23,30 +23,26 @@ from typing import Any
 from opentelemetry import _logs, metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk.metrics import MeterProvider, ObservableCounter, ObservableGauge
-from opentelemetry.sdk.metrics.export import (
-    ConsoleMetricExporter,
-    MetricExporter,
-    MetricReader,
-    PeriodicExportingMetricReader,
-)
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_liveview import config, encoding, events, launch, otlp
 from otel_liveview.config import Settings
 from otel_liveview.export import (
-    CUMULATIVE,
     ConsoleLogSink,
-    CountingMetricExporter,
+    ConsoleMetricSink,
     ExportWorker,
     LogShipper,
     LogSink,
+    MetricExport,
+    MetricSink,
     OtlpLogSink,
-    OtlpMetricExporter,
+    OtlpMetricSink,
     RecordQueue,
 )
 from otel_liveview.otlp import OtlpSender, Outage
-from otel_liveview.tables import TABLES
+from otel_liveview.tables import TABLES, Tables
 
 _log = logging.getLogger("otel_liveview")
 
@@ -65,13 +61,13 @@ UPDATES = RecordQueue(capacity=32_768, wake_at=16_384, wake=QUEUE.wake)
 class Pipeline:
     settings: Settings
     resource: Resource
-    meter_provider: Any  # ours, or the application's global one
+    meter_provider: Any  # ours (a MetricExport), or the application's global one
     owns_meter_provider: bool
     shipper: LogShipper | None  # ours: events and logs straight to OTLP
     logger_provider: LoggerProvider | None  # the application's global one when it installed one
     worker: ExportWorker | None  # None when OTEL_SDK_DISABLED
     senders: tuple[OtlpSender, ...] = ()  # the OTLP connections this pipeline opened
-    metric_exporters: tuple[CountingMetricExporter, ...] = ()
+    metric_exporters: tuple[MetricExport, ...] = ()  # ours; flush() reports whether they delivered
     pull: Any = None  # the pull-mode endpoint (otel_liveview.pull), when OTEL_LIVEVIEW_PROMETHEUS_PORT is set
 
     @property
@@ -144,31 +140,19 @@ def _start(settings: Settings, topic: str | None) -> Pipeline:
     UPDATES.wake_at = max(1, settings.max_queue_size // 2)
     senders: list[OtlpSender] = []
 
-    meter_provider = metrics.get_meter_provider()
+    meter_provider: Any = metrics.get_meter_provider()
     owns_meter_provider = not isinstance(meter_provider, MeterProvider)
-    counting: list[CountingMetricExporter] = []
-    if owns_meter_provider:
-        counting = [
-            CountingMetricExporter(exporter, TABLES) for exporter in metric_exporters(settings, senders)
-        ]
-        # The SDK caps each instrument at 2,000 series and folds the rest into one overflow point;
-        # the tables already cap at OTEL_LIVEVIEW_MAX_SERIES (and count), so the SDK must not cap lower.
-        limits: dict[Any, int] = {
-            ObservableGauge: settings.max_series,
-            ObservableCounter: settings.max_series,
-        }
-        readers: list[MetricReader] = [
-            PeriodicExportingMetricReader(
-                exporter,
-                export_interval_millis=settings.metric_export_interval * 1000,
-                cardinality_limits=limits,
-            )
-            for exporter in counting
-        ]
-        meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+    # The launch's run, rank and node on every metric point (docs/naming.md says why).
     identity = launch.point_attributes(resource.attributes)
     _publish_launch(resource.attributes)
-    register_instruments(meter_provider.get_meter("otel_liveview", VERSION), identity)
+    own_export: tuple[MetricExport, ...] = ()
+    if owns_meter_provider:  # the tables go straight to OTLP, without an SDK MeterProvider
+        sinks = metric_sinks(settings, resource, senders, identity)
+        export = MetricExport(TABLES, sinks, interval=settings.metric_export_interval)
+        export.start()
+        meter_provider, own_export = export, (export,)
+    else:  # the application's provider, its readers and exporters, read the tables
+        register_instruments(meter_provider.get_meter("otel_liveview", VERSION), identity=identity)
 
     installed = _logs.get_logger_provider()
     logger_provider: LoggerProvider | None = None
@@ -212,7 +196,7 @@ def _start(settings: Settings, topic: str | None) -> Pipeline:
         logger_provider,
         worker,
         tuple(senders),
-        tuple(counting),
+        own_export,
     )
     if settings.prometheus_port is not None:  # pull mode; imported only then (the `pull` extra)
         try:
@@ -256,17 +240,25 @@ def _service_name_from_env() -> bool:
     return any(pair.split("=", 1)[0].strip() == SERVICE_NAME for pair in pairs)
 
 
-def metric_exporters(settings: Settings, senders: list[OtlpSender]) -> list[MetricExporter]:
-    """The exporters OTEL_METRICS_EXPORTER names (an empty list for `none`)."""
-    exporters: list[MetricExporter] = []
+def metric_sinks(
+    settings: Settings, resource: Resource, senders: list[OtlpSender], identity: Mapping[str, str]
+) -> list[MetricSink]:
+    """The sinks OTEL_METRICS_EXPORTER names, for the tables (an empty list for `none`); `identity`
+    goes on every point."""
+    sinks: list[MetricSink] = []
     for name in settings.metrics_exporter:
         if name == "otlp":
             sender = OtlpSender(otlp.resolve(settings, "metrics"), _OUTAGE)
             senders.append(sender)
-            exporters.append(OtlpMetricExporter(sender))
+            scope = encoding.scope("otel_liveview", VERSION)
+            encoder = encoding.MetricsEncoder(
+                encoding.resource(resource.attributes), scope, resource.schema_url, identity=identity
+            )
+            sinks.append(OtlpMetricSink(sender, encoder))
         else:
-            exporters.append(ConsoleMetricExporter(preferred_temporality=CUMULATIVE))
-    return exporters
+            console_scope = InstrumentationScope("otel_liveview", VERSION)
+            sinks.append(ConsoleMetricSink(resource, console_scope, identity=identity))
+    return sinks
 
 
 def log_sinks(settings: Settings, senders: list[OtlpSender]) -> list[LogSink]:
@@ -282,25 +274,19 @@ def log_sinks(settings: Settings, senders: list[OtlpSender]) -> list[LogSink]:
     return sinks
 
 
-def register_instruments(meter: Any, identity: dict[str, str]) -> None:
-    """The observable instruments over the tables; `identity` (the launch's run, rank and node) is on
-    every point."""
-    for name, table in TABLES.gauges().items():
+def register_instruments(meter: Any, tables: Tables = TABLES, *, identity: Mapping[str, str] = {}) -> None:
+    """The tables as observable instruments of an application's MeterProvider, `identity` (the
+    launch's run, rank and node) on every point."""
+    for name, table in tables.gauges().items():
         meter.create_observable_gauge(name, callbacks=[_report(table.items, identity)])
-    meter.create_observable_counter(
-        "liveview.published",
-        callbacks=[_report(TABLES.published.items, identity)],
-        description="Items accepted",
-    )
-    meter.create_observable_counter(
-        "liveview.dropped",
-        callbacks=[_report(TABLES.dropped.items, identity)],
-        description="Items dropped, by reason",
-    )
+    for name, (description, counts) in tables.counters().items():
+        meter.create_observable_counter(
+            name, callbacks=[_report(counts.items, identity)], description=description
+        )
 
 
 def _report(
-    read: Callable[[], Iterable[tuple[Any, float]]], identity: dict[str, str]
+    read: Callable[[], Iterable[tuple[Any, float]]], identity: Mapping[str, str]
 ) -> Callable[[CallbackOptions], list[Observation]]:
     owner = os.getpid()
 

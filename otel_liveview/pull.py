@@ -24,6 +24,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import Metric
 
+from otel_liveview import launch
 from otel_liveview.tables import TABLES
 
 _log = logging.getLogger("otel_liveview")
@@ -48,8 +49,9 @@ def job_of(resource: Any) -> str:
     return f"{namespace}/{name}" if namespace else name
 
 
-def snapshot(job: str, instance: str) -> dict[str, Any]:
-    """This process's tables, in Prometheus names."""
+def snapshot(job: str, instance: str, identity: dict[str, str] | None = None) -> dict[str, Any]:
+    """This process's tables, in Prometheus names; `identity` (its launch's run, rank and node) is
+    on every series, as on the OTLP points."""
     gauges = {
         name.replace(".", "_"): [[dict(key), value] for key, value in table.items()]
         for name, table in TABLES.gauges().items()
@@ -61,6 +63,7 @@ def snapshot(job: str, instance: str) -> dict[str, Any]:
         "pid": os.getpid(),
         "job": job,
         "instance": instance,
+        "identity": {name.replace(".", "_"): value for name, value in (identity or {}).items()},
         "time": time.time(),
         "gauges": gauges,
         "counters": counters,
@@ -90,7 +93,7 @@ class SnapshotCollector:
     def collect(self) -> Iterator[Metric]:
         families: dict[str, Metric] = {}
         for data in self.snapshots():
-            extra = {"job": data["job"], "instance": data["instance"]}
+            extra = {**data.get("identity", {}), "job": data["job"], "instance": data["instance"]}
             for kind, series_by_name in (("gauge", data["gauges"]), ("counter", data["counters"])):
                 for name, series in series_by_name.items():
                     family = families.get(name)
@@ -115,13 +118,13 @@ def _alive(pid: int) -> bool:
 class PullEndpoint:
     """Writes this process's snapshot every interval and serves the port when it is free."""
 
-    def __init__(self, settings: Any, job: str, instance: str) -> None:
+    def __init__(self, settings: Any, job: str, instance: str, identity: dict[str, str]) -> None:
         self.port = settings.prometheus_port
         self.addr = settings.prometheus_addr
         self.interval = settings.metric_export_interval
         self.folder = snapshot_dir(self.port)
         self.path = self.folder / f"{instance}.json"
-        self.job, self.instance = job, instance
+        self.job, self.instance, self.identity = job, instance, identity
         self.server: Any = None
         self._pid = os.getpid()
         self._stop = threading.Event()
@@ -137,7 +140,7 @@ class PullEndpoint:
 
     def write(self) -> None:
         temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(snapshot(self.job, self.instance)))
+        temporary.write_text(json.dumps(snapshot(self.job, self.instance, self.identity)))
         temporary.replace(self.path)  # atomic: a scrape never reads half a file
 
     def serve(self) -> None:
@@ -169,4 +172,5 @@ class PullEndpoint:
 
 def start(settings: Any, resource: Any, instance: str) -> PullEndpoint:
     """Pull mode for a pipeline that starts with OTEL_LIVEVIEW_PROMETHEUS_PORT set."""
-    return PullEndpoint(settings, job_of(resource), instance)
+    identity = launch.point_attributes(resource.attributes)
+    return PullEndpoint(settings, job_of(resource), instance, identity)

@@ -157,6 +157,13 @@ class Tables:
             "liveview.experiment.total": self.total,
         }
 
+    def counters(self) -> dict[str, tuple[str, TallyFamily]]:
+        """OpenTelemetry instrument name -> (description, counts): monotonic, cumulative."""
+        return {
+            "liveview.published": ("Items accepted", self.published),
+            "liveview.dropped": ("Items dropped, by reason", self.dropped),
+        }
+
     def resize(self, max_series: int, max_stream_keys: int) -> None:
         for table in self.series_gauges().values():
             table.limit = max_series

@@ -1,20 +1,30 @@
-"""The library's own OTLP encoding writes exactly what the SDK's encoder writes for the same records:
-any publish call, through events.emit_all, gives the same ExportLogsServiceRequest bytes both ways."""
+"""The library's own OTLP encoding writes exactly what the SDK's encoder writes for the same records
+and points: any publish call, through events.emit_all, gives the same ExportLogsServiceRequest bytes
+both ways, and any tables the same ExportMetricsServiceRequest bytes as the SDK's observable
+instruments reading them."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader, Sum
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from otel_liveview import encoding, events
+from otel_liveview import encoding, events, pipeline
+from otel_liveview.export import MetricExport, metrics_data
 from otel_liveview.tables import Tables
 from tests.support.strategies import payloads
 
@@ -149,3 +159,146 @@ def test_maps_of_floats_encode_as_the_sdk_does(monkeypatch: pytest.MonkeyPatch, 
     # The key orders remembered: those of the maps of floats whose keys are non-empty strings.
     packed = {tuple(body["arm"]), tuple(body["long"])} if remembered else set()
     assert set(encoding._FLOAT_MAPS) == packed
+
+
+# -- metrics: the tables -> OTLP, against the SDK's observable instruments and its encoder ---------
+
+GAUGES = tuple(Tables().gauges())
+COUNTERS = tuple(Tables().counters())
+label_sets = st.lists(
+    st.tuples(st.text(min_size=1, max_size=12), st.text(max_size=12)),
+    max_size=4,
+    unique_by=lambda pair: pair[0],
+).map(lambda pairs: tuple(sorted(pairs)))
+gauge_values = st.one_of(st.floats(), st.integers(-(2**63), 2**63 - 1))  # NaN and the infinities too
+tables_content = st.tuples(
+    st.dictionaries(st.sampled_from(GAUGES), st.dictionaries(label_sets, gauge_values, max_size=6)),
+    st.dictionaries(
+        st.sampled_from(COUNTERS), st.dictionaries(label_sets, st.integers(0, 2**40), max_size=4)
+    ),
+)
+
+
+def fill_tables(tables: Tables, content: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    gauges, counters = content
+    for name, points in gauges.items():
+        for key, value in points.items():
+            tables.gauges()[name].set(key, value)
+    for name, points in counters.items():
+        for key, value in points.items():
+            tables.counters()[name][1].get(key).add(value)
+
+
+# A launched process's run, rank and node, on every point (otel_liveview.launch).
+IDENTITY = {"liveview.run.id": "job-7", "liveview.rank": "3", "liveview.node.name": "gpu-node-01"}
+
+
+def sdk_export(
+    reader: InMemoryMetricReader, identity: dict[str, str]
+) -> tuple[bytes, int, dict[str, dict[Any, int]]]:
+    """What the SDK sends for the tables now, with the collection's time and its counters' starts
+    (by the tables' keys: without the identity)."""
+    data = reader.get_metrics_data()
+    if data is None:
+        return b"", 0, {}
+    (scope_metrics,) = data.resource_metrics[0].scope_metrics
+    starts: dict[str, dict[Any, int]] = {}
+    for metric in scope_metrics.metrics:
+        if isinstance(metric.data, Sum):
+            starts[metric.name] = {
+                tuple(
+                    sorted((k, v) for k, v in point.attributes.items() if k not in identity)
+                ): point.start_time_unix_nano
+                for point in metric.data.data_points
+            }
+    collected = scope_metrics.metrics[0].data.data_points[0].time_unix_nano
+    return encode_metrics(data).SerializeToString(), collected, starts
+
+
+def own_export(
+    export: MetricExport, collected: int, starts: dict[str, dict[Any, int]], identity: dict[str, str]
+) -> bytes:
+    metrics, _ = export.collect()
+    if not metrics:
+        return b""
+    # The same points with the SDK's timestamps (it reads the clock at moments of its own).
+    metrics = [m if m.starts is None else m._replace(starts=starts[m.name]) for m in metrics]
+    encoder = encoding.MetricsEncoder(encoding.resource(RESOURCE), encoding.scope(*SCOPE), identity=identity)
+    own = encoder.encode(metrics, collected)
+    # The console sink's SDK form of the same points encodes the same way.
+    console = metrics_data(metrics, collected, Resource(RESOURCE), InstrumentationScope(*SCOPE), identity)
+    assert encode_metrics(console).SerializeToString() == own
+    return own
+
+
+@pytest.mark.parametrize("identity", [{}, IDENTITY], ids=["no-launcher", "launched"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tables_content, tables_content)
+def test_a_metric_export_encodes_byte_for_byte_as_the_sdk_does(
+    identity: dict[str, str],
+    first: tuple[dict[str, Any], dict[str, Any]],
+    then: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    """Any tables, exported twice (new values and new series in between): the library's request is
+    the SDK's, collected through observable instruments on the same tables and encoded by its encoder."""
+    tables = Tables(max_series=100)
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(resource=Resource(RESOURCE), metric_readers=[reader], shutdown_on_exit=False)
+    pipeline.register_instruments(provider.get_meter(*SCOPE), tables, identity=identity)
+    export = MetricExport(tables, [], interval=3600)
+    for content in (first, then):
+        fill_tables(tables, content)
+        sdk, collected, starts = sdk_export(reader, identity)
+        assert own_export(export, collected, starts, identity) == sdk
+    provider.shutdown()
+
+
+def test_an_export_of_every_table_decodes_to_what_was_published() -> None:
+    tables = Tables()
+    fill_tables(
+        tables,
+        (
+            {name: {(("metric", "loss"), ("topic", "t")): 0.5, (): 3} for name in GAUGES},
+            {name: {(("kind", "log"),): 7} for name in COUNTERS},
+        ),
+    )
+    metrics, collected = MetricExport(tables, [], interval=3600).collect()
+    encoder = encoding.MetricsEncoder(encoding.resource(RESOURCE), encoding.scope(*SCOPE), "https://schema")
+    request = ExportMetricsServiceRequest.FromString(encoder.encode(metrics, collected))
+    (resource_metrics,) = request.resource_metrics
+    assert resource_metrics.schema_url == "https://schema"
+    (scope_metrics,) = resource_metrics.scope_metrics
+    assert (scope_metrics.scope.name, scope_metrics.scope.version) == SCOPE
+    assert [metric.name for metric in scope_metrics.metrics] == [*GAUGES, *COUNTERS]
+    gauge = scope_metrics.metrics[0].gauge.data_points
+    assert [(point.as_double, point.as_int, len(point.attributes)) for point in gauge] == [
+        (0.5, 0, 2),
+        (0.0, 3, 0),
+    ]
+    total = scope_metrics.metrics[-1].sum
+    assert (total.aggregation_temporality, total.is_monotonic) == (AggregationTemporality.CUMULATIVE, True)
+    assert total.data_points[0].start_time_unix_nano == total.data_points[0].time_unix_nano == collected
+
+
+def test_a_series_that_leaves_and_comes_back_keeps_its_place_as_in_the_sdk() -> None:
+    """An experiment run again: its end time leaves the table at the start and comes back at the end.
+    The SDK keeps each series where it first exported it; so does the library."""
+    tables = Tables(max_series=100)
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(resource=Resource(RESOURCE), metric_readers=[reader], shutdown_on_exit=False)
+    pipeline.register_instruments(provider.get_meter(*SCOPE), tables)
+    export = MetricExport(tables, [], interval=3600)
+    first, second = (("experiment", "a"),), (("experiment", "b"),)
+    steps: list[Any] = [
+        lambda: (tables.end_time.set(first, 1.0), tables.end_time.set(second, 2.0)),
+        lambda: tables.end_time.values.pop(first),  # "a" runs again
+        lambda: tables.end_time.set(first, 3.0),  # and ends: back, after "b" in the table
+        lambda: tables.step.set(first, math.nan),  # a series first published non-finite ...
+        lambda: (tables.step.set(second, 1.0), tables.step.set(first, 2.0)),  # ... then finite
+    ]
+    for step in steps:
+        step()
+        sdk, collected, starts = sdk_export(reader, {})
+        assert own_export(export, collected, starts, {}) == sdk
+    assert [key for key, _ in tables.end_time.items()] == [second, first]  # the table's own order differs
+    provider.shutdown()

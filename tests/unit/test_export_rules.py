@@ -10,41 +10,31 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-from opentelemetry.sdk.metrics import Counter, Histogram, ObservableGauge, UpDownCounter
-from opentelemetry.sdk.metrics.export import (
-    AggregationTemporality,
-    Gauge,
-    Metric,
-    MetricExporter,
-    MetricExportResult,
-    MetricsData,
-    NumberDataPoint,
-    ResourceMetrics,
-    ScopeMetrics,
-)
-from opentelemetry.sdk.metrics.view import LastValueAggregation
+from opentelemetry.sdk.metrics.export import AggregationTemporality
 from opentelemetry.sdk.resources import Resource as SdkResource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope as SdkScope
 
 from otel_liveview import encoding, export
+from otel_liveview.encoding import MetricPoints
 from otel_liveview.export import (
     ConsoleLogSink,
-    CountingMetricExporter,
+    ConsoleMetricSink,
     ExportWorker,
     LogShipper,
+    MetricExport,
     OtlpLogSink,
-    OtlpMetricExporter,
+    OtlpMetricSink,
     RecordQueue,
 )
 from otel_liveview.otlp import Outcome
 from otel_liveview.tables import Tables
-from tests.support.receiver import decode_any, decode_attributes
+from tests.support.receiver import decode_any, decode_attributes, wait_until
 
 RESOURCE = encoding.resource({"service.name": "export-test"})
 SCOPE = encoding.scope("otel_liveview", "1.2.3")
@@ -357,6 +347,27 @@ def test_drain_full_only_leaves_a_partial_batch_for_later() -> None:
     assert len(queue) == 1 and len(recorder.batches) == 2
 
 
+def test_what_arrives_while_a_batch_is_on_the_wire_waits_for_a_full_batch_or_a_flush() -> None:
+    recorder = Recorder()
+    queue = filled(3, wake_at=4)
+    worker = worker_for(queue, recorder, batch_size=4)
+    arrivals = iter(range(10, 13))
+    deliver = recorder.after_batch
+
+    def after_batch(deadline: float | None) -> bool:
+        arrived = next(arrivals, None)  # published by the caller during this export
+        if arrived is not None:
+            queue.put(("log", arrived))
+        return deliver(deadline)
+
+    worker._after_batch = after_batch
+    assert worker.drain() is True  # the export thread's scheduled drain
+    assert [[item[1] for item in batch] for batch in recorder.batches] == [[0, 1, 2]]
+    assert len(queue) == 1  # what arrived meanwhile waits: no request of its own
+    assert worker.drain(deadline=time.monotonic() + 30) is True  # a flush empties the queue
+    assert len(queue) == 0 and [item[1] for item in recorder.emitted] == [0, 1, 2, 10, 11, 12]
+
+
 def test_a_batch_not_delivered_makes_drain_false_and_the_rest_still_goes() -> None:
     recorder = Recorder(delivers=False)
     queue = filled(3)
@@ -499,9 +510,10 @@ def test_a_partial_batch_waits_for_the_schedule_delay_and_a_full_one_does_not(
             [
                 at(100.1, 1),  # one record, early: it waits
                 at(100.5, 2),  # the delay is up (exactly): both go
-                at(100.6, 3, 4, 5),  # a full batch goes at once
+                at(100.6, 3, 4, 5),  # a full batch goes at once, and the delay starts over
                 at(100.8, 6),  # a partial one waits again
-                at(101.1),  # due at 101.0: it goes
+                at(101.0),  # half a second since the partial batch, not since the full one: it waits
+                at(101.1),  # the delay is up: it goes
                 at(101.2, stop=True),
             ]
         )
@@ -509,7 +521,7 @@ def test_a_partial_batch_waits_for_the_schedule_delay_and_a_full_one_does_not(
     queue.wake = wake  # type: ignore[assignment]
     worker._run()
     assert [[item[1] for item in batch] for batch in recorder.batches] == [[1, 2], [3, 4, 5], [6]]
-    assert wake.waits == pytest.approx([0.5, 0.4, 0.5, 0.4, 0.2, 0.5])
+    assert wake.waits == pytest.approx([0.5, 0.4, 0.5, 0.5, 0.3, 0.1, 0.5])
     assert len(queue) == 0
 
 
@@ -583,81 +595,180 @@ def test_metric_updates_go_at_their_interval_or_when_their_queue_is_half_full(
 # -- metric exporters -------------------------------------------------------------------------------
 
 
-def metrics_data(*attribute_sets: dict[str, Any]) -> MetricsData:
-    points = [
-        NumberDataPoint(attributes=attributes, start_time_unix_nano=0, time_unix_nano=1, value=1.0)
-        for attributes in attribute_sets
+class FakeMetricSink:
+    """Takes metric exports (or fails them, or raises), keeping what it was given."""
+
+    def __init__(self, delivers: bool | None = True) -> None:
+        self.delivers = delivers  # None: raise
+        self.exports: list[tuple[list[MetricPoints], int, float | None]] = []
+        self.closed = 0
+
+    def export(self, metrics: Sequence[MetricPoints], time_unix_nano: int, deadline: float | None) -> bool:
+        self.exports.append((list(metrics), time_unix_nano, deadline))
+        if self.delivers is None:
+            raise ConnectionError("gone")
+        return self.delivers
+
+    def shutdown(self) -> None:
+        self.closed += 1
+
+
+def loss_tables() -> Tables:
+    tables = Tables()
+    tables.metric.set(LOSS, 0.5)
+    tables.metric.set(ACC, 0.9)
+    tables.published_counter("metric").add(2)
+    return tables
+
+
+LOSS = (("metric", "loss"), ("topic", "t"))
+ACC = (("metric", "acc"), ("topic", "t"))
+
+
+def test_a_metric_export_reads_every_table_with_points_gauges_first() -> None:
+    tables = loss_tables()
+    tables.step.set(LOSS, 3.0)
+    sink = FakeMetricSink()
+    exporter = MetricExport(tables, [sink], interval=3600)
+    before = time.time_ns()
+    assert exporter.export(deadline=None) is True
+    ((metrics, collected, deadline),) = sink.exports
+    assert before <= collected <= time.time_ns() and deadline is None
+    assert [(m.name, m.description, list(m.points)) for m in metrics] == [
+        ("liveview.metric", "", [(LOSS, 0.5), (ACC, 0.9)]),
+        ("liveview.metric.step", "", [(LOSS, 3.0)]),
+        ("liveview.published", "Items accepted", [((("kind", "metric"),), 2)]),
     ]
-    metric = Metric(name="liveview.metric", description="", unit="", data=Gauge(data_points=points))
-    scope = ScopeMetrics(scope=SdkScope("otel_liveview"), metrics=[metric, metric], schema_url="")
-    resource = ResourceMetrics(resource=SdkResource({}), scope_metrics=[scope], schema_url="")
-    return MetricsData(resource_metrics=[resource, resource])
+    assert [m.starts is None for m in metrics] == [True, True, False]  # gauges, then a cumulative sum
+    assert metrics[2].starts == {(("kind", "metric"),): collected}
 
 
-def test_the_otlp_metric_exporter_sends_one_cumulative_request_per_collection() -> None:
-    sender = FakeSender()
-    exporter = OtlpMetricExporter(sender)  # type: ignore[arg-type]
-    assert {
-        exporter._preferred_temporality[kind] for kind in (Counter, UpDownCounter, Histogram, ObservableGauge)
-    } == {AggregationTemporality.CUMULATIVE}
-    before = time.monotonic()
-    assert (
-        exporter.export(metrics_data({"metric": "loss"}), timeout_millis=2_500) is MetricExportResult.SUCCESS
-    )
-    ((request, deadline, retry),) = sender.sent
-    assert isinstance(request, ExportMetricsServiceRequest) and retry is False
-    assert request.resource_metrics[0].scope_metrics[0].metrics[0].name == "liveview.metric"
-    assert before + 2.5 <= deadline <= time.monotonic() + 2.5
-    exporter.export(metrics_data())
-    assert before + 10 <= sender.sent[-1][1] <= time.monotonic() + 10  # the default: 10 s
-    sender.ok = False
-    assert exporter.export(metrics_data()) is MetricExportResult.FAILURE
-    assert exporter.force_flush() is True
+def test_a_counter_series_keeps_the_start_of_its_first_export() -> None:
+    tables = loss_tables()
+    sink = FakeMetricSink()
+    exporter = MetricExport(tables, [sink], interval=3600)
+    exporter.export(deadline=None)
+    first = sink.exports[0][1]
+    tables.count_dropped("log", "queue_full")
+    exporter.export(deadline=None)
+    later = sink.exports[1][1]
+    published, dropped_ = (m for m in sink.exports[1][0] if m.starts is not None)
+    assert published.starts[(("kind", "metric"),)] == first
+    assert dropped_.starts[(("kind", "log"), ("reason", "queue_full"))] == later > first
+
+
+def test_nothing_to_export_sends_nothing() -> None:
+    sink = FakeMetricSink()
+    assert MetricExport(Tables(), [sink], interval=3600).export(deadline=None) is True
+    assert sink.exports == []
+
+
+def test_a_failed_metric_export_counts_its_data_points_once_per_sink_that_failed() -> None:
+    tables = loss_tables()
+    good, bad = FakeMetricSink(), FakeMetricSink(delivers=False)
+    exporter = MetricExport(tables, [good, bad], interval=3600)
+    assert exporter.last_ok is True  # nothing failed yet
+    assert exporter.export(deadline=None) is True  # it ran; delivery is last_ok
+    assert exporter.last_ok is False
+    assert dropped(tables) == {"points/export_failed": 3}  # two gauge points and a counter
+    bad.delivers = True
+    exporter.export(deadline=None)
+    assert exporter.last_ok is True and len(good.exports) == 2
+    assert dropped(tables) == {"points/export_failed": 3}  # a delivered export counts nothing
+
+
+def test_a_metric_sink_that_raises_is_a_failed_export(caplog: pytest.LogCaptureFixture) -> None:
+    tables = loss_tables()
+    exporter = MetricExport(tables, [FakeMetricSink(delivers=None)], interval=3600)
+    with caplog.at_level(logging.ERROR, logger="otel_liveview"):
+        assert exporter.export(deadline=None) is True
+    assert exporter.last_ok is False
+    assert dropped(tables) == {"points/export_failed": 3}
+    assert [r.getMessage() for r in caplog.records] == ["exporting metrics failed"]
+
+
+def test_a_flush_gives_up_at_its_deadline_behind_an_export_in_flight() -> None:
+    sink = FakeMetricSink()
+    exporter = MetricExport(loss_tables(), [sink], interval=3600)
+    with exporter._lock:  # an export in flight
+        started = time.monotonic()
+        assert exporter.force_flush(timeout_millis=50) is False
+        assert time.monotonic() - started < 5
+    assert sink.exports == []
+    assert exporter.force_flush(timeout_millis=1_000) is True
+    assert sink.exports[0][2] is not None  # bounded by the flush's deadline
+
+
+def test_a_copy_inherited_over_fork_exports_nothing_and_closes_its_sinks() -> None:
+    sink = FakeMetricSink()
+    exporter = MetricExport(loss_tables(), [sink], interval=3600)
+    exporter._owner = -1  # as in a forked child: the tables are the child's, not this exporter's
+    assert exporter.export(deadline=None) is True
+    exporter.shutdown(timeout_millis=1_000)
+    assert sink.exports == [] and sink.closed == 1
+
+
+def test_the_metric_thread_exports_every_interval_and_shutdown_exports_the_last_values() -> None:
+    tables = loss_tables()
+    sink = FakeMetricSink()
+    exporter = MetricExport(tables, [sink], interval=0.05)
+    exporter.start()
+    (thread,) = [t for t in threading.enumerate() if t.name == "otel-liveview-metrics" and t.is_alive()]
+    assert thread.daemon
+    wait_until(lambda: len(sink.exports) >= 2, timeout=30)
+    assert all(deadline is None for _, _, deadline in sink.exports)  # each sink's own timeout
+    tables.metric.set(LOSS, 0.25)
+    exporter.shutdown(timeout_millis=10_000)
+    thread.join(10)
+    assert not thread.is_alive() and sink.closed == 1
+    assert (LOSS, 0.25) in sink.exports[-1][0][0].points
+    exported = len(sink.exports)
+    assert exporter.export(deadline=None) is True and len(sink.exports) == exported  # closed: no more
+
+
+def test_without_sinks_no_thread_starts_and_a_flush_succeeds() -> None:
+    exporter = MetricExport(loss_tables(), [], interval=0.01)
+    exporter.start()
+    assert not exporter._thread.is_alive()
+    assert exporter.force_flush() is True and exporter.last_ok is True
     exporter.shutdown()
+
+
+def test_the_otlp_metric_sink_sends_the_encoded_request_once() -> None:
+    sender = FakeSender()
+    encoder = encoding.MetricsEncoder(RESOURCE, SCOPE)
+    sink = OtlpMetricSink(sender, encoder)  # type: ignore[arg-type]
+    metrics = [MetricPoints("liveview.metric", "", [(LOSS, 0.5)])]
+    before = time.monotonic()
+    assert sink.export(metrics, 1_000, deadline=None) is True
+    ((request, deadline, retry),) = sender.sent
+    assert request == encoder.encode(metrics, 1_000) and retry is False
+    decoded = ExportMetricsServiceRequest.FromString(request)
+    assert decoded.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0].as_double == 0.5
+    assert before + 7 <= deadline <= time.monotonic() + 7  # the endpoint's export timeout
+    sender.ok = False
+    assert sink.export(metrics, 1_000, deadline=123.0) is False
+    assert sender.sent[-1][1] == 123.0
+    sink.shutdown()
     assert sender.closed == 1
 
 
-class FakeMetricExporter(MetricExporter):
-    def __init__(self, result: MetricExportResult | None, aggregation: dict[type, Any] | None = None) -> None:
-        super().__init__(
-            preferred_temporality={Counter: AggregationTemporality.DELTA},
-            preferred_aggregation=aggregation or {},
-        )
-        self.result = result
-        self.calls: list[tuple[str, Any]] = []
-        self.exported: list[tuple[MetricsData, dict[str, Any]]] = []
-        self.shutdown_options: dict[str, Any] = {}
-
-    def export(
-        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
-    ) -> MetricExportResult:
-        self.calls.append(("export", timeout_millis))
-        self.exported.append((metrics_data, kwargs))
-        if self.result is None:
-            raise ConnectionError("gone")
-        return self.result
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        self.calls.append(("force_flush", timeout_millis))
-        return False
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        self.calls.append(("shutdown", timeout_millis))
-        self.shutdown_options = kwargs
-
-
-def test_the_counting_exporter_hands_everything_to_the_inner_one() -> None:
-    aggregation = LastValueAggregation()
-    inner = FakeMetricExporter(MetricExportResult.SUCCESS, {Counter: aggregation})
-    exporter = CountingMetricExporter(inner, Tables())
-    assert exporter.last_ok is True  # nothing failed yet
-    assert exporter._preferred_aggregation[Counter] is aggregation  # what the SDK's reader asks for
-    data = metrics_data({"metric": "a"})
-    assert exporter.export(data, option="x") is MetricExportResult.SUCCESS
-    assert inner.exported == [(data, {"option": "x"})]
-    assert inner.calls == [("export", 10_000)]  # the default timeout
-    exporter.shutdown(option="y")
-    assert inner.shutdown_options == {"option": "y"}
+def test_the_console_metric_sink_prints_the_sdk_json_document(capsys: pytest.CaptureFixture[str]) -> None:
+    sink = ConsoleMetricSink(SdkResource({"service.name": "console"}), SdkScope("otel_liveview", "1.2.3"))
+    starts = {(("kind", "log"),): 5}
+    metrics = [
+        MetricPoints("liveview.metric", "", [(LOSS, 0.5)]),
+        MetricPoints("liveview.published", "Items accepted", [((("kind", "log"),), 7)], starts),
+    ]
+    assert sink.export(metrics, 1_000, deadline=None) is True
+    document = json.loads(capsys.readouterr().out)
+    (scope,) = document["resource_metrics"][0]["scope_metrics"]
+    gauge, counter = scope["metrics"]
+    assert gauge["name"] == "liveview.metric"
+    assert gauge["data"]["data_points"][0]["attributes"] == {"metric": "loss", "topic": "t"}
+    assert counter["data"]["is_monotonic"] is True and counter["data"]["data_points"][0]["value"] == 7
+    assert counter["data"]["aggregation_temporality"] == AggregationTemporality.CUMULATIVE.value
+    sink.shutdown()
 
 
 def test_console_lines_are_flushed_as_each_batch_is_exported(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -674,46 +785,3 @@ def test_console_lines_are_flushed_as_each_batch_is_exported(monkeypatch: pytest
     batch.add({"timestamp": 1, "body": "x"}, "log", observed=5)
     ConsoleLogSink().export(batch, None)
     assert output.flushes >= 1 and output.getvalue().count("\n") == 1
-
-
-def test_a_failed_metric_export_counts_its_data_points() -> None:
-    tables = Tables()
-    inner = FakeMetricExporter(MetricExportResult.FAILURE)
-    exporter = CountingMetricExporter(inner, tables)
-    assert exporter._preferred_temporality[Counter] is AggregationTemporality.DELTA  # the inner exporter's
-    data = metrics_data({"metric": "a"}, {"metric": "b"}, {"metric": "c"})
-    assert exporter.export(data, timeout_millis=1_234) is MetricExportResult.FAILURE
-    assert inner.calls == [("export", 1_234)]
-    assert exporter.last_ok is False
-    assert dropped(tables) == {"points/export_failed": 3 * 2 * 2}  # 3 points, 2 metrics, 2 resources
-    inner.result = MetricExportResult.SUCCESS
-    assert exporter.export(data) is MetricExportResult.SUCCESS
-    assert exporter.last_ok is True and dropped(tables) == {"points/export_failed": 12}
-
-
-def test_a_metric_exporter_that_raises_is_a_failed_export(caplog: pytest.LogCaptureFixture) -> None:
-    tables = Tables()
-    exporter = CountingMetricExporter(FakeMetricExporter(None), tables)
-    with caplog.at_level(logging.ERROR, logger="otel_liveview"):
-        assert exporter.export(metrics_data({"metric": "a"})) is MetricExportResult.FAILURE
-    assert exporter.last_ok is False
-    assert dropped(tables) == {"points/export_failed": 4}
-    assert [r.getMessage() for r in caplog.records] == ["exporting metrics failed"]
-
-
-def test_series_folded_into_the_overflow_point_are_counted() -> None:
-    tables = Tables()
-    exporter = CountingMetricExporter(FakeMetricExporter(MetricExportResult.SUCCESS), tables)
-    exporter.export(metrics_data({"metric": "a"}, {"otel.metric.overflow": True}, {}))
-    assert dropped(tables) == {"points/cardinality": 4}  # the overflow point, in 2 metrics of 2 resources
-
-
-def test_the_counting_exporter_passes_flush_and_shutdown_on() -> None:
-    inner = FakeMetricExporter(MetricExportResult.SUCCESS)
-    exporter = CountingMetricExporter(inner, Tables())
-    assert exporter.force_flush(timeout_millis=321) is False
-    exporter.shutdown(timeout_millis=654)
-    assert inner.calls == [("force_flush", 321), ("shutdown", 654)]
-    exporter.force_flush()
-    exporter.shutdown()
-    assert inner.calls[-2:] == [("force_flush", 10_000), ("shutdown", 30_000)]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
 from otel_liveview import config, launch, pipeline
+from otel_liveview.tables import TABLES
 
 TORCHRUN = {
     "RANK": "5",
@@ -211,3 +214,30 @@ def test_a_bad_explicit_value_is_left_out_with_a_warning(caplog: pytest.LogCaptu
         found = launch.detect({"OTEL_LIVEVIEW_RANK": "4", "OTEL_LIVEVIEW_WORLD_SIZE": "4"})
     assert (found.rank, found.world_size) == (4, None)
     assert "not above the rank 4" in caplog.text
+
+
+def test_pull_mode_series_carry_run_rank_and_node(tmp_path: Path) -> None:
+    pull = pytest.importorskip("otel_liveview.pull")  # the pull extra; the test extra has it
+    key = (("metric", "launch-test"), ("topic", "t"))
+    TABLES.metric.set(key, 1.5)
+    try:
+        data = pull.snapshot("j", "i", {"liveview.rank": "3", "liveview.run.id": "r"})
+        (tmp_path / "i.json").write_text(json.dumps(data))
+        samples = [
+            sample
+            for family in pull.SnapshotCollector(tmp_path, 60).collect()
+            for sample in family.samples
+            if sample.labels.get("metric") == "launch-test"
+        ]
+    finally:
+        TABLES.metric.values.pop(key, None)
+    assert [s.labels for s in samples] == [
+        {
+            "metric": "launch-test",
+            "topic": "t",
+            "liveview_rank": "3",
+            "liveview_run_id": "r",
+            "job": "j",
+            "instance": "i",
+        }
+    ]
