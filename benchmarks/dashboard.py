@@ -211,6 +211,12 @@ def write_openmetrics(path: Path, processes: list[dict[str, str]], metrics: int,
         )
         family(
             out,
+            "liveview_launch_step",  # a rank's furthest step: that of its metrics, all at its pace
+            "gauge",
+            [(base(p), lambda k, lag=int(p["rank"]) % 7: str((100 - lag) * k)) for p in processes],
+        )
+        family(
+            out,
             "liveview_launch_world_size",
             "gauge",
             [(identity(p), lambda k, n=p["world"]: n) for p in processes],

@@ -139,7 +139,7 @@ RANK = f"{RUN}, liveview_rank, liveview_node_name"
 
 def run_rules(runs: RunAlerts) -> tuple[BuiltinRule, ...]:
     """The built-in rules for runs of many ranks, with the thresholds file's `runs` settings."""
-    steps = f'max by ({RANK}) (liveview_metric_step{{liveview_rank!=""}})'
+    steps = f"max by ({RANK}) (liveview_launch_step)"  # a rank's furthest step, one series each
     median = f"quantile by ({RUN}) (0.5, {steps})"
     lag = f"({median} - on ({RUN}) group_right () {steps})"
     # A rank is there while it exports, and once it has ended its experiment (it may exit then).

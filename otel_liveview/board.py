@@ -929,6 +929,7 @@ _LIBRARY_METRICS: dict[str, _Handler] = {
     # The launch's numbers: the resource of the same export says them too.
     "liveview.launch.world_size": lambda board, point: True,
     "liveview.launch.restart_count": lambda board, point: True,
+    "liveview.launch.step": lambda board, point: True,  # the ranks' steps come from their metrics
     PUBLISHED: Board._on_published,
     DROPPED: Board._on_dropped,
 }

@@ -302,7 +302,8 @@ def _report(
 
 def _publish_launch(resource: Mapping[str, Any]) -> None:
     """The launch's numbers as gauges, for the queries that need values: ranks alive of the world
-    size, restarts."""
+    size, restarts, a rank's furthest step."""
+    TABLES.launch_step.enabled = launch.RUN_ID in resource or launch.RANK in resource
     for table, name in (
         (TABLES.world_size, "liveview.world_size"),
         (TABLES.restart_count, "liveview.restart_count"),

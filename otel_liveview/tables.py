@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import threading
 from collections.abc import Iterable, Iterator
 
@@ -110,6 +111,32 @@ class TallyFamily:
             counter.reset()
 
 
+class FurthestStep:
+    """Gauge liveview.launch.step, computed when read: per topic, the furthest step of this process's
+    metrics. It is a rank's step whatever metric carries it, one series per rank: the rank-aware
+    queries read a run's ranks from it instead of every metric of every rank. Only for a launched
+    process (`enabled`)."""
+
+    __slots__ = ("_steps", "enabled")
+
+    def __init__(self, steps: GaugeTable) -> None:
+        self._steps = steps
+        self.enabled = False
+
+    def items(self) -> list[tuple[Key, float]]:
+        if not self.enabled:
+            return []
+        furthest: dict[str, float] = {}
+        for key, step in self._steps.items():
+            topic = next((value for name, value in key if name == "topic"), "")
+            if step > furthest.get(topic, -math.inf):  # never NaN: a comparison with NaN is False
+                furthest[topic] = step
+        return [((("topic", topic),), step) for topic, step in furthest.items()]
+
+    def clear(self) -> None:
+        self.enabled = False
+
+
 class Tables:
     """Every table and counter of this process; emptied in a forked child."""
 
@@ -129,17 +156,19 @@ class Tables:
         # This process's launch (otel_liveview.launch), when known: one point each, never more.
         self.world_size = GaugeTable(1)
         self.restart_count = GaugeTable(1)
+        self.launch_step = FurthestStep(self.step)
         self.nonfinite_seen: set[Key] = set()  # metric keys that were ever non-finite
         self.published = TallyFamily()
         self.dropped = TallyFamily()
         self._warned: set[Key] = set()
 
-    def gauges(self) -> dict[str, GaugeTable]:
-        """OpenTelemetry instrument name -> table."""
+    def gauges(self) -> dict[str, GaugeTable | FurthestStep]:
+        """OpenTelemetry instrument name -> table (anything with `items()` and `clear()`)."""
         return {
             **self.series_gauges(),
             "liveview.launch.world_size": self.world_size,
             "liveview.launch.restart_count": self.restart_count,
+            "liveview.launch.step": self.launch_step,
         }
 
     def series_gauges(self) -> dict[str, GaugeTable]:

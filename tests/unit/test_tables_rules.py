@@ -4,6 +4,7 @@ instrument names of docs/naming.md, and the reset a forked child starts from."""
 from __future__ import annotations
 
 import logging
+import math
 import threading
 
 import pytest
@@ -98,6 +99,7 @@ def test_instrument_names_are_the_naming_contract() -> None:
         "liveview.experiment.total": tables.total,
         "liveview.launch.world_size": tables.world_size,
         "liveview.launch.restart_count": tables.restart_count,
+        "liveview.launch.step": tables.launch_step,
     }
     assert len({id(table) for table in gauges.values()}) == len(gauges)  # one table per instrument
 
@@ -199,3 +201,19 @@ def test_the_launch_gauges_hold_one_point_whatever_the_cap() -> None:
     for table in (tables.world_size, tables.restart_count):
         assert table.set((), 4.0) and table.set((), 5.0)  # the one point, updated
         assert not table.set((("n", "1"),), 1.0)
+
+
+def test_the_launch_step_is_the_furthest_step_per_topic_once_launched() -> None:
+    tables = Tables()
+    for metric, topic, step in (
+        ("loss", "a", 10.0),
+        ("acc", "a", 12.0),
+        ("loss", "b", 3.0),
+        ("bad", "b", math.nan),
+    ):
+        tables.step.set((("metric", metric), ("topic", topic)), step)
+    assert tables.launch_step.items() == []  # not launched: no series
+    tables.launch_step.enabled = True
+    assert sorted(tables.launch_step.items()) == [((("topic", "a"),), 12.0), ((("topic", "b"),), 3.0)]
+    tables.clear()
+    assert not tables.launch_step.enabled and tables.launch_step.items() == []
