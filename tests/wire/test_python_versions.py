@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -46,13 +47,31 @@ if pid == 0:
 os.waitpid(pid, 0)
 """
 
+FORKSERVER = r"""
+import multiprocessing, os
+import otel_liveview
+from otel_liveview import ExperimentBroadcaster
+
+def child(broadcaster):
+    broadcaster.publish_log_sync("info", "from the child", pid=os.getpid())
+
+if __name__ == "__main__":
+    otel_liveview.configure(service_name="set-in-the-parent")
+    broadcaster = ExperimentBroadcaster("pyver:forkserver")
+    broadcaster.publish_log_sync("info", "from the parent", pid=os.getpid())
+    process = multiprocessing.get_context("forkserver").Process(target=child, args=(broadcaster,))
+    process.start()
+    process.join()
+    assert process.exitcode == 0
+"""
+
 FORK_WARNING = "is multi-threaded, use of fork() may lead to deadlocks"
 
 
-def run(script: str, receiver: Receiver, *args: str, **settings: str) -> str:
-    """Run `script` with `args` against `receiver` to its end; its stderr."""
+def run(receiver: Receiver, *arguments: str, **settings: str) -> str:
+    """Run `python arguments...` publishing to `receiver` (plus `settings`) to its end; its stderr."""
     result = subprocess.run(
-        [sys.executable, "-c", script, *args],
+        [sys.executable, *arguments],
         cwd=ROOT,
         env=publisher_env(receiver.endpoint, **settings),
         capture_output=True,
@@ -66,8 +85,9 @@ def run(script: str, receiver: Receiver, *args: str, **settings: str) -> str:
 def test_the_exit_ships_everything_when_no_thread_can_start(http_receiver: Receiver) -> None:
     # Nothing leaves before the exit on its own schedule: the exit hook alone must ship it.
     stderr = run(
-        EXIT_WITHOUT_THREADS,
         http_receiver,
+        "-c",
+        EXIT_WITHOUT_THREADS,
         OTEL_BLRP_SCHEDULE_DELAY="60000",
         OTEL_METRIC_EXPORT_INTERVAL="60000",
     )
@@ -81,7 +101,7 @@ def test_the_exit_ships_everything_when_no_thread_can_start(http_receiver: Recei
 def test_a_fork_keeps_both_sides_data_and_warns_as_cpython_does(
     http_receiver: Receiver, warnings: str
 ) -> None:
-    stderr = run(FORK, http_receiver, warnings)
+    stderr = run(http_receiver, "-c", FORK, warnings)
     # The library's export threads run on through the fork: from 3.12 on CPython says so once, in
     # the parent (shown by default for a fork in __main__), unless the application filters it.
     warns = sys.version_info >= (3, 12) and warnings == "default"
@@ -98,3 +118,20 @@ def test_a_fork_keeps_both_sides_data_and_warns_as_cpython_does(
     ]
     metrics = {dict(labels)["metric"] for _, labels in http_receiver.latest("liveview.metric")}
     assert metrics == {"seq_parent", "seq_child"}
+
+
+def test_a_forkserver_child_publishes_with_the_broadcaster_but_not_the_settings_of_its_parent(
+    http_receiver: Receiver, tmp_path: Path
+) -> None:
+    # Python 3.14's default start method on Linux: the child starts from a fresh server process.
+    script = tmp_path / "forkserver_publisher.py"  # forkserver imports the main module by its path
+    script.write_text(FORKSERVER)
+    assert run(http_receiver, str(script)) == ""
+    logs = {row.body: row for row in http_receiver.log_rows() if row.event_name == ""}
+    assert sorted(logs) == ["from the child", "from the parent"]
+    parent, child = logs["from the parent"], logs["from the child"]
+    assert child.attributes["topic"] == "pyver:forkserver"  # the pickled broadcaster's
+    assert child.resource["process.pid"] == child.attributes["pid"] != parent.attributes["pid"]
+    assert child.resource["service.instance.id"] != parent.resource["service.instance.id"]
+    assert parent.resource["service.name"] == "set-in-the-parent"
+    assert child.resource["service.name"] == "otel-liveview"  # configure() stays in the parent
