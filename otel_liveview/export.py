@@ -339,8 +339,11 @@ class ExportWorker:
         self._queue.wake.set()
         deadline = time.monotonic() + timeout
         finisher = threading.Thread(target=self.flush, args=(deadline,), daemon=True)
-        finisher.start()
-        finisher.join(timeout)
+        try:
+            finisher.start()
+            finisher.join(timeout)
+        except RuntimeError:  # no new thread at exit (CPython 3.12.0, 3.12.1): flush keeps the deadline
+            self.flush(deadline)
         return not finisher.is_alive() and not len(self._queue) and not len(self._updates)
 
 

@@ -411,7 +411,10 @@ def _within(deadline: float, work: Callable[[Pipeline, float], None], pipeline: 
     collector can't hold us). True if it finished in time without an error."""
     outcome: list[bool] = []
     thread = threading.Thread(target=lambda: outcome.append(_quietly(work, pipeline, deadline)), daemon=True)
-    thread.start()
+    try:
+        thread.start()
+    except RuntimeError:  # no new thread at exit (CPython 3.12.0, 3.12.1): the work keeps its own deadline
+        return _quietly(work, pipeline, deadline)
     thread.join(max(0.0, deadline - time.monotonic()))
     return bool(outcome and outcome[0])
 

@@ -24,7 +24,7 @@ from tests.support.processes import publisher_env
 from tests.support.receiver import Receiver, serving_http, silent_listener
 
 SCRIPT = r"""
-import multiprocessing, os, sys, time
+import multiprocessing, os, sys, time, warnings
 import otel_liveview
 from otel_liveview import ExperimentBroadcaster, LiveViewExperiment
 
@@ -52,6 +52,8 @@ if __name__ == "__main__":
         publish(0.2)
         started = time.monotonic()
     print("experiment-exit", time.monotonic() - started, flush=True)
+    # Python 3.12+ warns about fork() beside the export threads; docs/reliability.md gives this filter.
+    warnings.filterwarnings("ignore", r"This process .* is multi-threaded, use of fork\(\)", DeprecationWarning)
     pid = os.fork()
     if pid == 0:
         child(0.5)
