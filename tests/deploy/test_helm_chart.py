@@ -101,6 +101,14 @@ def test_custom_values() -> None:
     assert off == []
 
 
+def test_the_values_schema_rejects_a_misspelt_value() -> None:
+    typo = run([tool("helm"), "template", "liveview", CHART, "--set=prometheusRule.lables.release=prom"])
+    assert typo.returncode == 1 and "additional properties 'lables' not allowed" in typo.stderr
+    # `--set dashboard.labelValue=1` is a number to Helm; the label is still the string "1".
+    (dashboard,) = render("--set=dashboard.labelValue=1", "--set=prometheusRule.enabled=false")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+
+
 def kubeconform(path: Path) -> tuple[int, str]:
     template = str(schemas_dir() / "{{.ResourceKind}}{{.KindSuffix}}.json")
     result = run(
