@@ -265,7 +265,7 @@ def measure(url: str, dashboard: dict[str, Any], at: float, runs: int) -> dict[s
         return list(data["result"])
 
     values = grafana.resolve(dashboard, fetch, instant=instant)
-    values.update(grafana.range_variables(at - RANGE, at))
+    values.update(grafana.range_variables(at - RANGE, at, scrape=STEP))  # a datasource without timeInterval
     for title, target in grafana.targets(dashboard, "prometheus"):
         expr = grafana.interpolate(target["expr"], values)
         if target.get("instant"):

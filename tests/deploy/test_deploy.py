@@ -195,5 +195,6 @@ def test_dashboard_variables_are_defined_and_used() -> None:
     uids = [t["datasource"]["uid"] for p in panels() for t in p["targets"]]
     # `$1` is label_replace's capture group, not a variable.
     used = {name for text in queries + uids for name in re.findall(r"\$\{?(\w+)", text) if not name.isdigit()}
-    # $__range is Grafana's own (the time range); tests/deploy/test_dashboard.py checks the same, strictly, on both copies.
-    assert used - {"__range"} == defined
+    # $__range and $__rate_interval are Grafana's own; tests/deploy/test_dashboard.py checks the same,
+    # strictly, on both copies.
+    assert used - {"__range", "__rate_interval"} == defined

@@ -6,7 +6,8 @@ template variables resolved in order (a query variable's query interpolated with
 before it, run against Prometheus – `label_values(...)` as the label values API, `query_result(...)`
 as an instant query whose series are written out as Grafana's Prometheus datasource writes them –,
 its `regex` applied as Grafana's metricNamesToVariableValues does, sorted; All -> its `allValue`;
-no option -> the empty string), datasource variables, the time range variables (`$__range`), rows
+no option -> the empty string), datasource variables, the time range variables (`$__range`,
+`$__interval`, `$__rate_interval` as the Prometheus datasource computes them), rows
 repeated per value of a variable, and the import of the export format (`__inputs` placeholders
 replaced in every string, as Grafana's importer does). Anything outside that subset raises, so a
 new construct cannot pass unchecked.
@@ -39,7 +40,21 @@ CAPTURE_GROUP = re.compile(r"\$\d+")
 LABEL_VALUES = re.compile(r"label_values\((?:(.*),\s*)?(\w+)\)")
 QUERY_RESULT = re.compile(r"query_result\((.*)\)", re.DOTALL)
 # Grafana's own variables the dashboard may use; any other `__` name is an error here.
-BUILTINS = {"__range", "__range_s", "__range_ms"}
+BUILTINS = {"__range", "__range_s", "__range_ms", "__interval", "__interval_ms", "__rate_interval"}
+# Grafana's max data points default to the panel's width in pixels: a half-width panel on a 1920 px screen.
+PANEL_WIDTH = 940
+DEFAULT_SCRAPE_INTERVAL = 15.0  # seconds: the Prometheus datasource's when its timeInterval is unset
+# Grafana's roundInterval (rangeutil.ts): an interval in ms up to the bound -> the interval it rounds to.
+_ROUNDED_MS = [
+    (10, 1), (15, 10), (35, 20), (75, 50), (150, 100), (350, 200), (750, 500), (1_500, 1_000),
+    (3_500, 2_000), (7_500, 5_000), (12_500, 10_000), (17_500, 15_000), (25_000, 20_000),
+    (45_000, 30_000), (90_000, 60_000), (210_000, 120_000), (450_000, 300_000), (900_000, 600_000),
+    (1_200_000, 900_000), (1_800_000, 1_200_000), (3_600_000, 1_800_000), (7_200_000, 3_600_000),
+    (10_800_000, 7_200_000), (21_600_000, 10_800_000), (43_200_000, 21_600_000),
+    (86_400_000, 43_200_000), (604_800_000, 86_400_000), (1_814_400_000, 604_800_000),
+    (3_628_800_000, 2_592_000_000),
+]
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 _http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -89,14 +104,42 @@ def repeated_rows(dashboard: dict[str, Any]) -> list[tuple[dict[str, Any], list[
     return rows
 
 
-def range_variables(start: float, end: float) -> dict[str, str]:
-    """`$__range` and its kin for a time range, as Grafana's Prometheus datasource fills them in
-    (whole seconds, rounded)."""
+def interval_seconds(text: str) -> float:
+    """A Grafana interval string ("1s", "15s", "1m") in seconds."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)", text.strip())
+    assert match, f"not an interval Grafana reads: {text!r}"
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def scrape_interval(datasources: list[dict[str, Any]] | None = None) -> float:
+    """The provisioned Prometheus datasource's scrape interval (jsonData.timeInterval), in seconds."""
+    (source,) = [s for s in datasources or provisioned_datasources() if s["type"] == "prometheus"]
+    text = source.get("jsonData", {}).get("timeInterval")
+    return interval_seconds(text) if text else DEFAULT_SCRAPE_INTERVAL
+
+
+def round_interval(ms: float) -> float:
+    return next((rounded for bound, rounded in _ROUNDED_MS if ms <= bound), 31_536_000_000)
+
+
+def range_variables(
+    start: float, end: float, *, scrape: float | None = None, width: int = PANEL_WIDTH
+) -> dict[str, str]:
+    """`$__range`, `$__interval`, `$__rate_interval` and their kin for a time range, as Grafana's
+    Prometheus datasource fills them in: the range in whole seconds; the interval the range over the
+    panel's max data points, rounded (roundInterval), at least the scrape interval and range / 11000;
+    the rate interval max($__interval + scrape interval, 4 × scrape interval), in seconds. `scrape`
+    defaults to the provisioned datasource's timeInterval (15 s when it has none)."""
+    scrape = scrape_interval() if scrape is None else scrape
     seconds = round(end - start)
+    interval = max(round_interval((end - start) * 1000 / width) / 1000, scrape, (end - start) / 11000)
     return {
         "__range": f"{seconds}s",
         "__range_s": str(seconds),
         "__range_ms": str(round((end - start) * 1000)),
+        "__interval": f"{_js_number(interval)}s",
+        "__interval_ms": _js_number(interval * 1000),
+        "__rate_interval": f"{_js_number(max(interval + scrape, 4 * scrape))}s",
     }
 
 
