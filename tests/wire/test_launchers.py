@@ -7,6 +7,8 @@ import socket
 import sys
 from pathlib import Path
 
+import pytest
+
 from otel_liveview import view
 from otel_liveview.board import ExperimentRow
 from tests.support import ROOT
@@ -15,6 +17,8 @@ from tests.support.processes import publisher_env, run_module
 from tests.support.receiver import Receiver, wait_until
 from tests.support.slurm import SlurmCluster
 from tests.wire.test_board import replay
+
+pytestmark = pytest.mark.launchers
 
 
 def _resources(receiver: Receiver) -> list[dict[str, object]]:
