@@ -37,14 +37,12 @@ def empty_panels(prometheus: Server, logs: Receiver) -> list[str]:
     def fetch(selector: str | None, label: str) -> list[str]:
         return grafana.label_values(prometheus.url, selector, label, now - grafana.DEFAULT_RANGE, now)
 
-    if SERVICE not in fetch("liveview_published_total", "job") or TOPIC not in fetch(None, "topic"):
-        return ["(the demo's service and topic are not there yet)"]
-
     def instant(expr: str) -> list[dict[str, Any]]:
         return query(prometheus, expr, at=now)
 
-    values = grafana.resolve(DASHBOARD, fetch, {"service": SERVICE, "topic": TOPIC}, instant)
-    values.update(grafana.range_variables(now - grafana.DEFAULT_RANGE, now))
+    if SERVICE not in fetch("liveview_published_total", "job") or TOPIC not in fetch(None, "topic"):
+        return ["(the demo's service and topic are not there yet)"]
+    values, _ = grafana.on_load(prometheus.url, {"service": SERVICE, "topic": TOPIC}, now)
     entries = [loki_entry(row) for row in logs.log_rows()]
     repeats = {
         id(panel): row["repeat"] for row, inside in grafana.repeated_rows(DASHBOARD) for panel in inside

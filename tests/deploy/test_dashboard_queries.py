@@ -163,23 +163,8 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
             for promql, check in waits:
                 wait_for_series(prometheus, promql, check, timeout=30)
             # The variables as Grafana resolves them on load, the user having picked the service.
-            options: dict[str, list[str]] = {}
             now = time.time()
-
-            def fetch(selector: str | None, label: str) -> list[str]:
-                found = grafana.label_values(
-                    prometheus.url, selector, label, now - grafana.DEFAULT_RANGE, now
-                )
-                options[f"{label} of {selector}"] = found
-                return found
-
-            def instant(expr: str) -> list[dict[str, Any]]:
-                found = query(prometheus, expr, at=now)
-                options[expr] = grafana.query_result_texts(found)
-                return found
-
-            values = grafana.resolve(DASHBOARD, fetch, {"service": SERVICE, "topic": TOPIC}, instant)
-            values.update(grafana.range_variables(now - grafana.DEFAULT_RANGE, now))
+            values, options = grafana.on_load(prometheus.url, {"service": SERVICE, "topic": TOPIC}, now)
             yield Board(prometheus, values, options, round(now, 3), processes[0].pid)
     finally:
         for process in processes:

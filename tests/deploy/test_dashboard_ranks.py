@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.support import grafana
-from tests.support.launchers import start_mpirun
+from tests.support.launchers import training
 from tests.support.processes import publisher_env
 from tests.support.receiver import serving_http
 from tests.support.servers import Server, query, start_shipped_prometheus_3, wait_for_series
@@ -63,7 +63,6 @@ class Board:
 def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
     workdir = tmp_path_factory.mktemp("ranks-dashboard")
     prometheus = start_shipped_prometheus_3(workdir / "prometheus")
-    stop = workdir / "stop"
     try:
         with serving_http() as logs:
             env = publisher_env(
@@ -73,11 +72,9 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
                 OTEL_SERVICE_NAME=SERVICE,
                 LIVEVIEW_TEST_SLOW_RANK="3",
                 LIVEVIEW_TEST_FAILING_RANK="2",
-                LIVEVIEW_TEST_STOP=str(stop),
                 LIVEVIEW_TEST_TOPIC=TOPIC,
             )
-            launch = start_mpirun(4, "tests.support.rank_training", env)
-            try:
+            with training(4, env, workdir):
                 job = f'job="{SERVICE}"'
                 # Two samples of each rank's step in the last minute (deriv), rank 2 failed, and the
                 # leading rank well past the failed one.
@@ -89,28 +86,9 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
                     f"count(deriv(liveview_metric_step{{{job}}}[1m]) > 0) == 3 and max(liveview_metric_step{{{job}}}) > 60",
                     timeout=90,
                 )
-                options: dict[str, list[str]] = {}
                 now = time.time()
-
-                def fetch(selector: str | None, label: str) -> list[str]:
-                    found = grafana.label_values(
-                        prometheus.url, selector, label, now - grafana.DEFAULT_RANGE, now
-                    )
-                    options[label] = found
-                    return found
-
-                def instant(expr: str) -> list[dict[str, Any]]:
-                    found = query(prometheus, expr, at=now)
-                    options[expr] = grafana.query_result_texts(found)
-                    return found
-
-                values = grafana.resolve(DASHBOARD, fetch, {"service": SERVICE, "topic": TOPIC}, instant)
-                values.update(grafana.range_variables(now - grafana.DEFAULT_RANGE, now))
+                values, options = grafana.on_load(prometheus.url, {"service": SERVICE, "topic": TOPIC}, now)
                 yield Board(prometheus, values, options, round(now, 3))
-            finally:
-                stop.touch()
-                output, _ = launch.communicate(timeout=60)
-                assert launch.returncode == 0, output[-3000:]
     finally:
         prometheus.stop()
 
@@ -124,7 +102,8 @@ def _run_id(board: Board) -> str:
 
 def test_the_run_and_rank_variables_are_the_launch_and_its_ranks(board: Board) -> None:
     assert board.values["run"] == _run_id(board) != ""
-    assert board.options["liveview_rank"] == ["0", "1", "2", "3"]
+    (ranks,) = [found for key, found in board.options.items() if key.startswith("liveview_rank of ")]
+    assert ranks == ["0", "1", "2", "3"]
     assert board.values["rank"] == ".*"
 
 

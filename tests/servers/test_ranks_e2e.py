@@ -5,6 +5,7 @@ with short `runs` settings so that a stall, a straggler and a missing rank show 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import signal
@@ -278,17 +279,10 @@ def test_64_ranks_through_the_collector_fill_every_rank_panel(stack: Stack, tmp_
             timeout=240,
         )
         now = time.time()
-
-        def fetch(selector: str | None, label: str) -> list[str]:
-            return grafana.label_values(
-                stack.prometheus.url, selector, label, now - grafana.DEFAULT_RANGE, now
-            )
-
-        def instant(expr: str) -> list[dict[str, Any]]:
-            return query(stack.prometheus, expr, at=now)
-
-        values = grafana.resolve(DASHBOARD, fetch, {"service": service, "topic": topic}, instant)
-        values.update(grafana.range_variables(now - grafana.DEFAULT_RANGE, now))
+        values, _ = grafana.on_load(stack.prometheus.url, {"service": service, "topic": topic}, now)
+        fetch = functools.partial(
+            grafana.label_values, stack.prometheus.url, start=now - grafana.DEFAULT_RANGE, end=now
+        )
 
         def panel(title: str, ref: str = "A") -> list[dict[str, Any]]:
             (target,) = [

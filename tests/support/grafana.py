@@ -46,12 +46,34 @@ PANEL_WIDTH = 940
 DEFAULT_SCRAPE_INTERVAL = 15.0  # seconds: the Prometheus datasource's when its timeInterval is unset
 # Grafana's roundInterval (rangeutil.ts): an interval in ms up to the bound -> the interval it rounds to.
 _ROUNDED_MS = [
-    (10, 1), (15, 10), (35, 20), (75, 50), (150, 100), (350, 200), (750, 500), (1_500, 1_000),
-    (3_500, 2_000), (7_500, 5_000), (12_500, 10_000), (17_500, 15_000), (25_000, 20_000),
-    (45_000, 30_000), (90_000, 60_000), (210_000, 120_000), (450_000, 300_000), (900_000, 600_000),
-    (1_200_000, 900_000), (1_800_000, 1_200_000), (3_600_000, 1_800_000), (7_200_000, 3_600_000),
-    (10_800_000, 7_200_000), (21_600_000, 10_800_000), (43_200_000, 21_600_000),
-    (86_400_000, 43_200_000), (604_800_000, 86_400_000), (1_814_400_000, 604_800_000),
+    (10, 1),
+    (15, 10),
+    (35, 20),
+    (75, 50),
+    (150, 100),
+    (350, 200),
+    (750, 500),
+    (1_500, 1_000),
+    (3_500, 2_000),
+    (7_500, 5_000),
+    (12_500, 10_000),
+    (17_500, 15_000),
+    (25_000, 20_000),
+    (45_000, 30_000),
+    (90_000, 60_000),
+    (210_000, 120_000),
+    (450_000, 300_000),
+    (900_000, 600_000),
+    (1_200_000, 900_000),
+    (1_800_000, 1_200_000),
+    (3_600_000, 1_800_000),
+    (7_200_000, 3_600_000),
+    (10_800_000, 7_200_000),
+    (21_600_000, 10_800_000),
+    (43_200_000, 21_600_000),
+    (86_400_000, 43_200_000),
+    (604_800_000, 86_400_000),
+    (1_814_400_000, 604_800_000),
     (3_628_800_000, 2_592_000_000),
 ]
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
@@ -315,6 +337,38 @@ def resolve(
             pick = options[0] if options else ""
         values[name] = var.get("allValue", ".*") if pick == ALL else pick
     return values
+
+
+def instant_query(base_url: str, expr: str, at: float) -> list[dict[str, Any]]:
+    """The instant vector of `expr` at `at`, as the Prometheus datasource asks for it."""
+    params = urllib.parse.urlencode({"query": expr, "time": f"{at:.3f}"})
+    with _http.open(f"{base_url}/api/v1/query?{params}", timeout=30) as response:
+        answer = json.load(response)
+    assert answer["status"] == "success", answer
+    return list(answer["data"]["result"])
+
+
+def on_load(
+    base_url: str, chosen: dict[str, str], at: float, dashboard: dict[str, Any] | None = None
+) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """What Grafana has when the dashboard opens at `at` on the Prometheus at `base_url`, the user
+    having picked `chosen`: every variable's value, the time range's, and each variable query's raw
+    answer (by "LABEL of SELECTOR" for label_values, by expression for query_result)."""
+    options: dict[str, list[str]] = {}
+
+    def fetch(selector: str | None, label: str) -> list[str]:
+        found = label_values(base_url, selector, label, at - DEFAULT_RANGE, at)
+        options[f"{label} of {selector}"] = found
+        return found
+
+    def instant(expr: str) -> list[dict[str, Any]]:
+        found = instant_query(base_url, expr, at)
+        options[expr] = query_result_texts(found)
+        return found
+
+    values = resolve(dashboard or load(), fetch, chosen, instant)
+    values.update(range_variables(at - DEFAULT_RANGE, at))
+    return values, options
 
 
 # -- import -------------------------------------------------------------------------------------------

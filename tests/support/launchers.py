@@ -3,11 +3,15 @@ real by the tests: a missing one fails the test under CI and skips it elsewhere,
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +75,17 @@ def start_mpirun(ranks: int, module: str, env: dict[str, str]) -> subprocess.Pop
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+@contextlib.contextmanager
+def training(ranks: int, env: dict[str, str], workdir: Path) -> Iterator[subprocess.Popen[str]]:
+    """`mpirun -n ranks` of tests/support/rank_training.py for the length of the block; then its ranks
+    are told to stop, and the launch must end cleanly."""
+    stop = workdir / f"stop-{uuid.uuid4().hex[:8]}"
+    launch = start_mpirun(ranks, "tests.support.rank_training", {**env, "LIVEVIEW_TEST_STOP": str(stop)})
+    try:
+        yield launch
+    finally:
+        stop.touch()
+        output, _ = launch.communicate(timeout=120)
+    assert launch.returncode == 0, output[-3000:]

@@ -12,7 +12,7 @@ import pytest
 from otel_liveview import view
 from otel_liveview.board import ExperimentRow
 from tests.support import ROOT
-from tests.support.launchers import launcher_module, mpirun, start_mpirun
+from tests.support.launchers import launcher_module, mpirun, training
 from tests.support.processes import publisher_env, run_module
 from tests.support.receiver import Receiver, wait_until
 from tests.support.slurm import SlurmCluster
@@ -163,17 +163,14 @@ def test_the_view_shows_one_run_of_four_ranks_with_the_failed_and_the_lagging(
 ) -> None:
     """mpirun -n 4 of a training loop, every rank running the experiment: rank 2 fails at step 10
     and stays up, rank 3 steps at a quarter of the pace."""
-    stop = tmp_path / "stop"
     env = publisher_env(
         http_receiver.endpoint,
         OTEL_METRIC_EXPORT_INTERVAL="200",
         LIVEVIEW_TEST_SLOW_RANK="3",
         LIVEVIEW_TEST_FAILING_RANK="2",
-        LIVEVIEW_TEST_STOP=str(stop),
         LIVEVIEW_TEST_TOPIC="view:ranks",
     )
-    launch = start_mpirun(4, "tests.support.rank_training", env)
-    try:
+    with training(4, env, tmp_path):
 
         def run_row() -> ExperimentRow | None:
             rows = [row for row in replay(http_receiver).snapshot().experiments if row.experiment == "ddp"]
@@ -183,10 +180,6 @@ def test_the_view_shows_one_run_of_four_ranks_with_the_failed_and_the_lagging(
             return rows[0] if ready else None
 
         row = wait_until(run_row, timeout=90, what="four ranks, rank 0 past step 60, rank 2 failed")
-    finally:
-        stop.touch()
-        output, _ = launch.communicate(timeout=60)
-    assert launch.returncode == 0, output[-3000:]
     assert (row.status, row.error) == ("failed", "FloatingPointError: loss diverged to NaN")
     assert row.world_size == 4
     assert [(r.rank, r.node, r.alive) for r in row.ranks] == [
@@ -210,16 +203,13 @@ def test_the_view_shows_one_run_of_four_ranks_with_the_failed_and_the_lagging(
 
 
 def test_the_experiment_on_rank_0_alone_gives_the_same_run(http_receiver: Receiver, tmp_path: Path) -> None:
-    stop = tmp_path / "stop"
     env = publisher_env(
         http_receiver.endpoint,
         OTEL_METRIC_EXPORT_INTERVAL="200",
         LIVEVIEW_TEST_EXPERIMENT_RANK="0",
-        LIVEVIEW_TEST_STOP=str(stop),
         LIVEVIEW_TEST_TOPIC="view:rank0",
     )
-    launch = start_mpirun(4, "tests.support.rank_training", env)
-    try:
+    with training(4, env, tmp_path):
 
         def run_row() -> ExperimentRow | None:
             rows = [row for row in replay(http_receiver).snapshot().experiments if row.experiment == "ddp"]
@@ -227,10 +217,6 @@ def test_the_experiment_on_rank_0_alone_gives_the_same_run(http_receiver: Receiv
             return rows[0] if ready else None
 
         row = wait_until(run_row, timeout=90, what="four ranks past step 20")
-    finally:
-        stop.touch()
-        output, _ = launch.communicate(timeout=60)
-    assert launch.returncode == 0, output[-3000:]
     assert row.status == "running" and row.world_size == 4
     assert [(r.rank, r.status) for r in row.ranks] == [
         ("0", "running"),
