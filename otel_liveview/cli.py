@@ -93,7 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {_quoted(extras)}")
     if args.command is None:
         parser.error(f"choose a command: {', '.join(_SUBCOMMANDS)} (--help says what each does)")
-    return int(args.run(args) or 0)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C in `check` or `alerts`: the user's stop, not a traceback
+        print(file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

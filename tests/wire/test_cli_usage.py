@@ -9,6 +9,7 @@ import contextlib
 import io
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 
 from otel_liveview import cli, demo, variables
 from tests.support import ROOT, free_port
+from tests.support.receiver import silent_listener, wait_until
 
 SUBCOMMANDS = ("demo", "view", "alerts", "check")
 CLOSED = free_port()
@@ -308,3 +310,22 @@ def test_pull_mode_without_its_extra_warns_once_and_the_experiment_goes_on() -> 
         "otel-liveview: pull mode (OTEL_LIVEVIEW_PROMETHEUS_PORT) needs prometheus_client: "
         "pip install 'otel-liveview[pull]'; no /metrics endpoint is served\n"
     )
+
+
+def test_ctrl_c_ends_a_command_without_a_traceback() -> None:
+    """`check` waiting on a collector that never answers, interrupted as Ctrl-C does."""
+    with silent_listener() as listener:
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}}
+        env.update(OTEL_EXPORTER_OTLP_ENDPOINT=listener.url, OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "otel_liveview.cli", "check"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert process.stdout is not None
+        wait_until(
+            lambda: "exit timeout" in process.stdout.readline(), timeout=30, what="check to start exporting"
+        )
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert "Traceback" not in stderr and stderr.strip() == ""
