@@ -21,7 +21,7 @@ STEP_SECONDS = 0.05
 
 
 def main() -> None:
-    rank = int(os.environ["OMPI_COMM_WORLD_RANK"])
+    rank = int(os.environ.get("OMPI_COMM_WORLD_RANK") or os.environ["SLURM_PROCID"])  # mpirun or srun
     slow = rank == int(os.environ.get("LIVEVIEW_TEST_SLOW_RANK", "-1"))
     failing = rank == int(os.environ.get("LIVEVIEW_TEST_FAILING_RANK", "-1"))
     stop = Path(os.environ["LIVEVIEW_TEST_STOP"])
@@ -66,7 +66,7 @@ def _all_reached(barrier: Path, rank: int, step: int, stop: Path) -> bool:
     mine = barrier / str(rank)
     (barrier / f"{rank}.tmp").write_text(str(step))
     (barrier / f"{rank}.tmp").replace(mine)
-    world = int(os.environ["OMPI_COMM_WORLD_SIZE"])
+    world = int(os.environ.get("OMPI_COMM_WORLD_SIZE") or os.environ["SLURM_NTASKS"])
     while not stop.exists():
         reached = [barrier / str(other) for other in range(world)]
         if all(path.exists() and int(path.read_text() or -1) >= step for path in reached):

@@ -4,6 +4,7 @@ that `srun` and `sbatch` run real job steps and job arrays."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -18,7 +19,7 @@ import pytest
 from tests.support import free_port
 from tests.support.launchers import launcher
 
-__all__ = ["SlurmCluster", "slurm_cluster"]
+__all__ = ["SlurmCluster", "cluster", "slurm_cluster"]
 
 _CONF = """\
 ClusterName=liveview
@@ -87,6 +88,13 @@ class SlurmCluster:
 
 @pytest.fixture(scope="module")
 def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+    with cluster(tmp_path_factory.mktemp("slurm")) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def cluster(folder: Path) -> Iterator[SlurmCluster]:
+    """munged, slurmctld and slurmd with their state in `folder`, until the block ends."""
     for name in ("munged", "slurmctld", "slurmd", "srun", "sbatch", "squeue", "sinfo"):
         launcher(name)
     if os.geteuid() != 0:  # slurmd starts job steps as their user: it must be root
@@ -94,9 +102,8 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmClu
         if os.environ.get("CI"):
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
-    folder = tmp_path_factory.mktemp("slurm")
     for sub in ("state", "spool"):
-        (folder / sub).mkdir()
+        (folder / sub).mkdir(parents=True, exist_ok=True)
     key = folder / "munge.key"
     key.write_bytes(os.urandom(1024))
     key.chmod(0o400)
@@ -104,7 +111,7 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmClu
     conf.write_text(
         _CONF.format(host=socket.gethostname(), dir=folder, ctld_port=free_port(), slurmd_port=free_port())
     )
-    cluster = SlurmCluster(folder)
+    started = SlurmCluster(folder)
     daemons = [
         [
             launcher("munged"),
@@ -121,8 +128,8 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmClu
     try:
         for daemon in daemons:  # each forks into the background and writes its pid file
             subprocess.run(daemon, check=True, capture_output=True, timeout=30)
-        _wait_for_idle_node(cluster)
-        yield cluster
+        _wait_for_idle_node(started)
+        yield started
     finally:
         for pid_file in ("slurmd.pid", "slurmctld.pid", "munged.pid"):
             _stop(folder / pid_file)
