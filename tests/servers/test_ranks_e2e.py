@@ -10,11 +10,12 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import yaml
 
 from otel_liveview import alerts
 from tests.support import ROOT, grafana
-from tests.support.launchers import start_mpirun
+from tests.support.launchers import start_mpirun, start_srun
 from tests.support.processes import publisher_env, run_module
 from tests.support.receiver import serving_http, wait_until
 from tests.support.servers import (
@@ -108,12 +109,30 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         prometheus.stop()
 
 
-class Launch:
-    """`mpirun -n 4` of tests/support/rank_training.py, its output read as it comes (the ranks' pids)."""
+Starter = Callable[[int, str, dict[str, str]], subprocess.Popen[str]]
 
-    def __init__(self, env: dict[str, str], workdir: Path) -> None:
+
+@pytest.fixture(params=["mpirun", "srun"])
+def start(request: pytest.FixtureRequest) -> Starter:
+    """How a launch of tests/support/rank_training.py starts: Open MPI, or Slurm on its one-node cluster."""
+    if request.param == "mpirun":
+        return start_mpirun
+    slurm: SlurmCluster = request.getfixturevalue("slurm_cluster")
+    return functools.partial(start_srun, slurm.env)
+
+
+@pytest.fixture
+def job(request: pytest.FixtureRequest) -> str:
+    """A service (Prometheus' job) of the test's own, its launcher's included."""
+    return "ranks-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[-50:]
+
+
+class Launch:
+    """Four ranks of tests/support/rank_training.py, their output read as it comes (the ranks' pids)."""
+
+    def __init__(self, start: Starter, env: dict[str, str], workdir: Path) -> None:
         self.stop_file = workdir / f"stop-{uuid.uuid4().hex[:8]}"
-        self.process = start_mpirun(
+        self.process = start(
             4, "tests.support.rank_training", {**env, "LIVEVIEW_TEST_STOP": str(self.stop_file)}
         )
         self.pids: dict[int, int] = {}
@@ -140,8 +159,8 @@ class Launch:
 
 
 @contextlib.contextmanager
-def launched(stack: Stack, tmp_path: Path, service: str, **settings: str) -> Iterator[Launch]:
-    launch = Launch(stack.env(service, LIVEVIEW_TEST_TOPIC=f"ranks:{service}", **settings), tmp_path)
+def launched(stack: Stack, start: Starter, tmp_path: Path, service: str, **settings: str) -> Iterator[Launch]:
+    launch = Launch(start, stack.env(service, LIVEVIEW_TEST_TOPIC=f"ranks:{service}", **settings), tmp_path)
     try:
         yield launch
     finally:
@@ -166,47 +185,48 @@ def stays_quiet(stack: Stack, service: str, seconds: float = QUIET) -> None:
 
 
 def test_a_healthy_run_reaches_prometheus_with_rank_node_and_run_and_pages_no_one(
-    stack: Stack, tmp_path: Path
+    stack: Stack, start: Starter, job: str, tmp_path: Path
 ) -> None:
     barrier = tmp_path / "barrier"
     barrier.mkdir()
-    with launched(stack, tmp_path, "ranks-healthy", LIVEVIEW_TEST_BARRIER=str(barrier)):
-        series = ranks_stepping(stack, "ranks-healthy", past=5)
+    with launched(stack, start, tmp_path, job, LIVEVIEW_TEST_BARRIER=str(barrier)):
+        series = ranks_stepping(stack, job, past=5)
         assert sorted(r["metric"]["liveview_rank"] for r in series) == ["0", "1", "2", "3"]
         assert {r["metric"]["liveview_node_name"] for r in series} == {socket.gethostname()}
         assert len({r["metric"]["liveview_run_id"] for r in series}) == 1
         (world,) = query(
-            stack.prometheus, 'max by (liveview_run_id) (liveview_launch_world_size{job="ranks-healthy"})'
+            stack.prometheus, f'max by (liveview_run_id) (liveview_launch_world_size{{job="{job}"}})'
         )
         assert (
             float(world["value"][1]) == 4
             and world["metric"]["liveview_run_id"] == series[0]["metric"]["liveview_run_id"]
         )
         # Selectable without target_info: every series of a rank carries its labels.
-        ranked = query(stack.prometheus, 'count by (__name__) ({job="ranks-healthy",liveview_rank="2"})')
+        ranked = query(stack.prometheus, f'count by (__name__) ({{job="{job}",liveview_rank="2"}})')
         assert {r["metric"]["__name__"] for r in ranked} >= {
             "liveview_metric",
             "liveview_metric_step",
             "liveview_published_total",
             "liveview_experiment_status",
         }
-        stays_quiet(stack, "ranks-healthy")
+        stays_quiet(stack, job)
 
 
-def test_a_paused_rank_stalls_its_run_and_goes_missing(stack: Stack, tmp_path: Path) -> None:
+def test_a_paused_rank_stalls_its_run_and_goes_missing(
+    stack: Stack, start: Starter, job: str, tmp_path: Path
+) -> None:
     barrier = tmp_path / "barrier"
     barrier.mkdir()
-    with launched(stack, tmp_path, "ranks-paused", LIVEVIEW_TEST_BARRIER=str(barrier)) as launch:
-        series = ranks_stepping(stack, "ranks-paused", past=10)
+    with launched(stack, start, tmp_path, job, LIVEVIEW_TEST_BARRIER=str(barrier)) as launch:
+        series = ranks_stepping(stack, job, past=10)
         run_id = series[0]["metric"]["liveview_run_id"]
         wait_until(lambda: 2 in launch.pids, what="rank 2's pid")
         os.kill(launch.pids[2], signal.SIGSTOP)  # the others wait for it in their collective
         paused = time.monotonic()
         found = wait_until(
             lambda: (
-                {("LiveViewRunStalled", run_id), ("LiveViewRanksMissing", run_id)}
-                <= stack.firing("ranks-paused")
-                and stack.firing("ranks-paused")
+                {("LiveViewRunStalled", run_id), ("LiveViewRanksMissing", run_id)} <= stack.firing(job)
+                and stack.firing(job)
             ),
             timeout=90,
             what="the stall and the missing rank",
@@ -215,22 +235,24 @@ def test_a_paused_rank_stalls_its_run_and_goes_missing(stack: Stack, tmp_path: P
         assert not {alert for alert, _ in found} & {"LiveViewRankStraggling"}  # all ranks wait alike
 
 
-def test_a_slowed_rank_straggles(stack: Stack, tmp_path: Path) -> None:
-    with launched(stack, tmp_path, "ranks-slow", LIVEVIEW_TEST_SLOW_RANK="3"):
-        ranks_stepping(stack, "ranks-slow", past=2)
-        found = wait_until(lambda: stack.firing("ranks-slow"), timeout=90, what="the straggler")
+def test_a_slowed_rank_straggles(stack: Stack, start: Starter, job: str, tmp_path: Path) -> None:
+    with launched(stack, start, tmp_path, job, LIVEVIEW_TEST_SLOW_RANK="3"):
+        ranks_stepping(stack, job, past=2)
+        found = wait_until(lambda: stack.firing(job), timeout=90, what="the straggler")
         assert found == {("LiveViewRankStraggling", "3")}
 
 
-def test_a_run_that_never_published_a_step_never_stalls(stack: Stack, tmp_path: Path) -> None:
-    with launched(stack, tmp_path, "ranks-stepless", LIVEVIEW_TEST_NO_STEPS="1"):
+def test_a_run_that_never_published_a_step_never_stalls(
+    stack: Stack, start: Starter, job: str, tmp_path: Path
+) -> None:
+    with launched(stack, start, tmp_path, job, LIVEVIEW_TEST_NO_STEPS="1"):
         wait_for_series(
             stack.prometheus,
-            'count(liveview_experiment_status{job="ranks-stepless",status="running"} == 1) == 4',
+            f'count(liveview_experiment_status{{job="{job}",status="running"}} == 1) == 4',
             timeout=60,
         )
-        assert query(stack.prometheus, 'liveview_metric_step{job="ranks-stepless"}') == []
-        stays_quiet(stack, "ranks-stepless")
+        assert query(stack.prometheus, f'liveview_metric_step{{job="{job}"}}') == []
+        stays_quiet(stack, job)
 
 
 def test_slurm_tasks_reach_prometheus_with_their_labels(stack: Stack, slurm_cluster: SlurmCluster) -> None:

@@ -89,3 +89,13 @@ def training(ranks: int, env: dict[str, str], workdir: Path) -> Iterator[subproc
         stop.touch()
         output, _ = launch.communicate(timeout=120)
     assert launch.returncode == 0, output[-3000:]
+
+
+def start_srun(
+    slurm_env: dict[str, str], ranks: int, module: str, env: dict[str, str]
+) -> subprocess.Popen[str]:
+    """`srun -n ranks python -m module` on the cluster `slurm_env` names, in the background."""
+    command = [launcher("srun"), "-n", str(ranks), "--chdir", str(ROOT), sys.executable, "-m", module]
+    return subprocess.Popen(
+        command, env={**env, **slurm_env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
