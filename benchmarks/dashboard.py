@@ -183,7 +183,7 @@ def write_openmetrics(path: Path, processes: list[dict[str, str]], metrics: int,
         )
         family(
             out,
-            "liveview_experiment_total",
+            "liveview_experiment_planned",
             "gauge",
             [
                 (f'{base(p)},experiment="run",phase="train",unit="{unit}"', lambda k, n=n: str(n))

@@ -56,7 +56,8 @@ STATUS = "liveview.experiment.status"
 INFO = "liveview.experiment.info"
 START_TIME = "liveview.experiment.start_time_seconds"
 END_TIME = "liveview.experiment.end_time_seconds"
-TOTAL = "liveview.experiment.total"
+PLANNED = "liveview.experiment.planned"
+PLANNED_UP_TO_0_1 = "liveview.experiment.total"  # its name up to release 0.1.0
 PUBLISHED = "liveview.published"
 DROPPED = "liveview.dropped"
 DATA_EVENT = "liveview.data"
@@ -821,7 +822,7 @@ class Board:
             row.ended = point.value
         return row is not None
 
-    def _on_total(self, point: _Point) -> bool:
+    def _on_planned(self, point: _Point) -> bool:
         row = self._experiment(point)
         phase, unit = point.attributes.get("phase"), point.attributes.get("unit")
         if row is None or phase is None or unit is None:
@@ -925,7 +926,8 @@ _LIBRARY_METRICS: dict[str, _Handler] = {
     INFO: Board._on_info,
     START_TIME: Board._on_start_time,
     END_TIME: Board._on_end_time,
-    TOTAL: Board._on_total,
+    PLANNED: Board._on_planned,
+    PLANNED_UP_TO_0_1: Board._on_planned,  # a publisher of an older release still shows progress
     # The launch's numbers: the resource of the same export says them too.
     "liveview.launch.world_size": lambda board, point: True,
     "liveview.launch.restart_count": lambda board, point: True,

@@ -210,9 +210,9 @@ class ExperimentBroadcaster:
         self.publish_info_sync(experiment, info)
 
     def publish_total_sync(self, experiment: str, phase: str, steps: Any = None, epochs: Any = None) -> None:
-        """Declare how far a phase of an experiment goes: gauge liveview.experiment.total
-        {experiment, phase, unit="steps"|"epochs", topic}. Progress is the phase's step (or epoch) of
-        publish_metric against it."""
+        """Declare how far a phase of an experiment goes: gauge liveview.experiment.planned
+        {experiment, phase, unit="steps"|"epochs", topic}. Progress is the phase's step (or epoch)
+        of publish_metric against it."""
         if type(phase) is not str or not phase:
             raise ValueError("phase must be a non-empty string, e.g. 'train' or 'eval'")
         if steps is None and epochs is None:
@@ -226,7 +226,7 @@ class ExperimentBroadcaster:
                 value = mapping.metric_value(f"total {unit}", total)
                 if not value > 0:
                     raise ValueError(f"total {unit} for phase {phase!r} must be positive, not {total!r}")
-                TABLES.total.set(tuple(sorted({**base, "unit": unit}.items())), value)
+                TABLES.planned.set(tuple(sorted({**base, "unit": unit}.items())), value)
 
     async def publish_total(self, experiment: str, phase: str, steps: Any = None, epochs: Any = None) -> None:
         self.publish_total_sync(experiment, phase, steps, epochs)

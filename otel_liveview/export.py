@@ -461,7 +461,7 @@ class MetricExport:
         found: dict[str, MetricPoints] = {}
         for name, table in self._tables.gauges().items():
             if points := self._in_sdk_order(name, [(k, v) for k, v in table.items() if isfinite(v)]):
-                found[name] = MetricPoints(name, "", points)
+                found[name] = MetricPoints(name, self._tables.description(name), points)
         for name, (description, counts) in self._tables.counters().items():
             if points := list(counts.items()):
                 starts = self._starts.setdefault(name, {})

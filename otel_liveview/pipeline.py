@@ -278,7 +278,9 @@ def register_instruments(meter: Any, tables: Tables = TABLES, *, identity: Mappi
     """The tables as observable instruments of an application's MeterProvider, `identity` (the
     launch's run, rank and node) on every point."""
     for name, table in tables.gauges().items():
-        meter.create_observable_gauge(name, callbacks=[_report(table.items, identity)])
+        meter.create_observable_gauge(
+            name, callbacks=[_report(table.items, identity)], description=tables.description(name)
+        )
     for name, (description, counts) in tables.counters().items():
         meter.create_observable_counter(
             name, callbacks=[_report(counts.items, identity)], description=description

@@ -30,6 +30,11 @@ from otel_liveview.tables import TABLES
 _log = logging.getLogger("otel_liveview")
 STALE_INTERVALS = 3
 COUNTERS = {"liveview_published": TABLES.published, "liveview_dropped": TABLES.dropped}
+# Prometheus name -> HELP: the instruments' own descriptions, as the push path carries them.
+HELP = {
+    **{name.replace(".", "_"): TABLES.description(name) for name in TABLES.gauges()},
+    **{name.replace(".", "_"): description for name, (description, _) in TABLES.counters().items()},
+}
 
 
 def snapshot_dir(port: int) -> Path:
@@ -98,7 +103,7 @@ class SnapshotCollector:
                 for name, series in series_by_name.items():
                     family = families.get(name)
                     if family is None:
-                        family = families[name] = Metric(name, f"otel-liveview {name}", kind)
+                        family = families[name] = Metric(name, HELP.get(name, name), kind)
                     sample = name + "_total" if kind == "counter" else name
                     for labels, value in series:
                         family.add_sample(sample, {**labels, **extra}, value)

@@ -137,6 +137,23 @@ class FurthestStep:
         self.enabled = False
 
 
+GAUGE_DESCRIPTIONS = {
+    "liveview.metric": "Latest value of each published metric",
+    "liveview.metric.step": "Step of each metric's latest value",
+    "liveview.metric.epoch": "Epoch of each metric's latest value",
+    "liveview.metric.nonfinite": "1 while a metric's latest value is NaN or infinite (by value), else 0",
+    "liveview.data": "Latest value of each numeric key of a data stream",
+    "liveview.experiment.status": "1 for an experiment's current status, 0 for the others",
+    "liveview.experiment.info": "Always 1; an experiment's information in its labels",
+    "liveview.experiment.start_time_seconds": "When an experiment started running, in seconds since the epoch",
+    "liveview.experiment.end_time_seconds": "When an experiment ended, in seconds since the epoch",
+    "liveview.experiment.planned": "Planned number of steps or epochs (by unit) of an experiment's phase",
+    "liveview.launch.world_size": "Number of processes in this process's launch",
+    "liveview.launch.restart_count": "Times this process's launch was restarted",
+    "liveview.launch.step": "Furthest step of any metric of this process on a topic",
+}
+
+
 class Tables:
     """Every table and counter of this process; emptied in a forked child."""
 
@@ -152,7 +169,7 @@ class Tables:
         self.info = GaugeTable(max_series)
         self.start_time = GaugeTable(max_series)
         self.end_time = GaugeTable(max_series)
-        self.total = GaugeTable(max_series)
+        self.planned = GaugeTable(max_series)
         # This process's launch (otel_liveview.launch), when known: one point each, never more.
         self.world_size = GaugeTable(1)
         self.restart_count = GaugeTable(1)
@@ -183,14 +200,19 @@ class Tables:
             "liveview.experiment.info": self.info,
             "liveview.experiment.start_time_seconds": self.start_time,
             "liveview.experiment.end_time_seconds": self.end_time,
-            "liveview.experiment.total": self.total,
+            "liveview.experiment.planned": self.planned,
         }
+
+    @staticmethod
+    def description(name: str) -> str:
+        """The one-line description of a gauge (OTLP's `description`, Prometheus' HELP)."""
+        return GAUGE_DESCRIPTIONS[name]
 
     def counters(self) -> dict[str, tuple[str, TallyFamily]]:
         """OpenTelemetry instrument name -> (description, counts): monotonic, cumulative."""
         return {
-            "liveview.published": ("Items accepted", self.published),
-            "liveview.dropped": ("Items dropped, by reason", self.dropped),
+            "liveview.published": ("Telemetry items accepted for export, by kind", self.published),
+            "liveview.dropped": ("Telemetry items dropped before export, by kind and reason", self.dropped),
         }
 
     def resize(self, max_series: int, max_stream_keys: int) -> None:

@@ -475,7 +475,7 @@ def test_declared_totals_are_series_of_their_own_per_phase_and_unit() -> None:
     broadcaster = ExperimentBroadcaster(base_topic="unit:totals")
     broadcaster.publish_total_sync("mnist", "train", steps=1, epochs=decimal.Decimal("2.5"))
     asyncio.run(broadcaster.publish_total("mnist", "eval", steps=40))
-    assert points("liveview.experiment.total", "unit:totals") == {
+    assert points("liveview.experiment.planned", "unit:totals") == {
         frozenset(
             {("experiment", "mnist"), ("phase", "train"), ("unit", "steps"), ("topic", "unit:totals")}
         ): 1,

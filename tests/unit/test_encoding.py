@@ -272,6 +272,9 @@ def test_an_export_of_every_table_decodes_to_what_was_published() -> None:
     (scope_metrics,) = resource_metrics.scope_metrics
     assert (scope_metrics.scope.name, scope_metrics.scope.version) == SCOPE
     assert [metric.name for metric in scope_metrics.metrics] == [*GAUGES, *COUNTERS]
+    described = {name: description for name, (description, _) in tables.counters().items()}
+    described |= {name: tables.description(name) for name in GAUGES}
+    assert {metric.name: metric.description for metric in scope_metrics.metrics} == described
     gauge = scope_metrics.metrics[0].gauge.data_points
     assert [(point.as_double, point.as_int, len(point.attributes)) for point in gauge] == [
         (0.5, 0, 2),

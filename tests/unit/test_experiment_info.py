@@ -80,7 +80,8 @@ def test_a_failed_run_has_an_end_too() -> None:
 
 def totals(topic: str) -> dict[tuple[str, str], float]:
     return {
-        (dict(k)["phase"], dict(k)["unit"]): v for k, v in points("liveview.experiment.total", topic).items()
+        (dict(k)["phase"], dict(k)["unit"]): v
+        for k, v in points("liveview.experiment.planned", topic).items()
     }
 
 

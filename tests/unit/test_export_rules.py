@@ -635,9 +635,9 @@ def test_a_metric_export_reads_every_table_with_points_gauges_first() -> None:
     ((metrics, collected, deadline),) = sink.exports
     assert before <= collected <= time.time_ns() and deadline is None
     assert [(m.name, m.description, list(m.points)) for m in metrics] == [
-        ("liveview.metric", "", [(LOSS, 0.5), (ACC, 0.9)]),
-        ("liveview.metric.step", "", [(LOSS, 3.0)]),
-        ("liveview.published", "Items accepted", [((("kind", "metric"),), 2)]),
+        ("liveview.metric", "Latest value of each published metric", [(LOSS, 0.5), (ACC, 0.9)]),
+        ("liveview.metric.step", "Step of each metric's latest value", [(LOSS, 3.0)]),
+        ("liveview.published", "Telemetry items accepted for export, by kind", [((("kind", "metric"),), 2)]),
     ]
     assert [m.starts is None for m in metrics] == [True, True, False]  # gauges, then a cumulative sum
     assert metrics[2].starts == {(("kind", "metric"),): collected}

@@ -96,12 +96,23 @@ def test_instrument_names_are_the_naming_contract() -> None:
         "liveview.experiment.info": tables.info,
         "liveview.experiment.start_time_seconds": tables.start_time,
         "liveview.experiment.end_time_seconds": tables.end_time,
-        "liveview.experiment.total": tables.total,
+        "liveview.experiment.planned": tables.planned,
         "liveview.launch.world_size": tables.world_size,
         "liveview.launch.restart_count": tables.restart_count,
         "liveview.launch.step": tables.launch_step,
     }
     assert len({id(table) for table in gauges.values()}) == len(gauges)  # one table per instrument
+
+
+def test_every_instrument_has_a_description_of_its_own() -> None:
+    """What reaches OTLP's description and Prometheus' HELP: one line each, never the name again."""
+    tables = Tables()
+    descriptions = {name: tables.description(name) for name in tables.gauges()}
+    descriptions |= {name: description for name, (description, _) in tables.counters().items()}
+    assert len(set(descriptions.values())) == len(descriptions)
+    for name, description in descriptions.items():
+        assert not description[0].islower() and "\n" not in description and len(description) < 80, name
+        assert name not in description and name.replace(".", "_") not in description, name
 
 
 @pytest.mark.parametrize("limit", [1, 3])

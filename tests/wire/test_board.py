@@ -397,6 +397,21 @@ def test_processes_without_service_instance_id_are_told_apart_by_host_and_pid() 
     assert sorted(p.instance for p in board.snapshot().publishers) == ["legacy@h:7", "legacy@h:8"]
 
 
+@pytest.mark.parametrize("name", ["liveview.experiment.planned", "liveview.experiment.total"])
+def test_a_phase_s_planned_steps_give_progress_under_either_name(name: str) -> None:
+    """liveview.experiment.total is the gauge's name up to 0.1.0: such a publisher still shows progress."""
+    board = Board(Limits())
+    run = {"experiment": "mnist", "topic": "t"}
+    board.add_metrics(
+        gauge_request("a", "liveview.experiment.status", [({**run, "status": "running"}, 1.0, 5)])
+    )
+    board.add_metrics(gauge_request("a", name, [({**run, "phase": "train", "unit": "steps"}, 100.0, 5)]))
+    train = {"metric": "loss", "topic": "t", "phase": "train"}
+    board.add_metrics(gauge_request("a", "liveview.metric.step", [(train, 25.0, 6)]))
+    board.add_metrics(gauge_request("a", "liveview.metric", [(train, 0.5, 6)]))
+    assert board.snapshot().experiments[0].progress == (("train", "steps", 25.0, 100.0),)
+
+
 def test_info_elapsed_progress_and_errors_of_an_experiment() -> None:
     board = Board(Limits(logs=2), wall_ns=lambda: 1_000_500 * 10**9)
     run = {"experiment": "mnist", "topic": "t"}
@@ -411,7 +426,7 @@ def test_info_elapsed_progress_and_errors_of_an_experiment() -> None:
         ({**run, "phase": "train", "unit": "steps"}, 1000.0, 5),
         ({**run, "phase": "eval", "unit": "epochs"}, 4.0, 5),
     ]
-    board.add_metrics(gauge_request("a", "liveview.experiment.total", totals))
+    board.add_metrics(gauge_request("a", "liveview.experiment.planned", totals))
     train = {"metric": "loss", "topic": "t", "phase": "train"}
     board.add_metrics(gauge_request("a", "liveview.metric.step", [(train, 250.0, 6)]))
     board.add_metrics(gauge_request("a", "liveview.metric", [(train, 0.5, 6)]))
