@@ -189,8 +189,8 @@ def run_rules(runs: RunAlerts) -> tuple[BuiltinRule, ...]:
         ),
         BuiltinRule(
             "LiveViewRankRestarted",
-            "max by (job, liveview_run_id) (max_over_time(liveview_launch_restart_count[10m]))\n"
-            "> min by (job, liveview_run_id) (min_over_time(liveview_launch_restart_count[10m]))",
+            "max by (job, liveview_run_id) (max_over_time(liveview_launch_restarts[10m]))\n"
+            "> min by (job, liveview_run_id) (min_over_time(liveview_launch_restarts[10m]))",
             "0s",
             "warning",
             "Run {{ $labels.liveview_run_id }} restarted its workers",

@@ -930,7 +930,8 @@ _LIBRARY_METRICS: dict[str, _Handler] = {
     PLANNED_UP_TO_0_1: Board._on_planned,  # a publisher of an older release still shows progress
     # The launch's numbers: the resource of the same export says them too.
     "liveview.launch.world_size": lambda board, point: True,
-    "liveview.launch.restart_count": lambda board, point: True,
+    "liveview.launch.restarts": lambda board, point: True,
+    "liveview.launch.restart_count": lambda board, point: True,  # its name up to release 0.1.0
     "liveview.launch.step": lambda board, point: True,  # the ranks' steps come from their metrics
     PUBLISHED: Board._on_published,
     DROPPED: Board._on_dropped,

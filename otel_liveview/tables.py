@@ -149,7 +149,7 @@ GAUGE_DESCRIPTIONS = {
     "liveview.experiment.end_time_seconds": "When an experiment ended, in seconds since the epoch",
     "liveview.experiment.planned": "Planned number of steps or epochs (by unit) of an experiment's phase",
     "liveview.launch.world_size": "Number of processes in this process's launch",
-    "liveview.launch.restart_count": "Times this process's launch was restarted",
+    "liveview.launch.restarts": "Times this process's launch was restarted",
     "liveview.launch.step": "Furthest step of any metric of this process on a topic",
 }
 
@@ -184,7 +184,7 @@ class Tables:
         return {
             **self.series_gauges(),
             "liveview.launch.world_size": self.world_size,
-            "liveview.launch.restart_count": self.restart_count,
+            "liveview.launch.restarts": self.restart_count,
             "liveview.launch.step": self.launch_step,
         }
 

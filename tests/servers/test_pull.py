@@ -4,15 +4,18 @@ series the push path (library -> vmagent -> Prometheus) gives."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from otel_liveview.tables import Tables
 from tests.support import free_port
 from tests.support.processes import publisher_env, run_python, start_python
-from tests.support.receiver import Receiver
-from tests.support.servers import PushStack, Server, query, wait_for_series
+from tests.support.receiver import Receiver, wait_until
+from tests.support.servers import PushStack, Server, query, server_binary, wait_for_series
 
 TOPIC = "pull:compare"
 # A main process and two children (fork, spawn) of one experiment; push and pull at the same time.
@@ -163,3 +166,78 @@ print(sorted(os.listdir(folder)))
     seen = run_python(script, env)
     assert ".json" in seen  # it was written while the process ran
     assert list(tmp_path.glob("*.json")) == []  # and removed when it exited
+
+
+# One process of every instrument: a finished and a running experiment with planned steps, a NaN,
+# a data stream wider than its 64 keys (a drop), and a torchrun launch that restarted once.
+EVERY_INSTRUMENT = """
+import math, sys, otel_liveview
+with otel_liveview.LiveViewExperiment(name="done", base_topic="pull:lint"):
+    pass
+with otel_liveview.LiveViewExperiment(name="lint", base_topic="pull:lint", totals={"train": {"steps": 10, "epochs": 2}}, seed=7):
+    b = otel_liveview.ExperimentBroadcaster("pull:lint")
+    b.publish_metric_sync("loss", 0.5, step=1, epoch=0, phase="train")
+    b.publish_metric_sync("acc", math.nan, step=1, phase="train")
+    b.publish_data_sync("wide", {f"k{i}": i for i in range(65)})
+    print("published", flush=True)
+    sys.stdin.readline()
+"""
+TORCHRUN = {"TORCHELASTIC_RUN_ID": "lint", "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}
+
+
+def scrape(port: int) -> str:
+    """The endpoint's exposition; empty while no process serves it yet."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            return str(response.read().decode())
+    except OSError:
+        return ""
+
+
+def sampled(text: str) -> set[str]:
+    """The metric names of the exposition's samples, counters without their _total."""
+    lines = (line for line in text.splitlines() if line and not line.startswith("#"))
+    return {line.split("{")[0].split(" ")[0].removesuffix("_total") for line in lines}
+
+
+@pytest.mark.servers
+def test_promtool_finds_nothing_to_lint_in_pull_modes_metrics(tmp_path: Path) -> None:
+    """Prometheus' own lint over /metrics with a sample of every instrument: no gauge named like a
+    counter (_total) or a summary (_count), and each HELP the instrument's description."""
+    promtool = server_binary("promtool-3.14")
+    port = free_port()
+    env = publisher_env(
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_LOGS_EXPORTER="none",
+        OTEL_METRIC_EXPORT_INTERVAL="200",
+        OTEL_LIVEVIEW_PROMETHEUS_PORT=str(port),
+        OTEL_LIVEVIEW_PROMETHEUS_DIR=str(tmp_path),
+        TORCHELASTIC_RESTART_COUNT="1",
+        **TORCHRUN,
+    )
+    tables = Tables()
+    instruments = {name.replace(".", "_") for name in [*tables.gauges(), *tables.counters()]}
+    publisher = start_python(EVERY_INSTRUMENT, env)
+    try:
+        assert publisher.stdout and publisher.stdout.readline().strip() == "published"
+
+        def complete() -> str | None:
+            text = scrape(port)
+            return text if sampled(text) >= instruments else None
+
+        text = wait_until(complete, timeout=30, what="a sample of every instrument on /metrics")
+    finally:
+        if publisher.stdin:
+            publisher.stdin.write("\n")
+            publisher.stdin.flush()
+        publisher.wait(timeout=30)
+    lint = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+    )
+    assert (lint.returncode, lint.stdout + lint.stderr) == (0, ""), lint.stdout + lint.stderr
+    helps = dict(line.split(" ", 3)[2:] for line in text.splitlines() if line.startswith("# HELP "))
+    for name, (description, _) in tables.counters().items():
+        assert helps[name.replace(".", "_") + "_total"] == description
+    for name in tables.gauges():
+        assert helps[name.replace(".", "_")] == tables.description(name)

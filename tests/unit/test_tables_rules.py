@@ -98,7 +98,7 @@ def test_instrument_names_are_the_naming_contract() -> None:
         "liveview.experiment.end_time_seconds": tables.end_time,
         "liveview.experiment.planned": tables.planned,
         "liveview.launch.world_size": tables.world_size,
-        "liveview.launch.restart_count": tables.restart_count,
+        "liveview.launch.restarts": tables.restart_count,
         "liveview.launch.step": tables.launch_step,
     }
     assert len({id(table) for table in gauges.values()}) == len(gauges)  # one table per instrument
