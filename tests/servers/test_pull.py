@@ -3,6 +3,7 @@ series the push path (library -> vmagent -> Prometheus) gives."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import urllib.request
@@ -34,7 +35,7 @@ def child(origin, done):
     done.wait()
 
 if __name__ == "__main__":
-    with otel_liveview.LiveViewExperiment(name="pull", base_topic={TOPIC!r}):
+    with otel_liveview.LiveViewExperiment(name="pull", base_topic={TOPIC!r}, totals={{"main": {{"steps": 5}}}}):
         publish("main")
         done = multiprocessing.get_context("spawn").Event()
         children = [multiprocessing.get_context(how).Process(target=child, args=(how, done)) for how in ("fork", "spawn")]
@@ -47,6 +48,13 @@ if __name__ == "__main__":
             process.join()
 """
 SERIES = '{__name__=~"liveview_metric|liveview_metric_step|liveview_metric_epoch|liveview_data|liveview_experiment_status",topic="%s"}'
+
+
+def metadata(prometheus: Server, metric: str) -> list[dict[str, str]]:
+    """What Prometheus' metadata API knows of `metric` from its scrapes."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"{prometheus.url}/api/v1/metadata?metric={metric}", timeout=10) as response:
+        return list(json.load(response)["data"].get(metric, []))
 
 
 def label_sets(prometheus: PushStack | Server) -> set[frozenset[tuple[str, str]]]:
@@ -103,6 +111,11 @@ def test_pull_and_push_give_the_same_series(
         assert values == {"main": 4.0, "fork": 4.0, "spawn": 4.0}
         counters = query(pull, 'liveview_published_total{job="pull-compare",kind="metric"}')
         assert sorted(float(series["value"][1]) for series in counters) == [5.0, 5.0, 5.0]
+        # A scrape carries each family's HELP: Prometheus keeps it as the metric's metadata.
+        planned = wait_until(lambda: metadata(pull, "liveview_experiment_planned"), timeout=30)
+        assert planned == [
+            {"type": "gauge", "help": Tables.description("liveview.experiment.planned"), "unit": ""}
+        ]
     finally:
         if publisher.stdin:
             publisher.stdin.write("\n")
