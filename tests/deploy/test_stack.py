@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support import ROOT
+from tests.support import ROOT, unavailable
 from tests.support.servers import query, server_binary, wait_for_series
 
 pytestmark = pytest.mark.servers
@@ -92,9 +92,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         server_binary(name)  # fails under CI, skips otherwise, when a build is missing
     if os.geteuid() != 0:
         message = "scripts/stack needs root (a mount namespace and chroot per service)"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        unavailable(message)
     taken = {port: owners for port in PORTS if (owners := stack_script.listeners(port))}
     if taken:
         pytest.fail(

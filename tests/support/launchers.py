@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
 import shutil
 import subprocess
 import sys
@@ -13,9 +12,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.support import ROOT
+from tests.support import ROOT, unavailable
 
 # Debian's packages that bring each launcher (.ci/run installs them).
 PACKAGES = {
@@ -39,9 +36,7 @@ def launcher(name: str) -> str:
     if path:
         return path
     message = f"{name} not found; install Debian's {PACKAGES.get(name, name)}"
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    unavailable(message)
 
 
 def mpirun(ranks: int, module: str, env: dict[str, str], timeout: float = 120) -> str:
@@ -59,9 +54,7 @@ def launcher_module(name: str) -> None:
     if importlib.util.find_spec(name) is not None:
         return
     message = f"the Python package {name!r} is not installed (the test extra has it)"
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    unavailable(message)
 
 
 def start_mpirun(ranks: int, module: str, env: dict[str, str]) -> subprocess.Popen[str]:

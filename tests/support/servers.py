@@ -38,7 +38,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import ROOT, free_port
+from tests.support import ROOT, free_port, unavailable
 
 __all__ = [
     "PROMETHEUS_3_FLAGS",
@@ -111,9 +111,7 @@ def server_binary(name: str) -> Path:
         f"{name} not found at {path}; run `{script}` "
         "(and set LIVEVIEW_SERVERS_DIR if it put them into another folder)"
     )
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    unavailable(message)
 
 
 # -- running a server -----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_liveview import config, launch, pipeline
+from otel_liveview import config, launch, pipeline, pull
 from otel_liveview.tables import TABLES
 
 TORCHRUN = {
@@ -217,7 +217,6 @@ def test_a_bad_explicit_value_is_left_out_with_a_warning(caplog: pytest.LogCaptu
 
 
 def test_pull_mode_series_carry_run_rank_and_node(tmp_path: Path) -> None:
-    pull = pytest.importorskip("otel_liveview.pull")  # the pull extra; the test extra has it
     key = (("metric", "launch-test"), ("topic", "t"))
     TABLES.metric.set(key, 1.5)
     try:
