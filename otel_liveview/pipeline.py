@@ -208,7 +208,7 @@ def _start(settings: Settings, topic: str | None) -> Pipeline:
                 missing.name,
             )
         else:
-            _pipeline.pull = pull.start(settings, resource, _pipeline.instance_id)
+            _pipeline.pull = pull.start(settings, resource, _pipeline.instance_id, identity)
     _install_exit_hooks()
     return _pipeline
 
@@ -307,8 +307,8 @@ def _publish_launch(resource: Mapping[str, Any]) -> None:
     size, restarts, a rank's furthest step."""
     TABLES.launch_step.enabled = launch.RUN_ID in resource or launch.RANK in resource
     for table, name in (
-        (TABLES.world_size, "liveview.world_size"),
-        (TABLES.restart_count, "liveview.restart_count"),
+        (TABLES.world_size, launch.WORLD_SIZE),
+        (TABLES.restart_count, launch.ATTRIBUTES["restart_count"]),
     ):
         if isinstance(resource.get(name), int):
             table.set((), float(resource[name]))

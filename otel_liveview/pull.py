@@ -24,12 +24,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import Metric
 
-from otel_liveview import launch
 from otel_liveview.tables import TABLES
 
 _log = logging.getLogger("otel_liveview")
 STALE_INTERVALS = 3
-COUNTERS = {"liveview_published": TABLES.published, "liveview_dropped": TABLES.dropped}
 # Prometheus name -> HELP: the instruments' own descriptions, as the push path carries them.
 HELP = {
     **{name.replace(".", "_"): TABLES.description(name) for name in TABLES.gauges()},
@@ -62,7 +60,8 @@ def snapshot(job: str, instance: str, identity: dict[str, str] | None = None) ->
         for name, table in TABLES.gauges().items()
     }
     counters = {
-        name: [[dict(key), value] for key, value in family.items()] for name, family in COUNTERS.items()
+        name.replace(".", "_"): [[dict(key), value] for key, value in family.items()]
+        for name, (_, family) in TABLES.counters().items()
     }
     return {
         "pid": os.getpid(),
@@ -175,7 +174,7 @@ class PullEndpoint:
             self.server.server_close()
 
 
-def start(settings: Any, resource: Any, instance: str) -> PullEndpoint:
-    """Pull mode for a pipeline that starts with OTEL_LIVEVIEW_PROMETHEUS_PORT set."""
-    identity = launch.point_attributes(resource.attributes)
+def start(settings: Any, resource: Any, instance: str, identity: dict[str, str]) -> PullEndpoint:
+    """Pull mode for a pipeline that starts with OTEL_LIVEVIEW_PROMETHEUS_PORT set; `identity` (the
+    launch's run, rank and node) goes on every series."""
     return PullEndpoint(settings, job_of(resource), instance, identity)
