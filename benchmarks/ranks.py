@@ -23,31 +23,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tests.support import ROOT, grafana
 from tests.support.launchers import start_mpirun
 from tests.support.processes import publisher_env
-from tests.support.receiver import serving_http
-from tests.support.servers import (
-    PROMETHEUS_3_FLAGS,
-    SHIPPED_PROMETHEUS_CONFIG,
-    SHIPPED_RULES,
-    query,
-    start_collector,
-    start_prometheus,
-)
+from tests.support.servers import collector_into_prometheus_3, query
 from tests.support.slurm import cluster
 
 SERVICE, TOPIC = "ranks-benchmark", "ranks:benchmark"
-RANK_ROW = (
-    "Ranks alive",
-    "Step time",
-    "Step per rank",
-    "Lag behind the leading rank",
-    "Slowest ranks",
-    "Rank status",
-)
+RANK_ROW = grafana.row_titles(grafana.load(), "Ranks")
 
 
 @contextlib.contextmanager
@@ -110,72 +93,47 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="liveview-ranks-"))
-    otlp = yaml.safe_load(SHIPPED_PROMETHEUS_CONFIG.read_text())["otlp"]
-    prometheus = start_prometheus(
-        workdir / "prometheus",
-        binary="prometheus-3.14",
-        rule_files=sorted(SHIPPED_RULES.glob("*.yml")),
-        evaluation_interval="1s",
-        extra_config={"otlp": otlp},
-        extra_args=PROMETHEUS_3_FLAGS,
-    )
-    try:
-        with serving_http() as loki:  # stand-in: the Collector's Loki exporter posts here
-            collector = start_collector(
-                workdir / "otelcol",
-                remote_write_url=prometheus.url + "/api/v1/write",
-                loki_url=loki.endpoint + "/otlp",
+    with collector_into_prometheus_3(workdir) as (prometheus, collector):
+        env = publisher_env(
+            collector.otlp_http_endpoint,
+            OTEL_METRIC_EXPORT_INTERVAL="1000",
+            OTEL_SERVICE_NAME=SERVICE,
+            LIVEVIEW_TEST_TOPIC=TOPIC,
+            LIVEVIEW_TEST_SLOW_RANK=str(args.slow_rank),
+            LIVEVIEW_TEST_FAILING_RANK=str(args.failing_rank),
+            LIVEVIEW_TEST_STEP_SECONDS="0.1",
+        )
+        started = time.monotonic()
+        with launched(args.launcher, args.ranks, env, workdir):
+            first_all = None
+            while time.monotonic() - started < args.seconds:
+                counted = query(prometheus, f'count(liveview_launch_step{{job="{SERVICE}"}})')
+                if first_all is None and counted and float(counted[0]["value"][1]) == args.ranks:
+                    first_all = time.monotonic() - started
+                time.sleep(0.5)
+            print(f"{args.launcher} with {args.ranks} ranks, read after {args.seconds:g} s; every rank's")
+            print(
+                f"series in Prometheus {first_all:.1f} s after the launch"
+                if first_all
+                else "not every rank arrived"
             )
-            try:
-                env = publisher_env(
-                    collector.otlp_http_endpoint,
-                    OTEL_METRIC_EXPORT_INTERVAL="1000",
-                    OTEL_SERVICE_NAME=SERVICE,
-                    LIVEVIEW_TEST_TOPIC=TOPIC,
-                    LIVEVIEW_TEST_SLOW_RANK=str(args.slow_rank),
-                    LIVEVIEW_TEST_FAILING_RANK=str(args.failing_rank),
-                    LIVEVIEW_TEST_STEP_SECONDS="0.1",
-                )
-                started = time.monotonic()
-                with launched(args.launcher, args.ranks, env, workdir):
-                    first_all = None
-                    while time.monotonic() - started < args.seconds:
-                        counted = query(prometheus, f'count(liveview_launch_step{{job="{SERVICE}"}})')
-                        if first_all is None and counted and float(counted[0]["value"][1]) == args.ranks:
-                            first_all = time.monotonic() - started
-                        time.sleep(0.5)
-                    at = time.time()
-                    values, _ = grafana.on_load(prometheus.url, {"service": SERVICE, "topic": TOPIC}, at)
-                    print(
-                        f"{args.launcher} with {args.ranks} ranks, read after {args.seconds:g} s; every rank's"
-                    )
-                    print(
-                        f"series in Prometheus {first_all:.1f} s after the launch"
-                        if first_all
-                        else "not every rank arrived"
-                    )
-                    print(f"run {values['run']}\n")
-                    for title, target in grafana.targets(grafana.load(), "prometheus"):
-                        if title in RANK_ROW or title == "Experiment status":
-                            ms, result = timed(
-                                prometheus.url, grafana.interpolate(target["expr"], values), at
-                            )
-                            shown = "; ".join(describe(s) for s in result[:8]) + (
-                                " …" if len(result) > 8 else ""
-                            )
-                            print(f"{title} {target['refId']} ({ms:.1f} ms, {len(result)} series): {shown}")
-                    firing = query(prometheus, f'ALERTS{{alertstate="firing",job="{SERVICE}"}}')
-                    names = sorted(
-                        {(s["metric"]["alertname"], s["metric"].get("liveview_rank", "")) for s in firing}
-                    )
-                    print(
-                        "\nfiring:", ", ".join(f"{name} {rank}".strip() for name, rank in names) or "nothing"
-                    )
-            finally:
-                collector.stop()
-    finally:
-        prometheus.stop()
+            report(prometheus.url, time.time())
     return 0
+
+
+def report(base_url: str, at: float) -> None:
+    """The run, every query of the Ranks row and the experiment's status with their values and
+    latency, and the alerts firing, as the dashboard opened at `at` shows them."""
+    board = grafana.Board.on_load(base_url, {"service": SERVICE, "topic": TOPIC}, at)
+    print(f"run {board.values['run']}\n")
+    for title, target in grafana.targets(board.dashboard, "prometheus"):
+        if title in RANK_ROW or title == "Experiment status":
+            ms, result = timed(base_url, board.expr(title, target["refId"]), at)
+            shown = "; ".join(describe(s) for s in result[:8]) + (" …" if len(result) > 8 else "")
+            print(f"{title} {target['refId']} ({ms:.1f} ms, {len(result)} series): {shown}")
+    firing = query(base_url, f'ALERTS{{alertstate="firing",job="{SERVICE}"}}')
+    names = sorted({(s["metric"]["alertname"], s["metric"].get("liveview_rank", "")) for s in firing})
+    print("\nfiring:", ", ".join(f"{name} {rank}".strip() for name, rank in names) or "nothing")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from tests.support import grafana
 from tests.support.processes import publisher_env, run_python, start_python
 from tests.support.receiver import serving_http
 from tests.support.servers import (
-    Server,
     query,
     start_shipped_prometheus_3,
     wait_for_series,
@@ -90,34 +89,10 @@ flush()
 
 
 @dataclass
-class Board:
-    """The dashboard as Grafana would show it at `at`: variables resolved, queries interpolated."""
+class Board(grafana.Board):
+    """The dashboard as Grafana would show it at `at`, with the pid of the publishing experiment."""
 
-    prometheus: Server
-    values: dict[str, str]
-    options: dict[str, list[str]]
-    at: float
-    publisher_pid: int
-
-    def expr(self, title: str, ref: str = "A", **values: str) -> str:
-        (target,) = [
-            t for name, t in grafana.targets(DASHBOARD, "prometheus") if name == title and t["refId"] == ref
-        ]
-        return grafana.interpolate(target["expr"], {**self.values, **values})
-
-    def run(self, title: str, ref: str = "A", **values: str) -> list[dict[str, Any]]:
-        return query(self.prometheus, self.expr(title, ref, **values), at=self.at)
-
-    def by(self, label: str, title: str, ref: str = "A", **values: str) -> dict[str, float]:
-        """{series' `label`: value} of a query; one series per label value."""
-        result = self.run(title, ref, **values)
-        found = {r["metric"].get(label, ""): float(r["value"][1]) for r in result}
-        assert len(found) == len(result), result
-        return found
-
-    def one(self, title: str, ref: str = "A", **values: str) -> float:
-        (result,) = self.run(title, ref, **values)
-        return float(result["value"][1])
+    publisher_pid: int = 0
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +140,7 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
             # The variables as Grafana resolves them on load, the user having picked the service.
             now = time.time()
             values, options = grafana.on_load(prometheus.url, {"service": SERVICE, "topic": TOPIC}, now)
-            yield Board(prometheus, values, options, round(now, 3), processes[0].pid)
+            yield Board(prometheus.url, values, options, round(now, 3), publisher_pid=processes[0].pid)
     finally:
         for process in processes:
             process.kill()
@@ -204,14 +179,14 @@ def test_every_dashboard_query_returns_its_series_of_the_service_alone(board: Bo
         if title in RANK_PANELS:  # a launch of many ranks: tests/deploy/test_dashboard_ranks.py
             continue
         expr = grafana.interpolate(target["expr"], board.values)
-        result = query(board.prometheus, expr, at=board.at)
+        result = query(board.base_url, expr, at=board.at)
         assert result, f"{title} {target['refId']}: {expr} returned nothing"
         jobs = {r["metric"]["job"] for r in result if "job" in r["metric"]}
         assert jobs <= {SERVICE}, (title, jobs)
     # Without the service, the same topic mixes both services: the narrowing is what keeps them apart.
     assert board.one("Step") == 39  # not the other service's 1000
     unnarrowed = board.expr("Step").replace(f'job="{SERVICE}",', "")
-    assert float(query(board.prometheus, unnarrowed, at=board.at)[0]["value"][1]) == 1000
+    assert float(query(board.base_url, unnarrowed, at=board.at)[0]["value"][1]) == 1000
 
 
 def test_the_status_row(board: Board) -> None:
@@ -224,12 +199,12 @@ def test_the_status_row(board: Board) -> None:
     # Elapsed: now - start while running ...
     start = f'max(liveview_experiment_start_time_seconds{{job="{SERVICE}",experiment="%s"}})'
     end = f'max(liveview_experiment_end_time_seconds{{job="{SERVICE}",experiment="%s"}})'
-    started = float(query(board.prometheus, start % "dash", at=board.at)[0]["value"][1])
+    started = float(query(board.base_url, start % "dash", at=board.at)[0]["value"][1])
     assert board.one("Elapsed") == pytest.approx(board.at - started, abs=1e-3)
     assert 0 < board.one("Elapsed") < 300
     # ... its duration, end - start, once finished.
-    sweep_start = float(query(board.prometheus, start % "dash-sweep", at=board.at)[0]["value"][1])
-    sweep_end = float(query(board.prometheus, end % "dash-sweep", at=board.at)[0]["value"][1])
+    sweep_start = float(query(board.base_url, start % "dash-sweep", at=board.at)[0]["value"][1])
+    sweep_end = float(query(board.base_url, end % "dash-sweep", at=board.at)[0]["value"][1])
     assert board.one("Elapsed", experiment="dash-sweep") == pytest.approx(sweep_end - sweep_start, abs=1e-6)
     assert 0.4 < sweep_end - sweep_start < 60  # the sweep slept 0.5 s, and the value is not now - start
 
@@ -299,7 +274,7 @@ def test_the_process_row_repeats_per_instance_with_that_process_alone(board: Boa
                 if target["datasource"]["type"] != "prometheus":
                     continue
                 expr = grafana.interpolate(target["expr"], {**board.values, row["repeat"]: instance})
-                result = query(board.prometheus, expr, at=board.at)
+                result = query(board.base_url, expr, at=board.at)
                 assert result and {r["metric"]["instance"] for r in result} == {instance}, expr
                 if target["refId"] == "A":
                     metrics_of[instance] = {r["metric"]["metric"] for r in result}

@@ -9,8 +9,6 @@ import re
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
@@ -18,45 +16,19 @@ from tests.support import grafana
 from tests.support.launchers import training
 from tests.support.processes import publisher_env
 from tests.support.receiver import serving_http
-from tests.support.servers import Server, query, start_shipped_prometheus_3, wait_for_series
+from tests.support.servers import query, start_shipped_prometheus_3, wait_for_series
 
 pytestmark = pytest.mark.servers
 
 DASHBOARD = grafana.load()
 SERVICE = "ranks-dashboard"
 TOPIC = "dashboard:ranks"
-RANK_PANELS = (
-    "Ranks alive",
-    "Step time",
-    "Step per rank",
-    "Lag behind the leading rank",
-    "Slowest ranks",
-    "Rank status",
-)
+RANK_PANELS = grafana.row_titles(DASHBOARD, "Ranks")
 
 
-@dataclass
-class Board:
-    prometheus: Server
-    values: dict[str, str]
-    options: dict[str, list[str]]
-    at: float
-
-    def run(self, title: str, ref: str = "A") -> list[dict[str, Any]]:
-        (target,) = [
-            t for name, t in grafana.targets(DASHBOARD, "prometheus") if name == title and t["refId"] == ref
-        ]
-        return query(self.prometheus, grafana.interpolate(target["expr"], self.values), at=self.at)
-
+class Board(grafana.Board):
     def per_rank(self, title: str, ref: str = "A") -> dict[int, float]:
-        result = self.run(title, ref)
-        found = {int(r["metric"]["liveview_rank"]): float(r["value"][1]) for r in result}
-        assert len(found) == len(result), result
-        return found
-
-    def one(self, title: str, ref: str = "A") -> float:
-        (result,) = self.run(title, ref)
-        return float(result["value"][1])
+        return {int(rank): value for rank, value in self.by("liveview_rank", title, ref).items()}
 
 
 @pytest.fixture(scope="module")
@@ -87,15 +59,14 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
                     timeout=90,
                 )
                 now = time.time()
-                values, options = grafana.on_load(prometheus.url, {"service": SERVICE, "topic": TOPIC}, now)
-                yield Board(prometheus, values, options, round(now, 3))
+                yield Board.on_load(prometheus.url, {"service": SERVICE, "topic": TOPIC}, now)
     finally:
         prometheus.stop()
 
 
 def _run_id(board: Board) -> str:
     (series,) = query(
-        board.prometheus, f'max by (liveview_run_id) (liveview_launch_world_size{{job="{SERVICE}"}})'
+        board.base_url, f'max by (liveview_run_id) (liveview_launch_world_size{{job="{SERVICE}"}})'
     )
     return str(series["metric"]["liveview_run_id"])
 

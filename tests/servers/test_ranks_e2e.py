@@ -24,25 +24,16 @@ import pytest
 import yaml
 
 from otel_liveview import alerts
+from tests.deploy.test_dashboard_ranks import Board
 from tests.support import ROOT, grafana
 from tests.support.launchers import start_mpirun, start_srun
 from tests.support.processes import publisher_env, run_module
-from tests.support.receiver import serving_http, wait_until
-from tests.support.servers import (
-    PROMETHEUS_3_FLAGS,
-    SHIPPED_PROMETHEUS_CONFIG,
-    Collector,
-    Server,
-    query,
-    start_collector,
-    start_prometheus,
-    wait_for_series,
-)
+from tests.support.receiver import wait_until
+from tests.support.servers import Collector, Server, collector_into_prometheus_3, query, wait_for_series
 from tests.support.slurm import SlurmCluster
 
 pytestmark = pytest.mark.servers
 
-DASHBOARD = grafana.load()
 RUNS = {
     "stalled_after": "15s",
     "straggler_steps": 20,
@@ -86,27 +77,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     thresholds = workdir / "thresholds.yaml"
     thresholds.write_text(yaml.safe_dump({"thresholds": [], "runs": RUNS}))
     alerts.render(thresholds, workdir / "deploy")
-    prometheus = start_prometheus(
-        workdir / "prometheus",
-        binary="prometheus-3.14",
-        rule_files=[workdir / "deploy" / alerts.BUILTIN_RULES],
-        evaluation_interval="1s",
-        extra_config={"otlp": yaml.safe_load(SHIPPED_PROMETHEUS_CONFIG.read_text())["otlp"]},
-        extra_args=PROMETHEUS_3_FLAGS,
-    )
-    try:
-        with serving_http() as loki:  # stand-in: the Collector's Loki exporter posts here
-            collector = start_collector(
-                workdir / "otelcol",
-                remote_write_url=prometheus.url + "/api/v1/write",
-                loki_url=loki.endpoint + "/otlp",
-            )
-            try:
-                yield Stack(prometheus, collector)
-            finally:
-                collector.stop()
-    finally:
-        prometheus.stop()
+    with collector_into_prometheus_3(workdir, [workdir / "deploy" / alerts.BUILTIN_RULES]) as (
+        prometheus,
+        collector,
+    ):
+        yield Stack(prometheus, collector)
 
 
 Starter = Callable[[int, str, dict[str, str]], subprocess.Popen[str]]
@@ -301,36 +276,24 @@ def test_64_ranks_through_the_collector_fill_every_rank_panel(stack: Stack, tmp_
             timeout=240,
         )
         now = time.time()
-        values, _ = grafana.on_load(stack.prometheus.url, {"service": service, "topic": topic}, now)
+        board = Board.on_load(stack.prometheus.url, {"service": service, "topic": topic}, now)
         fetch = functools.partial(
             grafana.label_values, stack.prometheus.url, start=now - grafana.DEFAULT_RANGE, end=now
         )
 
-        def panel(title: str, ref: str = "A") -> list[dict[str, Any]]:
-            (target,) = [
-                t
-                for name, t in grafana.targets(DASHBOARD, "prometheus")
-                if name == title and t["refId"] == ref
-            ]
-            return query(stack.prometheus, grafana.interpolate(target["expr"], values), at=now)
-
-        def per_rank(title: str) -> dict[int, float]:
-            return {int(r["metric"]["liveview_rank"]): float(r["value"][1]) for r in panel(title)}
-
-        assert values["run"] and fetch(f"liveview_metric_step{{{job}}}", "liveview_rank") != []
-        assert [float(panel("Ranks alive", ref)[0]["value"][1]) for ref in "AB"] == [64, 64]
-        steps = per_rank("Step per rank")
+        assert board.values["run"] and fetch(f"liveview_metric_step{{{job}}}", "liveview_rank") != []
+        assert [board.one("Ranks alive", ref) for ref in "AB"] == [64, 64]
+        steps = board.per_rank("Step per rank")
         assert sorted(steps) == list(range(64))
-        assert per_rank("Lag behind the leading rank") == {
+        assert board.per_rank("Lag behind the leading rank") == {
             rank: max(steps.values()) - step for rank, step in steps.items()
         }
-        slowest = {int(r["metric"]["liveview_rank"]): float(r["value"][1]) for r in panel("Slowest ranks")}
+        slowest = board.per_rank("Slowest ranks")
         assert len(slowest) == 5 and max(slowest, key=slowest.__getitem__) == 5
-        fastest, median, most = (float(panel("Step time", ref)[0]["value"][1]) for ref in "ABC")
+        fastest, median, most = (board.one("Step time", ref) for ref in "ABC")
         assert 0.1 < fastest <= median <= most == pytest.approx(slowest[5])
-        assert panel("Rank status") == []  # every rank runs
-        (status,) = panel("Experiment status")
-        assert float(status["value"][1]) == 3  # running
+        assert board.run("Rank status") == []  # every rank runs
+        assert board.one("Experiment status") == 3  # running
     finally:
         (tmp_path / "stop").touch()
         output, _ = launch.communicate(timeout=120)

@@ -20,6 +20,7 @@ import re
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,18 @@ def variables(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
 def variable(dashboard: dict[str, Any], name: str) -> dict[str, Any]:
     (found,) = [v for v in variables(dashboard) if v["name"] == name]
     return found
+
+
+def row_titles(dashboard: dict[str, Any], row: str) -> tuple[str, ...]:
+    """Titles of the panels under the row titled `row` (up to the next row)."""
+    titles: list[str] = []
+    current = None
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            current = panel["title"]
+        elif current == row:
+            titles.append(panel["title"])
+    return tuple(titles)
 
 
 def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
@@ -369,6 +382,43 @@ def on_load(
     values = resolve(dashboard or load(), fetch, chosen, instant)
     values.update(range_variables(at - DEFAULT_RANGE, at))
     return values, options
+
+
+@dataclass
+class Board:
+    """The dashboard as Grafana would show it at `at` on the Prometheus at `base_url`: variables
+    resolved (`on_load`), a panel's query interpolated and run."""
+
+    base_url: str
+    values: dict[str, str]
+    options: dict[str, list[str]]
+    at: float
+    dashboard: dict[str, Any] = field(default_factory=load)
+
+    @classmethod
+    def on_load(cls, base_url: str, chosen: dict[str, str], at: float) -> Board:
+        values, options = on_load(base_url, chosen, at)
+        return cls(base_url, values, options, round(at, 3))
+
+    def expr(self, title: str, ref: str = "A", **values: str) -> str:
+        (target,) = [
+            t for name, t in targets(self.dashboard, "prometheus") if name == title and t["refId"] == ref
+        ]
+        return interpolate(target["expr"], {**self.values, **values})
+
+    def run(self, title: str, ref: str = "A", **values: str) -> list[dict[str, Any]]:
+        return instant_query(self.base_url, self.expr(title, ref, **values), self.at)
+
+    def by(self, label: str, title: str, ref: str = "A", **values: str) -> dict[str, float]:
+        """{series' `label`: value} of a query; one series per label value."""
+        result = self.run(title, ref, **values)
+        found = {r["metric"].get(label, ""): float(r["value"][1]) for r in result}
+        assert len(found) == len(result), result
+        return found
+
+    def one(self, title: str, ref: str = "A", **values: str) -> float:
+        (result,) = self.run(title, ref, **values)
+        return float(result["value"][1])
 
 
 # -- import -------------------------------------------------------------------------------------------

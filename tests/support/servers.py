@@ -39,6 +39,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import ROOT, free_port, unavailable
+from tests.support.receiver import serving_http
 
 __all__ = [
     "PROMETHEUS_3_FLAGS",
@@ -358,18 +359,42 @@ def shipped_prometheus_config(alertmanager: str) -> str:
     return replaced
 
 
-def start_shipped_prometheus_3(workdir: Path) -> Server:
-    """Prometheus 3.14 as compose runs it (the OTLP receiver, the shipped `otlp:` settings and rules),
-    the rules evaluated every second rather than every 15 s so that alerts show soon."""
+def start_shipped_prometheus_3(
+    workdir: Path, rule_files: Sequence[str | os.PathLike[str]] | None = None
+) -> Server:
+    """Prometheus 3.14 as compose runs it (the OTLP receiver, the shipped `otlp:` settings and rules,
+    or `rule_files`), the rules evaluated every second rather than every 15 s so that alerts show soon."""
     otlp = yaml.safe_load(SHIPPED_PROMETHEUS_CONFIG.read_text())["otlp"]
     return start_prometheus(
         workdir,
         binary="prometheus-3.14",
-        rule_files=sorted(SHIPPED_RULES.glob("*.yml")),
+        rule_files=sorted(SHIPPED_RULES.glob("*.yml")) if rule_files is None else rule_files,
         evaluation_interval="1s",
         extra_config={"otlp": otlp},
         extra_args=PROMETHEUS_3_FLAGS,
     )
+
+
+@contextlib.contextmanager
+def collector_into_prometheus_3(
+    workdir: Path, rule_files: Sequence[str | os.PathLike[str]] | None = None
+) -> Iterator[tuple[Server, Collector]]:
+    """The shipped stack's metrics path: the Collector (shipped configuration; what would go to Loki
+    goes to an in-suite stand-in) remote-writing into start_shipped_prometheus_3."""
+    prometheus = start_shipped_prometheus_3(workdir / "prometheus", rule_files)
+    try:
+        with serving_http() as loki:
+            collector = start_collector(
+                workdir / "otelcol",
+                remote_write_url=prometheus.url + "/api/v1/write",
+                loki_url=loki.endpoint + "/otlp",
+            )
+            try:
+                yield prometheus, collector
+            finally:
+                collector.stop()
+    finally:
+        prometheus.stop()
 
 
 SHIPPED_ALERTMANAGER = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
