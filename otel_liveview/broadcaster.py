@@ -15,9 +15,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from otel_liveview import mapping
-from otel_liveview import pipeline as _pipeline
-from otel_liveview.tables import TABLES, Key
+from otel_liveview._internal import mapping
+from otel_liveview._internal import pipeline as _pipeline
+from otel_liveview._internal.tables import TABLES, Key
 
 _MAX_CACHED_KEYS = 10_000
 _NONFINITE = ("nan", "inf", "-inf")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from otel_liveview import pipeline as _pipeline
+from otel_liveview._internal import pipeline as _pipeline
 from otel_liveview.broadcaster import ExperimentBroadcaster
 
 

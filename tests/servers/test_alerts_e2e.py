@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_liveview import alerts
+from otel_liveview.alerts import rules as alerts
 from tests.support import ROOT
 from tests.support.processes import ThresholdPublisher, publisher_env
 from tests.support.receiver import wait_until

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_liveview.tables import Tables
+from otel_liveview._internal.tables import Tables
 from tests.support import free_port
 from tests.support.processes import publisher_env, run_python, start_python
 from tests.support.receiver import Receiver, wait_until
@@ -136,7 +136,7 @@ def test_snapshot_collector_drops_dead_processes(tmp_path: Path) -> None:
 
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from otel_liveview.pull import SnapshotCollector
+    from otel_liveview._internal.pull import SnapshotCollector
 
     alive = {
         "pid": 1,

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from otel_liveview import alerts
+from otel_liveview.alerts import rules as alerts
 from tests.deploy.test_dashboard_ranks import Board
 from tests.support import ROOT, grafana
 from tests.support.launchers import start_mpirun, start_srun

@@ -33,8 +33,8 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     ScopeMetrics,
 )
 
-from otel_liveview.board import Board
-from otel_liveview.receiver import OtlpReceiver
+from otel_liveview.view.board import Board
+from otel_liveview.view.receiver import OtlpReceiver
 from tests.support import free_port
 from tests.support.servers import Collector, start_collector
 

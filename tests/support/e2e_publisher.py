@@ -22,7 +22,8 @@ import sys
 import threading
 import time
 
-from otel_liveview import ExperimentBroadcaster, LiveViewExperiment, pipeline
+from otel_liveview import ExperimentBroadcaster, LiveViewExperiment
+from otel_liveview._internal import pipeline
 
 ORIGINS = ["main", *(f"thread{i}" for i in range(4)), *(f"task{i}" for i in range(4)), "fork", "spawn"]
 

@@ -14,7 +14,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from otel_liveview import alerts, thresholds
+from otel_liveview.alerts import rules as alerts
+from otel_liveview.alerts import thresholds
+from otel_liveview.cli import alerts as alerts_command
 from tests.support import ROOT
 from tests.support.servers import server_binary
 
@@ -92,7 +94,7 @@ def test_malformed_files_get_a_clear_error(tmp_path: Path, text: str) -> None:
 
 def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
-    alerts.register(parser.add_subparsers())
+    alerts_command.register(parser.add_subparsers())
     args = parser.parse_args(["alerts", str(EXAMPLE), "--out-dir", str(tmp_path)])
     assert args.run(args) == 0
     assert (tmp_path / alerts.THRESHOLD_RULES).exists()
@@ -116,7 +118,7 @@ def test_outside_a_checkout_no_deploy_tree_appears(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     parser = argparse.ArgumentParser()
-    alerts.register(parser.add_subparsers())
+    alerts_command.register(parser.add_subparsers())
     args = parser.parse_args(["alerts", str(EXAMPLE)])
     assert args.run(args) == 2
     assert (
@@ -196,7 +198,7 @@ def test_grafana_rules_query_the_given_datasource_and_no_other(
     text = EXAMPLE.read_text()
     thresholds.write_text(text if in_file is None else f"datasource_uid: {in_file}\n{text}")
     parser = argparse.ArgumentParser()
-    alerts.register(parser.add_subparsers())
+    alerts_command.register(parser.add_subparsers())
     argv = ["alerts", str(thresholds), "--out-dir", str(tmp_path / "out")]
     args = parser.parse_args(argv + (["--datasource-uid", flag] if flag else []))
     assert args.run(args) == 0
@@ -241,7 +243,7 @@ def test_unknown_top_level_fields_are_errors(tmp_path: Path) -> None:
 
 def test_a_bad_datasource_uid_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
-    alerts.register(parser.add_subparsers())
+    alerts_command.register(parser.add_subparsers())
     with pytest.raises(SystemExit) as exit_info:
         parser.parse_args(["alerts", str(EXAMPLE), "--datasource-uid", "no/slashes"])
     assert exit_info.value.code == 2
@@ -544,7 +546,7 @@ def test_the_command_reports_what_it_wrote_and_what_was_wrong(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     parser = argparse.ArgumentParser()
-    alerts.register(parser.add_subparsers())
+    alerts_command.register(parser.add_subparsers())
     args = parser.parse_args(["alerts", str(EXAMPLE), "--out-dir", str(tmp_path)])
     assert args.run(args) == 0
     assert capsys.readouterr().out.splitlines() == [
@@ -566,13 +568,13 @@ def test_the_command_reports_what_it_wrote_and_what_was_wrong(
 def test_the_command_explains_itself() -> None:
     parser = argparse.ArgumentParser(prog="otel-liveview")
     commands = parser.add_subparsers()
-    alerts.register(commands)
+    alerts_command.register(commands)
     overview = " ".join(parser.format_help().split())
     assert "alerts render Prometheus rules and Grafana alerting from a thresholds file" in overview
     help_text = commands.choices["alerts"].format_help()
     # The description, line breaks as written, for someone who installed the package: no checkout
     # paths, no Markdown.
-    assert "\n" + alerts.DESCRIPTION + "\n" in help_text
+    assert "\n" + alerts_command.DESCRIPTION + "\n" in help_text
     assert "  thresholds:\n    - metric: loss\n      phase: train\n" in help_text
     assert "`" not in help_text and "deploy/" not in help_text and "docs/" not in help_text
     words = " ".join(help_text.split())
@@ -599,7 +601,7 @@ def test_an_out_dir_that_cannot_be_is_a_usage_error(
 ) -> None:
     (tmp_path / "file").write_text("")
     parser = argparse.ArgumentParser(prog="otel-liveview")
-    alerts.register(parser.add_subparsers())
+    alerts_command.register(parser.add_subparsers())
     target = str(tmp_path / out_dir)
     with pytest.raises(SystemExit) as exit_info:
         parser.parse_args(["alerts", str(EXAMPLE), "--out-dir", target])
@@ -613,7 +615,7 @@ def test_an_out_dir_that_cannot_be_is_a_usage_error(
 def test_an_unwritable_output_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "prometheus").write_text("a file where a directory goes")
     args = argparse.Namespace(thresholds=str(EXAMPLE), out_dir=tmp_path, datasource_uid=None)
-    assert alerts.run(args) == 2
+    assert alerts_command.run(args) == 2
     assert capsys.readouterr().err == (
         f"otel-liveview alerts: cannot write {tmp_path / 'prometheus' / 'rules'}: Not a directory\n"
     )
@@ -621,7 +623,7 @@ def test_an_unwritable_output_is_one_line(tmp_path: Path, capsys: pytest.Capture
 
 def test_a_bad_datasource_uid_flag_says_what_a_uid_is(capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser(prog="otel-liveview")
-    alerts.register(parser.add_subparsers())
+    alerts_command.register(parser.add_subparsers())
     with pytest.raises(SystemExit):
         parser.parse_args(["alerts", str(EXAMPLE), "--datasource-uid", "no spaces"])
     assert (
@@ -643,7 +645,7 @@ def test_unknown_top_level_fields_and_a_file_without_a_datasource(tmp_path: Path
 def test_the_command_runs_from_a_namespace_without_a_datasource(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert alerts.run(argparse.Namespace(thresholds=str(EXAMPLE), out_dir=str(tmp_path))) == 0
+    assert alerts_command.run(argparse.Namespace(thresholds=str(EXAMPLE), out_dir=str(tmp_path))) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
 
 
@@ -709,7 +711,7 @@ def test_any_file_renders_or_is_reported_line_by_line_with_nothing_written(conte
         path.write_bytes(content)
         err = io.StringIO()
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            code = alerts.run(argparse.Namespace(thresholds=str(path), out_dir=out, datasource_uid=None))
+            code = alerts_command.run(argparse.Namespace(thresholds=str(path), out_dir=out, datasource_uid=None))
         if code == 0:
             assert len(list(out.rglob("*.y*ml"))) == 3
             return

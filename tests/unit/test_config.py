@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from otel_liveview import config, otlp
+from otel_liveview._internal import config, otlp
 
 
 def test_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,9 +23,9 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMet
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from otel_liveview import encoding, events, pipeline
-from otel_liveview.export import MetricExport, metrics_data
-from otel_liveview.tables import GaugeTable, Tables
+from otel_liveview._internal import encoding, events, pipeline
+from otel_liveview._internal.export import MetricExport, metrics_data
+from otel_liveview._internal.tables import GaugeTable, Tables
 from tests.support.strategies import payloads
 
 RESOURCE = {
@@ -190,7 +190,7 @@ def fill_tables(tables: Tables, content: tuple[dict[str, Any], dict[str, Any]]) 
             tables.counters()[name][1].get(key).add(value)
 
 
-# A launched process's run, rank and node, on every point (otel_liveview.launch).
+# A launched process's run, rank and node, on every point (otel_liveview._internal.launch).
 IDENTITY = {"liveview.run.id": "job-7", "liveview.rank": "3", "liveview.node.name": "gpu-node-01"}
 
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from otel_liveview import ExperimentBroadcaster, LiveViewExperiment, mapping
+from otel_liveview import ExperimentBroadcaster, LiveViewExperiment
+from otel_liveview._internal import mapping
 from tests.unit.test_broadcaster import points, records, sdk  # noqa: F401  the module's SDK providers
 
 

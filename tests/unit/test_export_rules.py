@@ -1,4 +1,4 @@
-"""Shipping off the caller's thread (otel_liveview.export), in-process with stand-in senders and sinks:
+"""Shipping off the caller's thread (otel_liveview._internal.export), in-process with stand-in senders and sinks:
 the bounded queue, batches and what a failed one counts, the export thread's schedule, and the metric
 exporters' accounting (docs/reliability.md)."""
 
@@ -20,9 +20,9 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality
 from opentelemetry.sdk.resources import Resource as SdkResource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope as SdkScope
 
-from otel_liveview import encoding, export
-from otel_liveview.encoding import MetricPoints
-from otel_liveview.export import (
+from otel_liveview._internal import encoding, export
+from otel_liveview._internal.encoding import MetricPoints
+from otel_liveview._internal.export import (
     ConsoleLogSink,
     ConsoleMetricSink,
     ExportWorker,
@@ -32,8 +32,8 @@ from otel_liveview.export import (
     OtlpMetricSink,
     RecordQueue,
 )
-from otel_liveview.otlp import Outcome
-from otel_liveview.tables import Tables
+from otel_liveview._internal.otlp import Outcome
+from otel_liveview._internal.tables import Tables
 from tests.support.receiver import decode_any, decode_attributes, wait_until
 
 RESOURCE = encoding.resource({"service.name": "export-test"})

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from otel_liveview import config, launch, pipeline, pull
-from otel_liveview.tables import TABLES
+from otel_liveview._internal import config, launch, pipeline, pull
+from otel_liveview._internal.tables import TABLES
 
 TORCHRUN = {
     "RANK": "5",

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from otel_liveview import mapping
+from otel_liveview._internal import mapping
 
 
 @pytest.mark.parametrize(

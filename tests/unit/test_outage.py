@@ -1,4 +1,4 @@
-"""The outage markers a process tree shares (otel_liveview.otlp.OutageMarkers), in-process."""
+"""The outage markers a process tree shares (otel_liveview._internal.otlp.OutageMarkers), in-process."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from otel_liveview.otlp import OutageMarkers
+from otel_liveview._internal.otlp import OutageMarkers
 
 KEY = ("metrics", "http://127.0.0.1:4318/v1/metrics")
 

@@ -15,8 +15,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
-from otel_liveview import events, mapping
-from otel_liveview.tables import Tables
+from otel_liveview._internal import events, mapping
+from otel_liveview._internal.tables import Tables
 from tests.support.receiver import decode_any, decode_attributes
 from tests.support.strategies import keys, payloads, scalars
 

@@ -1,4 +1,4 @@
-"""The view's receiver (otel_liveview/receiver.py) decoding HTTP bodies in-process: chunked framing,
+"""The view's receiver (otel_liveview/view/receiver.py) decoding HTTP bodies in-process: chunked framing,
 Content-Encoding, and the size limit applied to the body as sent and as decompressed."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ try:
 except ImportError:
     from backports import zstd
 
-from otel_liveview.receiver import _BadRequest, _ChunkedBody, _decompress
+from otel_liveview.view.receiver import _BadRequest, _ChunkedBody, _decompress
 
 LIMIT = 1024 * 1024
 PAYLOAD = bytes(range(256)) * 1000  # 256 kB that compress well but not to nothing

@@ -1,4 +1,4 @@
-"""The last-value tables and self-telemetry counters (otel_liveview.tables): caps, counts, the
+"""The last-value tables and self-telemetry counters (otel_liveview._internal.tables): caps, counts, the
 instrument names of docs/naming.md, and the reset a forked child starts from."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from otel_liveview.tables import GaugeTable, Tables, Tally, TallyFamily
+from otel_liveview._internal.tables import GaugeTable, Tables, Tally, TallyFamily
 
 KEY = (("metric", "loss"), ("topic", "t"))
 

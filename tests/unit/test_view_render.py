@@ -1,4 +1,4 @@
-"""The live screen (otel_liveview/view.py render_screen) drawn in-process through rich's capture
+"""The live screen (otel_liveview/view/screen.py render_screen) drawn in-process through rich's capture
 console at the sizes users have: what shows, what is left out, and that nothing overlaps or breaks.
 
 Snapshots are built from the board's row dataclasses (exact values, ages and pids), or from a Board
@@ -19,7 +19,8 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from rich.cells import cell_len
 from rich.console import Console
 
-from otel_liveview.board import (
+from otel_liveview._internal.config import Settings
+from otel_liveview.view.board import (
     Board,
     ExperimentRow,
     LogLine,
@@ -28,8 +29,7 @@ from otel_liveview.board import (
     Snapshot,
     StreamRow,
 )
-from otel_liveview.config import Settings
-from otel_liveview.view import render_plain, render_screen
+from otel_liveview.view.screen import render_plain, render_screen
 
 ENDPOINTS: dict[str, str | None] = {"grpc": "127.0.0.1:4317", "http": "127.0.0.1:4318"}
 TOPIC = "demo:view"

@@ -1,4 +1,4 @@
-"""The view's state (otel_liveview/board.py): OTLP requests folded into panel rows.
+"""The view's state (otel_liveview/view/board.py): OTLP requests folded into panel rows.
 
 Most requests here are the real library's, recorded by the in-suite receiver from a publishing
 script in its own interpreter and replayed into a Board one by one; the rest are another
@@ -27,8 +27,8 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 )
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from otel_liveview.board import Board, Limits, Snapshot
-from otel_liveview.receiver import OtlpReceiver
+from otel_liveview.view.board import Board, Limits, Snapshot
+from otel_liveview.view.receiver import OtlpReceiver
 from tests.support.processes import publisher_env, run_python
 from tests.support.receiver import Receiver, serving_http
 

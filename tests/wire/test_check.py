@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 import pytest
 
-from otel_liveview import cli
+from otel_liveview.cli import main as cli
 from tests.support import free_port
 from tests.support.receiver import Receiver, serving_http, silent_listener
 

@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from otel_liveview import cli, demo, variables
+from otel_liveview.cli import demo, variables
+from otel_liveview.cli import main as cli
 from tests.support import ROOT, free_port
 from tests.support.receiver import silent_listener, wait_until
 
@@ -253,7 +254,7 @@ def test_a_missing_extra_is_one_line_naming_it() -> None:
         "import sys\n"
         "for name in ('rich', 'yaml', 'prometheus_client'):\n"
         "    sys.modules[name] = None  # import raises ModuleNotFoundError\n"
-        "from otel_liveview import cli\n"
+        "from otel_liveview.cli import main as cli\n"
         "sys.exit(cli.main(sys.argv[1:]))\n"
     )
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, "OTEL_SDK_DISABLED": "true"}

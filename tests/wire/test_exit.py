@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from otel_liveview import config, otlp
+from otel_liveview._internal import config, otlp
 from tests.support import ROOT
 from tests.support.processes import publisher_env
 from tests.support.receiver import Receiver, serving_http, silent_listener
@@ -58,12 +58,12 @@ if __name__ == "__main__":
     if pid == 0:
         child(0.5)
         sys.exit(0)  # an ordinary exit of the forked child: atexit hooks run
-    os.waitpid(pid, 0)
-    print("fork-end", time.time(), flush=True)
+    _, status = os.waitpid(pid, 0)
+    print("fork-end", time.time(), os.waitstatus_to_exitcode(status), flush=True)
     spawned = multiprocessing.get_context("spawn").Process(target=child, args=(0.5,))
     spawned.start()
     spawned.join()
-    print("spawn-end", time.time(), flush=True)
+    print("spawn-end", time.time(), spawned.exitcode, flush=True)
     print("last", time.time(), flush=True)
 """
 
@@ -102,6 +102,8 @@ def run(tmp_path: Path, endpoint: str, protocol: str) -> dict[str, float]:
         elif words[0] == "experiment-exit":
             figures["experiment_exit"] = float(words[1])
         elif words[0] in ("fork-end", "spawn-end"):
+            # A child that died (a signal: a negative code) or raised never printed its last line.
+            assert words[2] == "0", f"the {words[0][:-4]}ed child ended with {words[2]}:\n{stderr[-3000:]}"
             figures[words[0].replace("-end", "_exit")] = float(words[1]) - next(children)
         elif words[0] == "last":
             figures["exit"] = ended - float(words[1])

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from otel_liveview import view
-from otel_liveview.board import ExperimentRow
+from otel_liveview.view import panels, screen
+from otel_liveview.view.board import ExperimentRow
 from tests.support import ROOT
 from tests.support.launchers import launcher_module, mpirun, training
 from tests.support.processes import publisher_env, run_module
@@ -187,7 +187,7 @@ def test_the_view_shows_one_run_of_four_ranks_with_the_failed_and_the_lagging(
     ]
     statuses = {r.rank: r.status for r in row.ranks}
     assert statuses == {"0": "running", "1": "running", "2": "failed", "3": "running"}
-    text = view.ranks_text(row)
+    text = panels.ranks_text(row)
     assert text.startswith("4/4 alive  failed r2  lagging ") and set(text.split()[-2:]) == {"r2", "r3"}
     # The metrics panel names the metric, not the launch: run, rank and node are the publisher's.
     snapshot = replay(http_receiver).snapshot()
@@ -195,7 +195,7 @@ def test_the_view_shows_one_run_of_four_ranks_with_the_failed_and_the_lagging(
     assert losses == [{"phase": "train"}] * 4
     # Publishers by rank and node, in rank order.
     assert [p.rank for p in snapshot.publishers] == [f"rank {n} on {socket.gethostname()}" for n in range(4)]
-    plain = view.render_plain(snapshot, {"http": http_receiver.endpoint})
+    plain = screen.render_plain(snapshot, {"http": http_receiver.endpoint})
     ranks = plain.split("--- ranks\n")[1].split("\n--- ")[0].splitlines()
     assert ranks[0].split() == ["experiment", "rank", "node", "status", "step", "lag", "mark"]
     marks = {line.split()[1]: line.split()[-1] for line in ranks[1:]}
@@ -224,4 +224,4 @@ def test_the_experiment_on_rank_0_alone_gives_the_same_run(http_receiver: Receiv
         ("2", None),
         ("3", None),
     ]
-    assert view.ranks_text(row) == "4/4 alive"
+    assert panels.ranks_text(row) == "4/4 alive"

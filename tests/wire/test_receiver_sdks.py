@@ -38,10 +38,10 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     ScopeMetrics,
 )
 
-from otel_liveview import view
-from otel_liveview.board import Board, Snapshot
-from otel_liveview.receiver import OtlpReceiver
-from otel_liveview.view import ViewSession
+from otel_liveview.view import session as view
+from otel_liveview.view.board import Board, Snapshot
+from otel_liveview.view.receiver import OtlpReceiver
+from otel_liveview.view.session import ViewSession
 from tests.support.processes import publisher_env
 from tests.support.sdks import go_publisher, java_publisher, node_publisher
 

@@ -18,7 +18,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.metrics.v1.metrics_pb2 import NumberDataPoint
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from otel_liveview.tables import Key
+from otel_liveview._internal.tables import Key
 
 DEFAULT_ATTRIBUTE_LIMIT = 128  # OTEL_ATTRIBUTE_COUNT_LIMIT's default, as the SDK applies it
 

@@ -24,7 +24,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import Metric
 
-from otel_liveview.tables import TABLES
+from otel_liveview._internal.tables import TABLES
 
 _log = logging.getLogger("otel_liveview")
 STALE_INTERVALS = 3

@@ -17,9 +17,9 @@ from typing import Any
 
 from opentelemetry._logs import SeverityNumber
 
-from otel_liveview import mapping
-from otel_liveview.encoding import Doubles
-from otel_liveview.tables import Key, Tables
+from otel_liveview._internal import mapping
+from otel_liveview._internal.encoding import Doubles
+from otel_liveview._internal.tables import Key, Tables
 
 INFO = SeverityNumber.INFO
 # number -> SeverityNumber: a dict look-up is several times cheaper than calling the Enum

@@ -27,9 +27,9 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from otel_liveview import config, encoding, events, launch, otlp
-from otel_liveview.config import Settings
-from otel_liveview.export import (
+from otel_liveview._internal import config, encoding, events, launch, otlp
+from otel_liveview._internal.config import Settings
+from otel_liveview._internal.export import (
     ConsoleLogSink,
     ConsoleMetricSink,
     ExportWorker,
@@ -41,8 +41,8 @@ from otel_liveview.export import (
     OtlpMetricSink,
     RecordQueue,
 )
-from otel_liveview.otlp import OtlpSender, Outage
-from otel_liveview.tables import TABLES, Tables
+from otel_liveview._internal.otlp import OtlpSender, Outage
+from otel_liveview._internal.tables import TABLES, Tables
 
 _log = logging.getLogger("otel_liveview")
 
@@ -68,7 +68,7 @@ class Pipeline:
     worker: ExportWorker | None  # None when OTEL_SDK_DISABLED
     senders: tuple[OtlpSender, ...] = ()  # the OTLP connections this pipeline opened
     metric_exporters: tuple[MetricExport, ...] = ()  # ours; flush() reports whether they delivered
-    pull: Any = None  # the pull-mode endpoint (otel_liveview.pull), when OTEL_LIVEVIEW_PROMETHEUS_PORT is set
+    pull: Any = None  # the pull-mode endpoint (otel_liveview._internal.pull), when OTEL_LIVEVIEW_PROMETHEUS_PORT is set
 
     @property
     def instance_id(self) -> str:
@@ -200,7 +200,7 @@ def _start(settings: Settings, topic: str | None) -> Pipeline:
     )
     if settings.prometheus_port is not None:  # pull mode; imported only then (the `pull` extra)
         try:
-            from otel_liveview import pull
+            from otel_liveview._internal import pull
         except ModuleNotFoundError as missing:  # a warning, never an exception into the experiment
             _log.warning(
                 "otel-liveview: pull mode (OTEL_LIVEVIEW_PROMETHEUS_PORT) needs %s: "

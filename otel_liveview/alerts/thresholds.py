@@ -3,7 +3,7 @@
 A thresholds file has one list, `thresholds`; each entry watches a published metric (`metric`) or a
 data-stream value (`stream` + `key`) and fires when it is `above` or `below` a number for a duration
 (`for`). An optional top-level `datasource_uid` names the Prometheus datasource of the Grafana rules.
-`otel_liveview.alerts` renders what this module parses.
+`otel_liveview.alerts.rules` renders what this module parses.
 """
 
 from __future__ import annotations

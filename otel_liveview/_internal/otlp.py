@@ -32,8 +32,8 @@ from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 
-from otel_liveview import config
-from otel_liveview.config import Settings
+from otel_liveview._internal import config
+from otel_liveview._internal.config import Settings
 
 _log = logging.getLogger("otel_liveview")
 

@@ -24,7 +24,9 @@ from types import ModuleType
 from typing import TextIO
 
 import otel_liveview
-from otel_liveview import ExperimentBroadcaster, LiveViewExperiment, check, config
+from otel_liveview import ExperimentBroadcaster, LiveViewExperiment
+from otel_liveview._internal import config
+from otel_liveview.cli import check
 
 STEPS_PER_EPOCH = 50
 TRAIN_STEPS = 20 * STEPS_PER_EPOCH
@@ -68,9 +70,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _view_module() -> ModuleType | None:
-    """otel_liveview.view, or None when its extra (rich) is not installed."""
+    """otel_liveview.cli.view, or None when its extra (rich) is not installed."""
     try:
-        from otel_liveview import view
+        from otel_liveview.cli import view
     except ModuleNotFoundError as error:
         if error.name is None or error.name.split(".")[0] != "rich":
             raise

@@ -170,7 +170,7 @@ class Tables:
         self.start_time = GaugeTable(max_series)
         self.end_time = GaugeTable(max_series)
         self.planned = GaugeTable(max_series)
-        # This process's launch (otel_liveview.launch), when known: one point each, never more.
+        # This process's launch (otel_liveview._internal.launch), when known: one point each, never more.
         self.world_size = GaugeTable(1)
         self.restart_count = GaugeTable(1)
         self.launch_step = FurthestStep(self.step)

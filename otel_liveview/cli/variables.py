@@ -9,8 +9,8 @@ import re
 from collections.abc import Callable, Mapping
 from urllib.parse import unquote, urlsplit
 
-from otel_liveview import config
-from otel_liveview.otlp import SIGNALS
+from otel_liveview._internal import config
+from otel_liveview._internal.otlp import SIGNALS
 
 _HEADER_KEY = re.compile(r"^[0-9a-z_.-]+$")  # gRPC metadata keys (lower-cased), a subset of HTTP's
 _HEADER_VALUE = re.compile(r"^[\x20-\x7e]*$")  # printable ASCII: what gRPC metadata and HTTP both take

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from otel_liveview.pipeline import VERSION
+from otel_liveview._internal.pipeline import VERSION
 
 # subcommand -> (the module beyond the core it needs, the extra that installs it)
 _SUBCOMMANDS = {"demo": None, "view": ("rich", "view"), "alerts": ("yaml", "alerts"), "check": None}
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     for name, needs in _SUBCOMMANDS.items():
         try:
-            module: Any = importlib.import_module(f"otel_liveview.{name}")
+            module: Any = importlib.import_module(f"otel_liveview.cli.{name}")
         except ModuleNotFoundError as error:
             if needs is None or not _is_package(error, needs[0]):
                 raise
@@ -98,7 +98,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C in `check` or `alerts`: the user's stop, not a traceback
         print(file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

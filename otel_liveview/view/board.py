@@ -29,8 +29,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 
-from otel_liveview.config import Settings
-from otel_liveview.launch import NODE, POINT_ATTRIBUTES, RANK, RUN_ID, WORLD_SIZE
+from otel_liveview._internal.config import Settings
+from otel_liveview._internal.launch import NODE, POINT_ATTRIBUTES, RANK, RUN_ID, WORLD_SIZE
 
 __all__ = [
     "Board",
@@ -46,7 +46,7 @@ __all__ = [
 
 Labels = tuple[tuple[str, str], ...]
 
-# The library's instruments (otel_liveview/tables.py and pipeline.py) and events (events.py).
+# The library's instruments (otel_liveview/_internal/tables.py and pipeline.py) and events (events.py).
 METRIC = "liveview.metric"
 STEP = "liveview.metric.step"
 EPOCH = "liveview.metric.epoch"
@@ -253,7 +253,7 @@ class _Publisher:
     seen: float
     published: dict[str, float] = field(default_factory=dict)
     dropped: dict[tuple[str, str], float] = field(default_factory=dict)
-    run: str | None = None  # its launch (otel_liveview.launch), when a launcher started it
+    run: str | None = None  # its launch (otel_liveview._internal.launch), when a launcher started it
     rank: str | None = None
     node: str = ""
     world_size: int | None = None

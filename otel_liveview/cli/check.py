@@ -12,7 +12,8 @@ from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from otel_liveview import config, otlp, variables
+from otel_liveview._internal import config, otlp
+from otel_liveview.cli import variables
 
 _REDACT = ("HEADERS", "KEY", "TOKEN", "PASSWORD")
 _EMPTY_REQUESTS: dict[str, type[Message]] = {

@@ -40,10 +40,10 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource as SdkResource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope as SdkScope
 
-from otel_liveview import events
-from otel_liveview.encoding import LogBatch, MetricPoints, MetricsEncoder
-from otel_liveview.otlp import OtlpSender
-from otel_liveview.tables import Key, Tables
+from otel_liveview._internal import events
+from otel_liveview._internal.encoding import LogBatch, MetricPoints, MetricsEncoder
+from otel_liveview._internal.otlp import OtlpSender
+from otel_liveview._internal.tables import Key, Tables
 
 _log = logging.getLogger("otel_liveview")
 

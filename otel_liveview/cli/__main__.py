@@ -1,0 +1,5 @@
+import sys
+
+from otel_liveview.cli.main import main
+
+sys.exit(main())
