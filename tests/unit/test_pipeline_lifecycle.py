@@ -124,6 +124,13 @@ def test_configure_exports_metrics_and_events_to_the_endpoint_and_shutdown_stops
     assert pipeline.flush(5)
     assert {"liveview.metric", "liveview.metric.step", "liveview.experiment.status"} <= names(http_receiver)
     assert resource_of(http_receiver)[SERVICE_NAME].string_value == "lifecycle"
+    scopes = {
+        (scope.scope.name, scope.scope.version)
+        for request in http_receiver.metrics
+        for resource_metrics in request.resource_metrics
+        for scope in resource_metrics.scope_metrics
+    }
+    assert scopes == {("otel_liveview", pipeline.VERSION)}
     assert http_receiver.logs, "the status event"
     assert pipeline.shutdown(timeout=2)
     assert pipeline.active() is None
@@ -175,7 +182,9 @@ def test_exporters_none_and_console(providers: Providers, capsys: pytest.Capture
     assert console.senders == ()
     TABLES.metric.set((("metric", "printed"), ("topic", "t")), 1.0)
     assert pipeline.flush(2)
-    assert "printed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "printed" in out
+    assert '"name": "otel_liveview"' in out and f'"version": "{pipeline.VERSION}"' in out  # the scope
 
 
 def test_disabled_starts_nothing(providers: Providers) -> None:
@@ -237,7 +246,7 @@ def test_the_application_s_providers_read_the_tables_and_take_the_records(provid
         (metric.name, point.attributes.get("metric"), point.value)
         for rm in data.resource_metrics
         for sm in rm.scope_metrics
-        if sm.scope.name == "otel_liveview"
+        if (sm.scope.name, sm.scope.version) == ("otel_liveview", pipeline.VERSION)
         for metric in sm.metrics
         for point in metric.data.data_points
     }
@@ -494,3 +503,40 @@ def test_a_disabled_pipeline_is_not_paused_by_a_fork(providers: Providers) -> No
     pipeline.configure(disabled=True)
     pipeline._before_fork()
     assert pipeline._paused is None
+
+
+def test_a_stale_pipeline_s_own_provider_is_shut_down_quickly() -> None:
+    calls: list[Any] = []
+    provider = SimpleNamespace(shutdown=lambda timeout_millis: calls.append(timeout_millis))
+    pipeline._quietly_shutdown(SimpleNamespace(owns_meter_provider=True, meter_provider=provider))  # type: ignore[arg-type]
+    assert calls == [1000]
+    pipeline._quietly_shutdown(SimpleNamespace(owns_meter_provider=False, meter_provider=provider))  # type: ignore[arg-type]
+    assert calls == [1000]  # the application's provider is its own business
+
+
+def test_at_exit_gives_the_shutdown_what_is_left_of_the_allowance(
+    providers: Providers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline.configure(metrics_exporter="none", logs_exporter="none", **QUICK)
+    pipeline.renew_exit_time()
+    pipeline._spend_exit_time(0.5)
+    timeouts: list[float | None] = []
+    monkeypatch.setattr(pipeline, "shutdown", lambda timeout=None: timeouts.append(timeout))
+    pipeline._at_exit()
+    assert timeouts == [1.5]
+
+
+def test_the_tree_s_outage_markers_go_at_the_very_end_of_the_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from multiprocessing import util
+
+    finalized: list[tuple[Any, Any, int]] = []
+    monkeypatch.setattr(
+        util, "Finalize", lambda obj, callback, exitpriority: finalized.append((obj, callback, exitpriority))
+    )
+    pipeline._remove_outage_markers_at_exit()
+    assert finalized == [(None, pipeline._OUTAGE.forget, -100)]
+    registered: list[Any] = []
+    monkeypatch.setattr(util, "Finalize", None)  # multiprocessing unusable: atexit instead
+    monkeypatch.setattr(pipeline.atexit, "register", registered.append)
+    pipeline._remove_outage_markers_at_exit()
+    assert registered == [pipeline._OUTAGE.forget]
