@@ -29,20 +29,19 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_liveview._internal import config, encoding, events, launch, otlp
 from otel_liveview._internal.config import Settings
-from otel_liveview._internal.export import (
+from otel_liveview._internal.metric_export import MetricExport
+from otel_liveview._internal.otlp import OtlpSender, Outage
+from otel_liveview._internal.queue import RecordQueue
+from otel_liveview._internal.sinks import (
     ConsoleLogSink,
     ConsoleMetricSink,
-    ExportWorker,
-    LogShipper,
     LogSink,
-    MetricExport,
     MetricSink,
     OtlpLogSink,
     OtlpMetricSink,
-    RecordQueue,
 )
-from otel_liveview._internal.otlp import OtlpSender, Outage
 from otel_liveview._internal.tables import TABLES, Tables
+from otel_liveview._internal.worker import ExportWorker, LogShipper
 
 _log = logging.getLogger("otel_liveview")
 

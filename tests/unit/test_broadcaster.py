@@ -312,7 +312,7 @@ def test_a_publish_that_fits_the_queue_counts_no_drop() -> None:
 
 def test_a_full_queue_drops_and_counts_each_kind(monkeypatch: pytest.MonkeyPatch) -> None:
     from otel_liveview import broadcaster as module
-    from otel_liveview._internal.export import RecordQueue
+    from otel_liveview._internal.queue import RecordQueue
 
     broadcaster = ExperimentBroadcaster(base_topic="unit:full")
     monkeypatch.setattr(module, "_queue", RecordQueue(capacity=0, wake_at=1))
