@@ -32,6 +32,7 @@ from otel_liveview._internal.config import Settings
 from otel_liveview._internal.metric_export import MetricExport
 from otel_liveview._internal.otlp import OtlpSender, Outage
 from otel_liveview._internal.queue import RecordQueue
+from otel_liveview._internal.records import Item, MetricUpdate, QueuedItem
 from otel_liveview._internal.sinks import (
     ConsoleLogSink,
     ConsoleMetricSink,
@@ -52,8 +53,8 @@ except metadata.PackageNotFoundError:  # running from a checkout
 
 # Callers put events and logs on QUEUE, metric updates (for their events) on UPDATES; the export
 # worker drains both and sleeps on one event. Process-wide, reset after fork.
-QUEUE = RecordQueue(capacity=32_768, wake_at=512)
-UPDATES = RecordQueue(capacity=32_768, wake_at=16_384, wake=QUEUE.wake)
+QUEUE: RecordQueue[QueuedItem] = RecordQueue(capacity=32_768, wake_at=512)
+UPDATES: RecordQueue[MetricUpdate] = RecordQueue(capacity=32_768, wake_at=16_384, wake=QUEUE.wake)
 
 
 @dataclass
@@ -160,7 +161,7 @@ def _start(settings: Settings, topic: str | None) -> Pipeline:
         logger_provider = installed
         logger = installed.get_logger("otel_liveview", VERSION)
 
-        def emit(items: Sequence[tuple[Any, ...]]) -> None:
+        def emit(items: Sequence[Item]) -> None:
             events.emit_all(items, TABLES, lambda kind, calls, record: logger.emit(**record))
 
         after_batch = None

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Any
+from typing import Generic, TypeVar
+
+from otel_liveview._internal.records import Item
+
+T = TypeVar("T", bound=Item)
 
 
-class RecordQueue:
-    """A bounded hand-off from any thread to the export worker."""
+class RecordQueue(Generic[T]):
+    """A bounded hand-off from any thread to the export worker, of items of one shape."""
 
     __slots__ = ("_items", "capacity", "wake", "wake_at")
 
     def __init__(self, capacity: int, wake_at: int, wake: threading.Event | None = None) -> None:
-        self._items: deque[tuple[Any, ...]] = deque()
+        self._items: deque[T] = deque()
         self.capacity = capacity
         self.wake_at = wake_at  # set `wake` when this many are queued
         self.wake = wake or threading.Event()
 
-    def put(self, item: tuple[Any, ...]) -> bool:
+    def put(self, item: T) -> bool:
         items = self._items
         if len(items) >= self.capacity:
             return False
@@ -27,9 +31,9 @@ class RecordQueue:
             self.wake.set()
         return True
 
-    def take(self, limit: int) -> list[tuple[Any, ...]]:
+    def take(self, limit: int) -> list[T]:
         items = self._items
-        batch = []
+        batch: list[T] = []
         try:
             for _ in range(limit):
                 batch.append(items.popleft())

@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
@@ -20,6 +19,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from otel_liveview._internal import events
 from otel_liveview._internal.encoding import LogBatch
 from otel_liveview._internal.queue import RecordQueue
+from otel_liveview._internal.records import Item, Kind, MetricUpdate, QueuedItem, Record
 from otel_liveview._internal.sinks import LogSink
 from otel_liveview._internal.tables import Tables
 
@@ -46,11 +46,11 @@ class LogShipper:
         self._tables = tables
         self._observed = 0
 
-    def emit(self, items: Sequence[tuple[Any, ...]]) -> None:
+    def emit(self, items: Sequence[Item]) -> None:
         self._observed = time.time_ns()
         events.emit_all(items, self._tables, self._add)
 
-    def _add(self, kind: str, calls: int, record: dict[str, Any]) -> None:
+    def _add(self, kind: Kind, calls: int, record: Record) -> None:
         # Built even without sinks: building data events feeds the liveview.data gauge.
         if not self._sinks:
             return
@@ -101,9 +101,9 @@ class ExportWorker:
 
     def __init__(
         self,
-        queue: RecordQueue,
-        updates: RecordQueue,
-        emit: Callable[[Sequence[tuple[Any, ...]]], None],
+        queue: RecordQueue[QueuedItem],
+        updates: RecordQueue[MetricUpdate],
+        emit: Callable[[Sequence[Item]], None],
         after_batch: Callable[[float | None], bool] | None,
         tables: Tables,
         *,
@@ -206,7 +206,7 @@ class ExportWorker:
         wait = deadline - time.monotonic()
         return wait > 0 and self._drain_lock.acquire(timeout=wait)
 
-    def _ship(self, items: list[tuple[Any, ...]], deadline: float | None) -> bool:
+    def _ship(self, items: Sequence[Item], deadline: float | None) -> bool:
         self._emit(items)
         if self._after_batch is None or self._after_batch(deadline):
             return True
