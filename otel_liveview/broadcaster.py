@@ -261,3 +261,8 @@ _SEVERITY_CACHE: dict[Any, tuple[int, str]] = {}
 for _name in mapping.SEVERITIES:
     for _spelling in (_name, _name.upper(), _name.capitalize()):
         _SEVERITY_CACHE[_spelling] = mapping.SEVERITIES[_name]
+
+
+__all__ = [
+    "ExperimentBroadcaster",
+]

@@ -103,3 +103,10 @@ class LiveViewExperiment:
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.__exit__(kind, error, traceback)
+
+
+__all__ = [
+    "ExperimentState",
+    "LiveViewExperiment",
+    "StateManager",
+]

@@ -17,6 +17,7 @@ from typing import Any
 
 from opentelemetry._logs import SeverityNumber
 
+from otel_liveview import names
 from otel_liveview._internal import mapping
 from otel_liveview._internal.encoding import Doubles
 from otel_liveview._internal.records import (
@@ -66,14 +67,14 @@ def metric_event(key: Key, updates: Sequence[MetricUpdate]) -> Record:
     if epochs.count(None) < len(epochs):
         body["epoch"] = _column(epochs)
     if any(extras):
-        names = dict.fromkeys(name for extra in extras if extra for name in extra)
+        keywords = dict.fromkeys(name for extra in extras if extra for name in extra)
         body["attributes"] = {
             mapping.attribute_key(name): [
                 mapping.to_body(extra[name]) if extra and name in extra else None for extra in extras
             ]
-            for name in names
+            for name in keywords
         }
-    return _event("liveview.metric", int(times[0] * 1e9), body, attributes)
+    return _event(names.METRIC_EVENT, int(times[0] * 1e9), body, attributes)
 
 
 def _column(numbers: tuple[float | None, ...]) -> Any:
@@ -100,7 +101,7 @@ def data_event(item: DataItem, tables: Tables) -> Record:
     refused = beyond_cap + tables.data.set_many(points)
     if refused:
         tables.count_dropped("data", "cardinality", refused)
-    return _event("liveview.data", timestamp, body, {"stream": stream, "topic": topic})
+    return _event(names.DATA_EVENT, timestamp, body, {"stream": stream, "topic": topic})
 
 
 def log_record(item: LogItem) -> Record:
@@ -122,7 +123,7 @@ def status_event(item: StatusItem) -> Record:
     attributes = {"topic": topic, "experiment": experiment, "status": status}
     if error:
         body["error"] = attributes["error"] = error
-    event = _event("liveview.status", timestamp, body, attributes)
+    event = _event(names.STATUS_EVENT, timestamp, body, attributes)
     event["severity_number"] = SeverityNumber.ERROR if status == "failed" else INFO
     return event
 
@@ -130,7 +131,7 @@ def status_event(item: StatusItem) -> Record:
 def info_event(item: InfoItem) -> Record:
     _, timestamp, topic, experiment, info = item
     body = {"experiment": experiment, "info": mapping.to_body(info)}
-    return _event("liveview.info", timestamp, body, {"topic": topic, "experiment": experiment})
+    return _event(names.INFO_EVENT, timestamp, body, {"topic": topic, "experiment": experiment})
 
 
 def emit_all(items: Sequence[Item], tables: Tables, emit: Emit) -> None:

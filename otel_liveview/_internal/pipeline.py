@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import _logs, metrics
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -27,10 +27,14 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from otel_liveview import names
 from otel_liveview._internal import config, encoding, events, launch, otlp
 from otel_liveview._internal.config import Settings
 from otel_liveview._internal.metric_export import MetricExport
 from otel_liveview._internal.otlp import OtlpSender, Outage
+
+if TYPE_CHECKING:  # pull mode needs the `pull` extra: imported only when it is on
+    from otel_liveview._internal.pull import PullEndpoint
 from otel_liveview._internal.queue import RecordQueue
 from otel_liveview._internal.records import Item, MetricUpdate, QueuedItem
 from otel_liveview._internal.sinks import (
@@ -68,7 +72,9 @@ class Pipeline:
     worker: ExportWorker | None  # None when OTEL_SDK_DISABLED
     senders: tuple[OtlpSender, ...] = ()  # the OTLP connections this pipeline opened
     metric_exporters: tuple[MetricExport, ...] = ()  # ours; flush() reports whether they delivered
-    pull: Any = None  # the pull-mode endpoint (otel_liveview._internal.pull), when OTEL_LIVEVIEW_PROMETHEUS_PORT is set
+    pull: PullEndpoint | None = (
+        None  # the pull-mode endpoint (otel_liveview._internal.pull), when OTEL_LIVEVIEW_PROMETHEUS_PORT is set
+    )
 
     @property
     def instance_id(self) -> str:
@@ -223,7 +229,7 @@ def make_resource(settings: Settings, topic: str | None) -> Resource:
     attributes.update(settings.resource_attributes)
     topic = settings.topic or topic
     if topic:
-        attributes["liveview.topic"] = topic
+        attributes[names.TOPIC] = topic
     # What the launcher says (rank, run, node) gives way to OTEL_RESOURCE_ATTRIBUTES and configure().
     resource = Resource(launch.detect().attributes()).merge(Resource.create(attributes))
     if settings.service_name:
@@ -305,10 +311,10 @@ def _report(
 def _publish_launch(resource: Mapping[str, Any]) -> None:
     """The launch's numbers as gauges, for the queries that need values: ranks alive of the world
     size, restarts, a rank's furthest step."""
-    TABLES.launch_step.enabled = launch.RUN_ID in resource or launch.RANK in resource
+    TABLES.launch_step.enabled = names.RUN_ID in resource or names.RANK in resource
     for table, name in (
-        (TABLES.world_size, launch.WORLD_SIZE),
-        (TABLES.restart_count, launch.ATTRIBUTES["restart_count"]),
+        (TABLES.world_size, names.WORLD_SIZE),
+        (TABLES.restart_count, names.RESTART_COUNT),
     ):
         if isinstance(resource.get(name), int):
             table.set((), float(resource[name]))

@@ -46,4 +46,14 @@ class Record(_Timed, total=False):
     attributes: dict[str, Any]
 
 
-__all__ = ["DataItem", "InfoItem", "Item", "Kind", "LogItem", "MetricUpdate", "QueuedItem", "Record", "StatusItem"]
+__all__ = [
+    "DataItem",
+    "InfoItem",
+    "Item",
+    "Kind",
+    "LogItem",
+    "MetricUpdate",
+    "QueuedItem",
+    "Record",
+    "StatusItem",
+]

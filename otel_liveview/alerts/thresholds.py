@@ -16,6 +16,8 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from otel_liveview import names
+
 SEVERITIES = ("info", "warning", "critical")
 FIELDS = {
     "name",
@@ -85,10 +87,10 @@ class Threshold:
         """The PromQL selector of the series this threshold watches."""
         if self.metric is not None:
             matchers = [("metric", self.metric), ("phase", self.phase), ("topic", self.topic)]
-            family = "liveview_metric"
+            family = names.prometheus(names.METRIC)
         else:
             matchers = [("stream", self.stream), ("key", self.key), ("topic", self.topic)]
-            family = "liveview_data"
+            family = names.prometheus(names.DATA)
         inside = ",".join(f'{label}="{_escape(value)}"' for label, value in matchers if value is not None)
         return f"{family}{{{inside}}}"
 
@@ -335,3 +337,22 @@ def _threshold(node: yaml.Node, problems: list[tuple[int, str]]) -> Threshold | 
 def _alert_name(watched: str, direction: str) -> str:
     words = re.split(r"[^A-Za-z0-9]+", watched)
     return "LiveView" + "".join(w[:1].upper() + w[1:] for w in words if w) + direction.capitalize()
+
+
+__all__ = [
+    "DATASOURCE_UID",
+    "FIELDS",
+    "RUN_DURATIONS",
+    "RUN_NUMBERS",
+    "SEVERITIES",
+    "TEXT_FIELDS",
+    "TOP_LEVEL",
+    "UID_RULE",
+    "RunAlerts",
+    "Threshold",
+    "ThresholdsError",
+    "ThresholdsFile",
+    "load",
+    "load_file",
+    "promql_number",
+]

@@ -320,3 +320,19 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     sys.exit(run(parser.parse_args(["demo", *sys.argv[1:]])))
+
+
+__all__ = [
+    "EVAL_ROUNDS",
+    "STEPS_PER_EPOCH",
+    "TRAIN_STEPS",
+    "Progress",
+    "diverging_sweep",
+    "evaluation_worker",
+    "register",
+    "run",
+    "run_experiment",
+    "sensor_stream",
+    "system_metrics",
+    "train",
+]

@@ -98,3 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C in `check` or `alerts`: the user's stop, not a traceback
         print(file=sys.stderr)
         return 130
+
+
+__all__ = [
+    "CommandParser",
+    "build_parser",
+    "main",
+]

@@ -189,3 +189,9 @@ def _http_endpoints_without_scheme(environ: Mapping[str, str]) -> list[str]:
                     found.append(f"{name}={value!r}: OTLP/HTTP needs a URL such as http://{value}")
                 break
     return list(dict.fromkeys(found))
+
+
+__all__ = [
+    "NAMES",
+    "problems",
+]

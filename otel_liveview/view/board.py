@@ -29,8 +29,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 
+from otel_liveview import names
 from otel_liveview._internal.config import Settings
-from otel_liveview._internal.launch import NODE, POINT_ATTRIBUTES, RANK, RUN_ID, WORLD_SIZE
 
 __all__ = [
     "Board",
@@ -46,24 +46,6 @@ __all__ = [
 
 Labels = tuple[tuple[str, str], ...]
 
-# The library's instruments (otel_liveview/_internal/tables.py and pipeline.py) and events (events.py).
-METRIC = "liveview.metric"
-STEP = "liveview.metric.step"
-EPOCH = "liveview.metric.epoch"
-NONFINITE = "liveview.metric.nonfinite"
-DATA = "liveview.data"
-STATUS = "liveview.experiment.status"
-INFO = "liveview.experiment.info"
-START_TIME = "liveview.experiment.start_time_seconds"
-END_TIME = "liveview.experiment.end_time_seconds"
-PLANNED = "liveview.experiment.planned"
-PLANNED_UP_TO_0_1 = "liveview.experiment.total"  # its name up to release 0.1.0
-PUBLISHED = "liveview.published"
-DROPPED = "liveview.dropped"
-DATA_EVENT = "liveview.data"
-STATUS_EVENT = "liveview.status"
-METRIC_EVENT = "liveview.metric"
-INFO_EVENT = "liveview.info"
 ERROR_SEVERITY = 17  # OTLP SeverityNumber ERROR; FATAL is 21-24
 
 MAX_TEXT = 300  # characters of a log body or a data value kept for display
@@ -552,15 +534,15 @@ class Board:
                 service,
                 pid,
                 host,
-                label_text(resource.get("liveview.topic", "")),
+                label_text(resource.get(names.TOPIC, "")),
                 label_text(resource.get("telemetry.sdk.language", "")),
                 now,
             )
-            if resource.get(RUN_ID) is not None:
-                publisher.run = label_text(resource[RUN_ID])
-                publisher.rank = label_text(resource.get(RANK, "")) or None
-                publisher.node = label_text(resource.get(NODE, host))
-                publisher.world_size = _as_int(resource.get(WORLD_SIZE))
+            if resource.get(names.RUN_ID) is not None:
+                publisher.run = label_text(resource[names.RUN_ID])
+                publisher.rank = label_text(resource.get(names.RANK, "")) or None
+                publisher.node = label_text(resource.get(names.NODE, host))
+                publisher.world_size = _as_int(resource.get(names.WORLD_SIZE))
             self._insert(self._publishers, instance, publisher, self.limits.publishers, "publishers")
         else:
             publisher.seen = now
@@ -587,7 +569,7 @@ class Board:
             handler = _LIBRARY_METRICS.get(name)
             for point in data.data_points:
                 attributes = decode_attributes(point.attributes)
-                for identity in POINT_ATTRIBUTES:  # the resource says which process: not a label
+                for identity in names.POINT_ATTRIBUTES:  # the resource says which process: not a label
                     attributes.pop(identity, None)
                 value = _point_value(point)
                 if handler is not None and handler(
@@ -852,7 +834,7 @@ class Board:
             attributes.get("event_name") or attributes.get("event.name") or ""
         )
         time_ns = record.time_unix_nano or record.observed_time_unix_nano or self._wall_ns()
-        if name == DATA_EVENT:
+        if name == names.DATA_EVENT:
             self._totals["data events"] += 1
             body = decode_any(record.body)
             stream = attributes.get("stream")
@@ -864,7 +846,7 @@ class Board:
                 shown = value if isinstance(value, (int, float)) else _short(value)
                 self._stream_value(row, key, time_ns, shown, True)
             return
-        if name == STATUS_EVENT:
+        if name == names.STATUS_EVENT:
             self._totals["status events"] += 1
             body = decode_any(record.body)
             fields = body if isinstance(body, dict) else attributes
@@ -883,9 +865,9 @@ class Board:
                     True,
                 )
             return
-        if name in (METRIC_EVENT, INFO_EVENT):
+        if name in (names.METRIC_EVENT, names.INFO_EVENT):
             # The gauges carry the same values; counted so the header shows they arrived.
-            self._totals["metric events" if name == METRIC_EVENT else "info events"] += 1
+            self._totals["metric events" if name == names.METRIC_EVENT else "info events"] += 1
             return
         self._totals["log records" if not name else "other events"] += 1
         body = decode_any(record.body)
@@ -917,22 +899,22 @@ _Handler = Callable[[Board, _Point], bool]
 # A handler returns False when the point lacks the labels the library gives it: then it is someone
 # else's instrument of the same name, shown as a plain row.
 _LIBRARY_METRICS: dict[str, _Handler] = {
-    METRIC: Board._on_metric,
-    STEP: Board._on_step,
-    EPOCH: Board._on_epoch,
-    NONFINITE: Board._on_nonfinite,
-    DATA: Board._on_data,
-    STATUS: Board._on_status,
-    INFO: Board._on_info,
-    START_TIME: Board._on_start_time,
-    END_TIME: Board._on_end_time,
-    PLANNED: Board._on_planned,
-    PLANNED_UP_TO_0_1: Board._on_planned,  # a publisher of an older release still shows progress
+    names.METRIC: Board._on_metric,
+    names.METRIC_STEP: Board._on_step,
+    names.METRIC_EPOCH: Board._on_epoch,
+    names.METRIC_NONFINITE: Board._on_nonfinite,
+    names.DATA: Board._on_data,
+    names.EXPERIMENT_STATUS: Board._on_status,
+    names.EXPERIMENT_INFO: Board._on_info,
+    names.EXPERIMENT_START_TIME: Board._on_start_time,
+    names.EXPERIMENT_END_TIME: Board._on_end_time,
+    names.EXPERIMENT_PLANNED: Board._on_planned,
+    names.EXPERIMENT_PLANNED_UP_TO_0_1: Board._on_planned,  # a publisher of an older release still shows progress
     # The launch's numbers: the resource of the same export says them too.
-    "liveview.launch.world_size": lambda board, point: True,
-    "liveview.launch.restarts": lambda board, point: True,
-    "liveview.launch.restart_count": lambda board, point: True,  # its name up to release 0.1.0
-    "liveview.launch.step": lambda board, point: True,  # the ranks' steps come from their metrics
-    PUBLISHED: Board._on_published,
-    DROPPED: Board._on_dropped,
+    names.LAUNCH_WORLD_SIZE: lambda board, point: True,
+    names.LAUNCH_RESTARTS: lambda board, point: True,
+    names.LAUNCH_RESTARTS_UP_TO_0_1: lambda board, point: True,  # its name up to release 0.1.0
+    names.LAUNCH_STEP: lambda board, point: True,  # the ranks' steps come from their metrics
+    names.PUBLISHED: Board._on_published,
+    names.DROPPED: Board._on_dropped,
 }

@@ -527,3 +527,33 @@ def fit_columns(sheet: Sheet, room: int) -> tuple[list[tuple[int, int]], list[st
     caps = [widest if flex else width for (_, width, widest), flex in zip(chosen, flexible, strict=True)]
     water_fill(widths, caps, room - used)
     return sorted((index, width) for (index, _, _), width in zip(chosen, widths, strict=True)), notes
+
+
+__all__ = [
+    "FLEX_LEAST",
+    "GAP",
+    "LAG_FRACTION",
+    "STALE_SECONDS",
+    "STATUS_WIDTH",
+    "WIDEST",
+    "Cell",
+    "Column",
+    "Row",
+    "Sheet",
+    "errors_sheet",
+    "experiments_sheet",
+    "fit_columns",
+    "fmt",
+    "info_sheet",
+    "live_table",
+    "logs_sheet",
+    "metrics_sheet",
+    "plain_table",
+    "progress_text",
+    "publishers_sheet",
+    "ranks_sheet",
+    "ranks_text",
+    "sparkline",
+    "streams_sheet",
+    "water_fill",
+]

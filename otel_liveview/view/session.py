@@ -205,3 +205,14 @@ class _Renderer:
             return render_screen(self.board.snapshot(), self.endpoints, width, height)
         except Exception as error:  # a drawing bug must not freeze the screen: say it instead
             return Text(f"otel-liveview view: cannot draw this frame: {type(error).__name__}: {error}")
+
+
+__all__ = [
+    "DEFAULT_GRPC",
+    "DEFAULT_HTTP",
+    "LIVE_REFRESH",
+    "PLAIN_REFRESH",
+    "ViewSession",
+    "point_library_at",
+    "start",
+]
