@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from otel_liveview._internal import mapping
-from otel_liveview._internal import pipeline as _pipeline
+from otel_liveview._internal.runtime import QUEUE, RUNTIME, UPDATES, Runtime
 from otel_liveview._internal.tables import TABLES, Key
 
 _MAX_CACHED_KEYS = 10_000
@@ -27,8 +27,8 @@ _HOST = socket.gethostname()
 
 _now = time.time_ns
 _seconds = time.time  # metric points: a float packs straight into the event's time column
-_queue = _pipeline.QUEUE
-_put_update = _pipeline.UPDATES.put  # the queue object stays; a fork only empties it
+_queue = QUEUE
+_put_update = UPDATES.put  # the queues live as long as the process (runtime.py)
 _metric_table = TABLES.metric
 _step_table = TABLES.step
 _epoch_table = TABLES.epoch
@@ -47,10 +47,20 @@ class ExperimentBroadcaster:
         self.base_topic = mapping.label_value(base_topic)
         # (name, *kwargs) -> (sorted label pairs, whether some keyword arguments are not labels)
         self._keys: dict[Any, tuple[Key, bool]] = {}
-        if _pipeline.ensure(self.base_topic).settings.disabled:
+        self._runtime: Runtime = RUNTIME
+        if self._runtime.ensure(self.base_topic).settings.disabled:
             # OTEL_SDK_DISABLED: every publish call returns at once, arguments unchecked.
             for method in _PUBLISHERS:
                 setattr(self, method, _ignore)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to a spawned or forkserver child, it publishes through that process's runtime, which
+        # starts at the first publish there (after multiprocessing has set the child up).
+        return {name: value for name, value in vars(self).items() if name != "_runtime"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+        self._runtime = RUNTIME
 
     # -- metrics ---------------------------------------------------------------------------------
 
@@ -64,7 +74,7 @@ class ExperimentBroadcaster:
         next `liveview.metric` event. Raises TypeError for a value (or step, epoch) that is not a
         number, ValueError for one beyond float range.
         """
-        pipeline = _pipeline._pipeline or _pipeline.ensure(
+        pipeline = self._runtime.current or self._runtime.ensure(
             self.base_topic
         )  # read once: shutdown may clear it
         number = value if type(value) is float else mapping.metric_value(name, value)
@@ -125,8 +135,8 @@ class ExperimentBroadcaster:
 
     def publish_data_sync(self, stream_name: str, data: Mapping[Any, Any]) -> None:
         """Publish one sample of a named data stream: the dict as an event, numeric leaves as gauges."""
-        if _pipeline._pipeline is None:
-            _pipeline.ensure(self.base_topic)
+        if self._runtime.current is None:
+            self._runtime.ensure(self.base_topic)
         if type(stream_name) is not str or not stream_name:
             mapping.stream_name(stream_name)  # raises the precise error
         if not isinstance(data, Mapping):
@@ -145,8 +155,8 @@ class ExperimentBroadcaster:
     def publish_log_sync(self, level: str | int, message: Any, **attributes: Any) -> None:
         """Publish a log record; `level` is debug/info/warning/error/critical (any case) or a logging
         level number."""
-        if _pipeline._pipeline is None:
-            _pipeline.ensure(self.base_topic)
+        if self._runtime.current is None:
+            self._runtime.ensure(self.base_topic)
         number, text = _SEVERITY_CACHE.get(level) or mapping.severity(level)
         if _queue.put(("log", _now(), self.base_topic, number, text, message, attributes)):
             _published_logs.add()
@@ -160,8 +170,8 @@ class ExperimentBroadcaster:
         self, timestamp_ns: int, level: int, message: str, attributes: dict[str, Any]
     ) -> None:
         """Queue a log record with its own timestamp (the logging bridge's way in)."""
-        if _pipeline._pipeline is None:
-            _pipeline.ensure(self.base_topic)
+        if self._runtime.current is None:
+            self._runtime.ensure(self.base_topic)
         number, text = mapping.severity(level)
         if _queue.put(("log", timestamp_ns, self.base_topic, number, text, message, attributes)):
             _published_logs.add()
@@ -174,8 +184,8 @@ class ExperimentBroadcaster:
         """Set liveview.experiment.status (1 for `status`, 0 for the other states); emit liveview.status."""
         if status not in _STATUSES:
             raise ValueError(f"unknown experiment status {status!r}; use one of {', '.join(_STATUSES)}")
-        if _pipeline._pipeline is None:
-            _pipeline.ensure(self.base_topic)
+        if self._runtime.current is None:
+            self._runtime.ensure(self.base_topic)
         name = ("experiment", mapping.label_value(str(experiment)))
         topic = ("topic", self.base_topic)
         for state in _STATUSES:
@@ -195,8 +205,8 @@ class ExperimentBroadcaster:
         64 keys) and event liveview.info with the whole dict."""
         if not isinstance(info, Mapping):
             raise TypeError(f"info for experiment {experiment!r} must be a dict, not {type(info).__name__}")
-        if _pipeline._pipeline is None:
-            _pipeline.ensure(self.base_topic)
+        if self._runtime.current is None:
+            self._runtime.ensure(self.base_topic)
         labels = {"host": _HOST, "pid": str(os.getpid())}
         labels.update(mapping.info_labels(info))
         labels["experiment"] = mapping.label_value(str(experiment))
@@ -217,8 +227,8 @@ class ExperimentBroadcaster:
             raise ValueError("phase must be a non-empty string, e.g. 'train' or 'eval'")
         if steps is None and epochs is None:
             raise ValueError(f"declare steps or epochs (or both) for phase {phase!r}")
-        if _pipeline._pipeline is None:
-            _pipeline.ensure(self.base_topic)
+        if self._runtime.current is None:
+            self._runtime.ensure(self.base_topic)
         base = {"experiment": mapping.label_value(str(experiment)), "phase": mapping.label_value(phase)}
         base["topic"] = self.base_topic
         for unit, total in (("steps", steps), ("epochs", epochs)):
@@ -235,11 +245,11 @@ class ExperimentBroadcaster:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Export everything published so far (this process); False if `timeout` was not enough."""
-        return _pipeline.flush(timeout)
+        return self._runtime.flush(timeout)
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Export what is left and stop this process's pipeline (a later publish starts a new one)."""
-        return _pipeline.shutdown(timeout)
+        return self._runtime.shutdown(timeout)
 
 
 _PUBLISHERS = (

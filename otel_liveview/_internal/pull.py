@@ -124,7 +124,9 @@ def _alive(pid: int) -> bool:
 class PullEndpoint:
     """Writes this process's snapshot every interval and serves the port when it is free."""
 
-    def __init__(self, settings: Settings, port: int, job: str, instance: str, identity: dict[str, str]) -> None:
+    def __init__(
+        self, settings: Settings, port: int, job: str, instance: str, identity: dict[str, str]
+    ) -> None:
         self.port = port
         self.addr = settings.prometheus_addr
         self.interval = settings.metric_export_interval

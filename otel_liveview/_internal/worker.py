@@ -17,6 +17,7 @@ from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from otel_liveview._internal import events
+from otel_liveview._internal.bounded import within
 from otel_liveview._internal.encoding import LogBatch
 from otel_liveview._internal.queue import RecordQueue
 from otel_liveview._internal.records import Item, Kind, MetricUpdate, QueuedItem, Record
@@ -235,11 +236,5 @@ class ExportWorker:
         """Ship what is left within `timeout` seconds; True if the queue emptied."""
         self._stopping = True
         self._queue.wake.set()
-        deadline = time.monotonic() + timeout
-        finisher = threading.Thread(target=self.flush, args=(deadline,), daemon=True)
-        try:
-            finisher.start()
-            finisher.join(timeout)
-        except RuntimeError:  # no new thread at exit (CPython 3.12.0, 3.12.1): flush keeps the deadline
-            self.flush(deadline)
-        return not finisher.is_alive() and not len(self._queue) and not len(self._updates)
+        finished = within(time.monotonic() + timeout, self.flush)
+        return finished and not len(self._queue) and not len(self._updates)
