@@ -14,7 +14,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from otel_liveview.view.board import (
+from otel_liveview._internal.mapping import nonfinite_label
+from otel_liveview.view.rows import (
     ExperimentRow,
     LogLine,
     MetricRow,
@@ -58,7 +59,7 @@ def fmt(value: Any) -> str:
         return str(value)
     if isinstance(value, float):
         if not math.isfinite(value):
-            return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+            return nonfinite_label(value)
         if value.is_integer() and abs(value) < 1e15:
             return str(int(value))
         return f"{value:.6g}"

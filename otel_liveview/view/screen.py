@@ -17,9 +17,6 @@ from rich.layout import Layout
 from rich.panel import Panel
 from rich.text import Text
 
-from otel_liveview.view.board import (
-    Snapshot,
-)
 from otel_liveview.view.panels import (
     Sheet,
     errors_sheet,
@@ -34,6 +31,7 @@ from otel_liveview.view.panels import (
     streams_sheet,
     water_fill,
 )
+from otel_liveview.view.rows import Snapshot
 
 __all__ = ["render_plain", "render_screen"]
 

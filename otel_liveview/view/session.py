@@ -14,9 +14,7 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from otel_liveview.view.board import (
-    Board,
-)
+from otel_liveview.view.board import Board
 from otel_liveview.view.receiver import OtlpReceiver
 from otel_liveview.view.screen import PLAIN_WIDTH, render_plain, render_screen
 
