@@ -27,6 +27,7 @@ import otel_liveview
 from otel_liveview import ExperimentBroadcaster, LiveViewExperiment
 from otel_liveview._internal import config
 from otel_liveview.cli import check
+from otel_liveview.cli.extras import is_missing
 
 STEPS_PER_EPOCH = 50
 TRAIN_STEPS = 20 * STEPS_PER_EPOCH
@@ -74,7 +75,7 @@ def _view_module() -> ModuleType | None:
     try:
         from otel_liveview.cli import view
     except ModuleNotFoundError as error:
-        if error.name is None or error.name.split(".")[0] != "rich":
+        if not is_missing(error, "rich"):
             raise
         return None
     return view

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from otel_liveview._internal.pipeline import VERSION
+from otel_liveview.cli.extras import is_missing
 
 # subcommand -> (the module beyond the core it needs, the extra that installs it)
 _SUBCOMMANDS = {"demo": None, "view": ("rich", "view"), "alerts": ("yaml", "alerts"), "check": None}
@@ -55,17 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module: Any = importlib.import_module(f"otel_liveview.cli.{name}")
         except ModuleNotFoundError as error:
-            if needs is None or not _is_package(error, needs[0]):
+            if needs is None or not is_missing(error, needs[0]):
                 raise
             _register_missing(commands, name, extra=needs[1], module=needs[0])
         else:
             module.register(commands)
     return parser
-
-
-def _is_package(error: ModuleNotFoundError, package: str) -> bool:
-    """The missing module is `package` or one of its submodules (`rich.cells`)."""
-    return error.name is not None and error.name.split(".")[0] == package
 
 
 def _register_missing(

@@ -155,7 +155,7 @@ def _fit(rows: Sequence[Any], limit: int) -> tuple[list[Any], str]:
 
 
 def experiments_sheet(rows: Sequence[ExperimentRow], limit: int) -> Sheet:
-    summaries = {id(row): ranks_text(row) for row in rows}
+    summaries = {id(row): _rank_summary(row) for row in rows}
     columns = (
         Column("experiment", 0),
         Column("status", 1, width=STATUS_WIDTH),
@@ -163,7 +163,7 @@ def experiments_sheet(rows: Sequence[ExperimentRow], limit: int) -> Sheet:
         Column("pid", 6, shared="pid {}"),
         Column("updated", 7, width=8),
         Column("elapsed", 5, width=7, right=True),
-        Column("ranks", 2, width=min(WIDEST, max(map(len, summaries.values()), default=0))),
+        Column("ranks", 2, width=min(WIDEST, max((len(text) for text, _ in summaries.values()), default=0))),
         Column("progress", 4, width=max((len(_full_progress(row)) for row in rows), default=0)),
         Column("error", 3, flexible=True),
     )
@@ -179,7 +179,7 @@ def experiments_sheet(rows: Sequence[ExperimentRow], limit: int) -> Sheet:
                     fmt(row.pid),
                     f"{_age(row.age)} ago",
                     "-" if row.elapsed is None else _duration(row.elapsed),
-                    Text(summaries[id(row)], style="yellow" if _lagging(row.ranks) else ""),
+                    Text(summaries[id(row)][0], style="yellow" if summaries[id(row)][1] else ""),
                     progress_text(row.progress),
                     Text(row.error or "", style="red"),
                 )
@@ -192,8 +192,13 @@ def experiments_sheet(rows: Sequence[ExperimentRow], limit: int) -> Sheet:
 
 def ranks_text(row: ExperimentRow) -> str:
     """`3/4 alive  failed r2  lagging r3`: a launched run's processes, the ones to look at named."""
+    return _rank_summary(row)[0]
+
+
+def _rank_summary(row: ExperimentRow) -> tuple[str, bool]:
+    """`ranks_text`, and whether a rank is lagging."""
     if not row.ranks:
-        return ""
+        return "", False
     parts = [f"{sum(r.alive for r in row.ranks)}/{row.world_size or len(row.ranks)} alive"]
     failed = [r.rank for r in row.ranks if r.status in _FAILED]
     if failed:
@@ -203,9 +208,12 @@ def ranks_text(row: ExperimentRow) -> str:
         parts.append(
             "lagging " + " ".join(f"r{r.rank}" for r in lagging[:3]) + (" …" if len(lagging) > 3 else "")
         )
-    return "  ".join(parts)
+    return "  ".join(parts), bool(lagging)
 
 
+# Lagging is measured as the straggler alert measures it, against the median step of the run (one
+# fast rank does not make the others lag), with a lower bound fit for short runs; the `lag` column
+# of plain frames is the distance behind the leading rank, as the dashboard's Ranks row shows it.
 LAG_FRACTION = 0.05  # a rank this far behind the median step (and 2 steps at least) is lagging
 
 
