@@ -66,7 +66,7 @@ class Capped(Generic[K, R]):
 # -- publishers -------------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Publisher:
     instance: str
     service: str
@@ -101,13 +101,13 @@ class Publishers:
             self.table.touch(instance)
             return publisher
         publisher = Publisher(
-            instance,
-            service,
-            pid,
-            host,
-            label_text(resource.get(names.TOPIC, "")),
-            label_text(resource.get("telemetry.sdk.language", "")),
-            now,
+            instance=instance,
+            service=service,
+            pid=pid,
+            host=host,
+            topic=label_text(resource.get(names.TOPIC, "")),
+            sdk=label_text(resource.get("telemetry.sdk.language", "")),
+            seen=now,
         )
         if resource.get(names.RUN_ID) is not None:
             publisher.run = label_text(resource[names.RUN_ID])
@@ -135,17 +135,17 @@ class Publishers:
     def rows(self, now: float, alive_seconds: float) -> list[PublisherRow]:
         rows = [
             PublisherRow(
-                p.instance,
-                p.service,
-                p.pid,
-                p.host,
-                p.topic,
-                p.sdk,
-                now - p.seen <= alive_seconds,
-                now - p.seen,
-                tuple(sorted(p.published.items())),
-                tuple(sorted((k, r, v) for (k, r), v in p.dropped.items())),
-                f"rank {p.rank} on {p.node}" if p.rank is not None else "",
+                instance=p.instance,
+                service=p.service,
+                pid=p.pid,
+                host=p.host,
+                topic=p.topic,
+                sdk=p.sdk,
+                alive=now - p.seen <= alive_seconds,
+                age=now - p.seen,
+                published=tuple(sorted(p.published.items())),
+                dropped=tuple(sorted((k, r, v) for (k, r), v in p.dropped.items())),
+                rank=f"rank {p.rank} on {p.node}" if p.rank is not None else "",
             )
             for p in self.table.values()
         ]
@@ -174,7 +174,7 @@ class Points:
     nonfinite: dict[SeriesKey, tuple[int, str | None]] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Metric:
     name: str
     labels: Labels
@@ -224,7 +224,15 @@ class Metrics:
                 kind = points.value[key][2]
             row = self.table.get(key)
             if row is None:
-                row = _Metric(name, labels, topic, instance, publisher.pid, kind, deque(maxlen=self._history))
+                row = _Metric(
+                    name=name,
+                    labels=labels,
+                    topic=topic,
+                    instance=instance,
+                    pid=publisher.pid,
+                    kind=kind,
+                    history=deque(maxlen=self._history),
+                )
                 row.changed = now
                 self.table.add(key, row)
             else:
@@ -276,18 +284,18 @@ class Metrics:
     def rows(self, now: float) -> list[MetricRow]:
         rows = [
             MetricRow(
-                m.name,
-                m.labels,
-                m.topic,
-                m.instance,
-                m.pid,
-                m.kind,
-                m.value,
-                m.nonfinite,
-                m.step,
-                m.epoch,
-                tuple(m.history),
-                now - m.changed,
+                name=m.name,
+                labels=m.labels,
+                topic=m.topic,
+                instance=m.instance,
+                pid=m.pid,
+                kind=m.kind,
+                value=m.value,
+                nonfinite=m.nonfinite,
+                step=m.step,
+                epoch=m.epoch,
+                history=tuple(m.history),
+                age=now - m.changed,
             )
             for m in self.table.values()
         ]
@@ -386,7 +394,7 @@ class Streams:
 # -- experiments ------------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Status:
     status: str
     error: str | None
@@ -394,7 +402,7 @@ class _Status:
     run: str | None
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Experiment:
     topic: str
     experiment: str
@@ -444,14 +452,25 @@ class Experiments:
         row = self.table.get(key)
         if row is None:
             row = self.table.add(
-                key, _Experiment(topic, experiment, status, error, publisher.pid, time_ns, now)
+                key,
+                _Experiment(
+                    topic=topic,
+                    experiment=experiment,
+                    status=status,
+                    error=error,
+                    pid=publisher.pid,
+                    time_ns=time_ns,
+                    seen=now,
+                ),
             )
         else:
             self.table.touch(key)
         # Each process's own report: the run's status is folded from them (_Experiment.current).
         mine = row.statuses.get(publisher.instance)
         if mine is None:
-            row.statuses[publisher.instance] = _Status(status, error, time_ns, publisher.run)
+            row.statuses[publisher.instance] = _Status(
+                status=status, error=error, time_ns=time_ns, run=publisher.run
+            )
         elif time_ns < mine.time_ns:
             if from_event and status == mine.status:
                 mine.error = error  # the gauge got here first, but only the event has the error text
@@ -498,25 +517,35 @@ class Experiments:
     def rows(
         self, now: float, wall: float, metrics: Metrics, publishers: Publishers, alive_since: float
     ) -> list[ExperimentRow]:
-        rows = [
-            ExperimentRow(
-                e.topic,
-                e.experiment,
-                e.status,
-                e.error,
-                e.pid,
-                now - e.seen,
-                None if e.started is None else (e.ended or wall) - e.started,
-                tuple(sorted(e.info.items())),
-                tuple(
-                    (phase, unit, metrics.reached(e.topic, phase, unit), total)
-                    for (phase, unit), total in sorted(e.totals.items())
-                ),
-                *self._ranks(e, metrics, publishers, alive_since),
-            )
-            for e in self.table.values()
-        ]
+        rows = [self._row(e, now, wall, metrics, publishers, alive_since) for e in self.table.values()]
         return sorted(rows, key=lambda r: (r.topic, r.experiment))
+
+    def _row(
+        self,
+        e: _Experiment,
+        now: float,
+        wall: float,
+        metrics: Metrics,
+        publishers: Publishers,
+        alive_since: float,
+    ) -> ExperimentRow:
+        ranks, world_size = self._ranks(e, metrics, publishers, alive_since)
+        return ExperimentRow(
+            topic=e.topic,
+            experiment=e.experiment,
+            status=e.status,
+            error=e.error,
+            pid=e.pid,
+            age=now - e.seen,
+            elapsed=None if e.started is None else (e.ended or wall) - e.started,
+            info=tuple(sorted(e.info.items())),
+            progress=tuple(
+                (phase, unit, metrics.reached(e.topic, phase, unit), total)
+                for (phase, unit), total in sorted(e.totals.items())
+            ),
+            ranks=ranks,
+            world_size=world_size,
+        )
 
     @staticmethod
     def _ranks(
