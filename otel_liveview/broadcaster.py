@@ -13,7 +13,7 @@ import os
 import socket
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, SupportsFloat
 
 from otel_liveview._internal import mapping
 from otel_liveview._internal.runtime import QUEUE, RUNTIME, UPDATES, Runtime
@@ -65,7 +65,12 @@ class ExperimentBroadcaster:
     # -- metrics ---------------------------------------------------------------------------------
 
     def publish_metric_sync(
-        self, name: str, value: Any, step: Any = None, epoch: Any = None, **attributes: Any
+        self,
+        name: str,
+        value: SupportsFloat,
+        step: SupportsFloat | None = None,
+        epoch: SupportsFloat | None = None,
+        **attributes: object,
     ) -> None:
         """Record `value` as the current value of metric `name`.
 
@@ -106,7 +111,12 @@ class ExperimentBroadcaster:
                 TABLES.count_dropped("metric", "queue_full")
 
     async def publish_metric(
-        self, name: str, value: Any, step: Any = None, epoch: Any = None, **attributes: Any
+        self,
+        name: str,
+        value: SupportsFloat,
+        step: SupportsFloat | None = None,
+        epoch: SupportsFloat | None = None,
+        **attributes: object,
     ) -> None:
         self.publish_metric_sync(name, value, step, epoch, **attributes)
 
@@ -152,7 +162,7 @@ class ExperimentBroadcaster:
 
     # -- logs --------------------------------------------------------------------------------------
 
-    def publish_log_sync(self, level: str | int, message: Any, **attributes: Any) -> None:
+    def publish_log_sync(self, level: str | int, message: object, **attributes: object) -> None:
         """Publish a log record; `level` is debug/info/warning/error/critical (any case) or a logging
         level number."""
         if self._runtime.current is None:
@@ -163,7 +173,7 @@ class ExperimentBroadcaster:
         else:
             TABLES.count_dropped("log", "queue_full")
 
-    async def publish_log(self, level: str | int, message: Any, **attributes: Any) -> None:
+    async def publish_log(self, level: str | int, message: object, **attributes: object) -> None:
         self.publish_log_sync(level, message, **attributes)
 
     def emit_log_record(
@@ -219,7 +229,13 @@ class ExperimentBroadcaster:
     async def publish_info(self, experiment: str, info: Mapping[Any, Any]) -> None:
         self.publish_info_sync(experiment, info)
 
-    def publish_total_sync(self, experiment: str, phase: str, steps: Any = None, epochs: Any = None) -> None:
+    def publish_total_sync(
+        self,
+        experiment: str,
+        phase: str,
+        steps: SupportsFloat | None = None,
+        epochs: SupportsFloat | None = None,
+    ) -> None:
         """Declare how far a phase of an experiment goes: gauge liveview.experiment.planned
         {experiment, phase, unit="steps"|"epochs", topic}. Progress is the phase's step (or epoch)
         of publish_metric against it."""
@@ -238,7 +254,13 @@ class ExperimentBroadcaster:
                     raise ValueError(f"total {unit} for phase {phase!r} must be positive, not {total!r}")
                 TABLES.planned.set(tuple(sorted({**base, "unit": unit}.items())), value)
 
-    async def publish_total(self, experiment: str, phase: str, steps: Any = None, epochs: Any = None) -> None:
+    async def publish_total(
+        self,
+        experiment: str,
+        phase: str,
+        steps: SupportsFloat | None = None,
+        epochs: SupportsFloat | None = None,
+    ) -> None:
         self.publish_total_sync(experiment, phase, steps, epochs)
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -263,7 +285,7 @@ _PUBLISHERS = (
 )
 
 
-def _ignore(*args: Any, **kwargs: Any) -> None:
+def _ignore(*args: object, **kwargs: object) -> None:
     return None
 
 
