@@ -8,10 +8,14 @@ them, so the broadcaster may hold their `put`.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 import time
+from dataclasses import replace
 from typing import Any
+
+from opentelemetry.sdk.resources import Resource
 
 from otel_liveview._internal import config
 from otel_liveview._internal.config import Settings
@@ -26,6 +30,7 @@ from otel_liveview._internal.worker import ExportWorker
 # worker drains both and sleeps on one event.
 QUEUE: RecordQueue[QueuedItem] = RecordQueue(capacity=32_768, wake_at=512)
 UPDATES: RecordQueue[MetricUpdate] = RecordQueue(capacity=32_768, wake_at=16_384, wake=QUEUE.wake)
+_log = logging.getLogger("otel_liveview")
 FORK_WAIT = 2.0  # seconds a fork() waits for the export in flight
 
 
@@ -72,9 +77,16 @@ class Runtime:
         for inherited in self._inherited:  # the parent's export threads, carried over by fork
             threading.Thread(target=inherited.stop_inherited, daemon=True).start()
         self._inherited.clear()
-        self.current = Pipeline.build(
-            settings, topic, tables=TABLES, queue=QUEUE, updates=UPDATES, outage=self.outage
-        )
+        try:
+            self.current = Pipeline.build(
+                settings, topic, tables=TABLES, queue=QUEUE, updates=UPDATES, outage=self.outage
+            )
+        except Exception as error:  # never into the experiment: it runs on, nothing is exported
+            _log.warning(
+                "otel-liveview: cannot start exporting (%r); nothing is exported", error, exc_info=True
+            )
+            self.current = Pipeline(settings=replace(settings, disabled=True), resource=Resource({}))
+            return self.current
         if not settings.disabled:
             self._install_exit_hooks()
         return self.current
