@@ -21,7 +21,7 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from .compose import Mount, StackError
 from .images import IMAGE_PATH, Launch
@@ -173,7 +173,14 @@ def argv(
     for folder in [launch.workdir, *launch.dirs]:
         if folder != "/" and _in_host_tree(folder) is None:
             args += ["--perms", "0777" if folder in launch.dirs else "0755", "--dir", folder]
+    made = {"/", *launch.dirs, launch.workdir}
     for mount in binds(launch, state, name):
+        # The folders above a mount point that bwrap would otherwise make itself (as root's, mode
+        # 0700 under some umasks): searchable by the image's user, as in the image (/var/lib/...).
+        for parent in reversed(PurePosixPath(mount.target).parents):
+            if str(parent) not in made and _in_host_tree(str(parent)) is None:
+                made.add(str(parent))
+                args += ["--perms", "0755", "--dir", str(parent)]
         args += ["--ro-bind" if mount.read_only else "--bind", mount.source, mount.target]
     uid, gid = launch.user
     if os.geteuid() == 0 and (uid, gid) != (0, 0):

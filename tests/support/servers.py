@@ -256,11 +256,12 @@ def prometheus_config(
     alertmanager_url: str | None = None,
     extra_config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Prometheus configuration: out-of-order samples within 10 minutes (as the real stack allows),
-    optional rule files and Alertmanager; `extra_config` is merged in at the top level."""
+    """Prometheus configuration: out-of-order samples within the shipped window
+    (deploy/prometheus/prometheus.yml's `storage`), optional rule files and Alertmanager;
+    `extra_config` is merged in at the top level."""
     config: dict[str, Any] = {
         "global": {"scrape_interval": "15s", "evaluation_interval": evaluation_interval},
-        "storage": {"tsdb": {"out_of_order_time_window": "10m"}},
+        "storage": yaml.safe_load(SHIPPED_PROMETHEUS_CONFIG.read_text())["storage"],
     }
     if rule_files:
         config["rule_files"] = [os.fspath(Path(path).resolve()) for path in rule_files]
@@ -601,6 +602,38 @@ class Collector(Server):
         return total
 
 
+# The shipped config's loopback leg of the metrics path (its disk queue sends to the Collector itself).
+COLLECTOR_QUEUE_RECEIVER = "otlp/queue"
+COLLECTOR_QUEUE_EXPORTER = "otlp_http/queue"
+
+
+def _collector_storage_flags(config: Path, storage: Path) -> list[str]:
+    """--set flags that move the folders `config` keeps on disk (the file_storage extension's) under
+    `storage`: the same folder for a Collector started again on the same workdir
+    (Server.start_again), as compose's volume is for a restarted container."""
+    tree = yaml.safe_load(config.read_text()) or {}
+    flags = []
+    for name, settings in (tree.get("extensions") or {}).items():
+        if name.split("/")[0] == "file_storage":
+            folder = storage / name.replace("/", "_")
+            flags.append(f"--set=extensions::{name}::directory={folder}")
+            if (settings or {}).get("compaction"):
+                flags.append(f"--set=extensions::{name}::compaction::directory={folder}")
+    return flags
+
+
+def _collector_queue_flags(config: Path, port: int) -> list[str]:
+    """--set flags that move the loopback leg of the metrics path (receiver otlp/queue, fixed at
+    127.0.0.1:4319 in the shipped config, and the exporter that sends to it) to `port`."""
+    tree = yaml.safe_load(config.read_text()) or {}
+    if COLLECTOR_QUEUE_RECEIVER not in (tree.get("receivers") or {}):
+        return []
+    return [
+        f"--set=receivers::{COLLECTOR_QUEUE_RECEIVER}::protocols::http::endpoint=127.0.0.1:{port}",
+        f"--set=exporters::{COLLECTOR_QUEUE_EXPORTER}::endpoint=http://127.0.0.1:{port}",
+    ]
+
+
 def start_collector(
     workdir: Path,
     *,
@@ -614,10 +647,12 @@ def start_collector(
     unmodified) with only its addresses overridden by its own --set flags: the OTLP receiver's gRPC and
     HTTP endpoints, the health_check extension, the remote-write URL (`remote_write_url`, e.g. a test
     Prometheus' /api/v1/write), the Loki exporter's endpoint (`loki_url`: Loki's is http://loki:3100/otlp;
-    tests point it at an in-suite OTLP receiver standing in for Loki, which no test here runs), and the
-    Collector's own metrics (fixed at localhost:8888 otherwise). Ready when health_check answers 200."""
+    tests point it at an in-suite OTLP receiver standing in for Loki, which no test here runs), the
+    Collector's own metrics (fixed at localhost:8888 otherwise), and the folders it keeps its queues in
+    (under `workdir`/storage instead of /var/lib/otelcol). Ready when health_check answers 200."""
     path = server_binary(binary)
     config_file = Path(config).resolve()
+    storage = _collector_storage_flags(config_file, workdir / "storage")
 
     def argv(port: int, ports: dict[str, int]) -> list[str]:
         telemetry = (
@@ -635,6 +670,8 @@ def start_collector(
                 f"--set=exporters::{COLLECTOR_REMOTE_WRITE}::http::endpoint={remote_write_url}",
                 f"--set=exporters::{COLLECTOR_LOKI}::endpoint={loki_url}",
                 f"--set=service::telemetry::metrics::readers={telemetry}",
+                *storage,
+                *_collector_queue_flags(config_file, ports["queue"]),
                 *extra_args,
             ],
         )
@@ -644,7 +681,7 @@ def start_collector(
         argv,
         workdir,
         COLLECTOR.ready_path,
-        extra_ports=("grpc", "http", "telemetry"),
+        extra_ports=("grpc", "http", "telemetry", "queue"),
         server_class=Collector,
     )
     assert isinstance(server, Collector)
