@@ -1,7 +1,7 @@
 """`otel-liveview demo`: a realistic experiment publishing from a loop, an asyncio task, a thread and
 a second process, so every LiveView panel has something to show.
 
-With `--view` it needs no collector: the terminal view (view.py) listens first, the library is
+With `--view` it needs no collector: the terminal view (otel_liveview.view) listens first, the library is
 pointed at it through the standard OTEL_EXPORTER_OTLP_* variables (which the spawned worker
 inherits), and the view draws while the experiment runs.
 """

@@ -1,4 +1,9 @@
-"""The panels of the terminal view as sheets: rows and columns, with widths measured from the rows and kept by priority."""
+"""The panels of the terminal view as sheets: each panel's columns and its rows as cells.
+
+Plain frames print every column; the live screen keeps the columns that fit by rank, at widths known
+from what the rows are (their names, labels, reserved room for values that change), so the same rows
+keep the same columns from one frame to the next.
+"""
 
 from __future__ import annotations
 
