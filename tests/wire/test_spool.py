@@ -1,0 +1,212 @@
+"""The spool on the wire: publishers in their own processes, the suite's OTLP receiver as the
+collector, refusing, gone, or killed in the middle; `otel-liveview replay` for what is left."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from tests.support import ROOT, free_port
+from tests.support.processes import publisher_env, run_python, start_python
+from tests.support.receiver import Receiver, serving_http, wait_until
+
+PUBLISH = """
+import json, sys, time
+import otel_liveview
+broadcaster = otel_liveview.ExperimentBroadcaster(base_topic="spool")
+count, rate = int(sys.argv[1]), float(sys.argv[2])
+started = time.monotonic()
+for seq in range(count):
+    ahead = started + seq / rate - time.monotonic()
+    if ahead > 0:
+        time.sleep(ahead)
+    broadcaster.publish_log_sync("info", "tick", seq=seq)
+    broadcaster.publish_metric_sync("seq", seq)
+    if seq % 100 == 99:
+        print(seq + 1, flush=True)
+print(json.dumps({"flushed": otel_liveview.flush(10), **otel_liveview.stats()}), flush=True)
+"""
+# ...and then waits (up to 30 s) for its spool folder to empty.
+PUBLISH_AND_WAIT = (
+    PUBLISH
+    + """
+import os
+deadline = time.monotonic() + 30
+folder = os.environ["OTEL_LIVEVIEW_SPOOL_DIR"]
+while any(name.endswith(".seg") for name in os.listdir(folder)) and time.monotonic() < deadline:
+    time.sleep(0.05)
+"""
+)
+
+
+def seqs(receiver: Receiver) -> list[int]:
+    return [int(row.attributes["seq"]) for row in receiver.log_rows() if "seq" in row.attributes]
+
+
+def replay(directory: Path, endpoint: str, *extra: str, **env_vars: str) -> subprocess.CompletedProcess[str]:
+    env = publisher_env(endpoint, **env_vars)
+    return subprocess.run(
+        [sys.executable, "-m", "otel_liveview.cli", "replay", str(directory), "--endpoint", endpoint, *extra],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def increasing_runs(sequence: list[int]) -> int:
+    """The fewest increasing subsequences `sequence` is a merge of (patience sorting's piles)."""
+    tops: list[int] = []
+    for value in sequence:
+        below = [top for top in tops if top < value]
+        if below:
+            tops[tops.index(max(below))] = value
+        else:
+            tops.append(value)
+    return len(tops)
+
+
+def publish(script: str, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
+
+
+def test_a_collector_that_refuses_for_a_while_gets_every_record_once_in_order(tmp_path: Path) -> None:
+    with serving_http() as receiver:
+        receiver.status = 503
+        env = publisher_env(
+            receiver.endpoint,
+            OTEL_LIVEVIEW_SPOOL_DIR=str(tmp_path),
+            OTEL_METRIC_EXPORT_INTERVAL="200",
+            OTEL_LIVEVIEW_EXIT_TIMEOUT="20",
+        )
+        process = publish(PUBLISH_AND_WAIT, env, "3000", "500")
+        assert process.stdout is not None
+        # Refused for the first 1,000 records (2 s), then accepted: the spool drains by itself.
+        while int(process.stdout.readline()) < 1000:
+            pass
+        assert any(tmp_path.glob("*.seg"))
+        receiver.status = 200
+        out, _ = process.communicate(timeout=90)
+        assert process.returncode == 0
+        report = json.loads(out.splitlines()[-1])
+        wait_until(lambda: len(seqs(receiver)) >= 3000, 30, what="every record")
+        received = seqs(receiver)
+    assert Counter(received) == Counter(range(3000)), "each record exactly once"
+    assert report["dropped"] == {}
+    assert not list(tmp_path.glob("*.seg")), "a segment all sent is removed"
+    # The spooled records went out oldest first, the live batches in between in their own order:
+    # what arrived is those two sequences merged.
+    assert increasing_runs(received) <= 2
+
+
+def test_a_publisher_killed_mid_run_loses_at_most_what_was_in_memory(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    env = publisher_env(dead, OTEL_LIVEVIEW_SPOOL_DIR=str(tmp_path), OTEL_BLRP_MAX_QUEUE_SIZE="2048")
+    process = publish(PUBLISH, env, "100000", "2000")
+    assert process.stdout is not None
+    published = 0
+    while published < 6000:  # three seconds, and some segments written meanwhile
+        published = int(process.stdout.readline())
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    published = max(published, *(int(line) for line in process.stdout.read().split() or ["0"]))
+    with serving_http() as receiver:
+        result = replay(tmp_path, receiver.endpoint)
+        assert result.returncode == 0, result.stderr
+        received = seqs(receiver)
+    assert len(received) == len(set(received))
+    lost = published - len([seq for seq in received if seq < published])
+    print(f"\npublished {published}+ before SIGKILL, replayed {len(received)}, lost {lost}")
+    # What the process had in memory: the queue (2,048), the batch being built (512) and the
+    # 99 publish calls after the last line it printed.
+    assert 0 <= lost <= 2048 + 512 + 100
+    assert received == sorted(received), "replayed oldest first"
+
+
+def test_the_next_process_with_the_same_folder_sends_what_a_dead_one_left(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    first = publish(PUBLISH, publisher_env(dead, OTEL_LIVEVIEW_SPOOL_DIR=str(tmp_path)), "3000", "1e9")
+    first.communicate(timeout=60)
+    assert first.returncode == 0
+    assert any(tmp_path.glob("*.seg"))
+    with serving_http() as receiver:
+        env = publisher_env(receiver.endpoint, OTEL_LIVEVIEW_SPOOL_DIR=str(tmp_path))
+        run_python(PUBLISH_AND_WAIT.replace("sys.argv[1]", "'0'").replace("sys.argv[2]", "'1'"), env)
+        received = seqs(receiver)
+    assert Counter(received) == Counter(range(3000))
+    assert not list(tmp_path.glob("*.seg"))
+
+
+def test_fork_and_spawn_children_share_one_folder_and_nothing_is_sent_twice(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    script = """
+import multiprocessing, os, sys
+import otel_liveview
+
+def publish(who):
+    broadcaster = otel_liveview.ExperimentBroadcaster(base_topic="shared")
+    for seq in range(2000):
+        broadcaster.publish_log_sync("info", "tick", seq=seq, who=who)
+    otel_liveview.flush(10)
+
+if __name__ == "__main__":
+    publish("parent")
+    children = [multiprocessing.get_context(method).Process(target=publish, args=(method,))
+                for method in ("fork", "spawn")]
+    for child in children:
+        child.start()
+    pid = os.fork()
+    if pid == 0:
+        publish("os.fork")
+        otel_liveview.shutdown()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    for child in children:
+        child.join()
+        assert child.exitcode == 0
+"""
+    env = publisher_env(dead, OTEL_LIVEVIEW_SPOOL_DIR=str(tmp_path), OTEL_LIVEVIEW_EXIT_TIMEOUT="5")
+    path = tmp_path / "script" / "shared.py"
+    path.parent.mkdir()
+    process = start_python(script, env, file=path)
+    process.communicate(timeout=120)
+    assert process.returncode == 0
+    pids = {name.name.rsplit("-", 3)[1] for name in tmp_path.glob("*.seg")}
+    assert len(pids) == 4, "one writer per process"
+    with serving_http() as receiver:
+        result = replay(tmp_path, receiver.endpoint, "--jobs", "3")
+        assert result.returncode == 0, result.stderr
+        rows = [row for row in receiver.log_rows() if "seq" in row.attributes]
+    by_who = Counter(str(row.attributes["who"]) for row in rows)
+    assert by_who == {"parent": 2000, "fork": 2000, "spawn": 2000, "os.fork": 2000}
+    pairs = Counter((row.attributes["who"], row.attributes["seq"]) for row in rows)
+    assert max(pairs.values()) == 1
+
+
+def test_replay_resumes_after_an_interruption_and_says_what_it_did(tmp_path: Path) -> None:
+    env = publisher_env(
+        "http://127.0.0.1:9", OTEL_LIVEVIEW_OFFLINE="true", OTEL_LIVEVIEW_SPOOL_DIR=str(tmp_path)
+    )
+    run_python(PUBLISH.replace("sys.argv[1]", "'3000'").replace("sys.argv[2]", "'1e9'"), env)
+    with serving_http() as receiver:
+        receiver.status = 503  # the first attempt fails: replay stops, keeps its progress
+        failed = replay(tmp_path, receiver.endpoint, OTEL_EXPORTER_OTLP_TIMEOUT="500")
+        assert failed.returncode == 1
+        assert "stopped" in failed.stderr and str(tmp_path) in failed.stderr
+        receiver.status = 200
+        done = replay(tmp_path, receiver.endpoint)
+        assert done.returncode == 0, done.stderr
+        assert "log records" in done.stdout
+        assert "\r" not in done.stdout + done.stderr, "no progress line into a pipe"
+        again = replay(tmp_path, receiver.endpoint)
+        received = seqs(receiver)
+    assert Counter(received) == Counter(range(3000))
+    assert "replayed 0 requests" in again.stdout
