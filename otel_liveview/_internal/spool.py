@@ -42,6 +42,7 @@ _ACK = struct.Struct("<Q")
 SUFFIX = ".seg"
 SEGMENT_BYTES = 8 * 1024 * 1024  # a segment is sealed once it holds this much
 DEFAULT_MAX_BYTES = 1024**3  # OTEL_LIVEVIEW_SPOOL_MAX_BYTES' default: 1 GiB per folder
+RECOUNT_EVERY = 1.0  # seconds: how stale the folder's size may be when a record is written
 MAX_RECORD = 1024**3  # a length beyond this is damage, not a record
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -198,7 +199,8 @@ class Spool:
         self._held: list[Segment] = []  # in the order they are sent
         self._current: Segment | None = None
         self._seq = 0
-        self._used = 0  # bytes of the folder's segments, as of the last scan plus what was written since
+        self._used = 0  # bytes of the folder's segments, as of the last count plus what was written since
+        self._recount_at = 0.0
         self._warned: set[str] = set()
         self._owner = os.getpid()
         self._prefix = f"{socket.gethostname().replace('/', '_')}-{os.getpid()}"
@@ -211,6 +213,10 @@ class Spool:
         the disk is full or the folder cannot be written."""
         data = frame(kind, payload)
         with self._lock:
+            now = time.monotonic()
+            if now >= self._recount_at:  # other writers' segments, and those others sent and removed
+                self._recount_at = now + RECOUNT_EVERY
+                self._used = self._folder_bytes()
             if self._used + len(data) > self.max_bytes:
                 self._used = self._folder_bytes()  # others may have sent and removed theirs
                 if self._used + len(data) > self.max_bytes:

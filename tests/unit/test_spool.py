@@ -184,3 +184,11 @@ def test_the_settings() -> None:
     with pytest.raises(ValueError, match="spool_max_bytes"):
         load(spool_max_bytes=0)
     assert load().spool_max_bytes == 1024**3 and load().spool_dir is None and not load().offline
+
+
+def test_writers_sharing_a_folder_share_its_budget(tmp_path: Path) -> None:
+    counts = Counts()
+    first, second = (Spool(str(tmp_path), max_bytes=1000, count=counts) for _ in range(2))
+    assert all(first.append(LOGS, b"x" * 91, {"log": 1}) for _ in range(8))
+    assert [second.append(LOGS, b"x" * 91, {"log": 1}) for _ in range(3)] == [True, True, False]
+    assert counts.dropped == {("log", "spool_full"): 1}
