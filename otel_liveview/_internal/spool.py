@@ -25,7 +25,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -204,7 +204,8 @@ class Spool:
         self._warned: set[str] = set()
         self._owner = os.getpid()
         self._prefix = f"{socket.gethostname().replace('/', '_')}-{os.getpid()}"
-        self.scan(claim_orphans=False)
+        # Nothing read here: a pipeline is built in the thread of the first publish call; the folder
+        # is counted at the first write or scan, on an export thread.
 
     # -- writing --------------------------------------------------------------------------------------
 
@@ -426,3 +427,21 @@ def directory_segments(directory: str) -> Iterable[str]:
         return []
     keyed = [(key, name) for name in names if (key := segment_key(name)) is not None]
     return [os.path.join(directory, name) for _, name in sorted(keyed)]
+
+
+def read_folder(directory: str) -> Iterator[tuple[int, bytes]]:
+    """Every record of `directory`'s segments, oldest first, read as they are: no lock taken, nothing
+    acknowledged or removed (for a look at a spool, not for sending it); a segment ends at its damage."""
+    for path in directory_segments(directory):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        segment = Segment(path, fd, os.fstat(fd).st_size)
+        try:
+            offset = 0
+            while isinstance(record := read_record(segment, offset), Record):
+                yield record.kind, record.payload
+                offset = record.end
+        finally:
+            segment.close()

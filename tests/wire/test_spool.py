@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -210,3 +211,70 @@ def test_replay_resumes_after_an_interruption_and_says_what_it_did(tmp_path: Pat
         received = seqs(receiver)
     assert Counter(received) == Counter(range(3000))
     assert "replayed 0 requests" in again.stdout
+
+
+def test_replay_interrupted_by_ctrl_c_goes_on_where_it_stopped(tmp_path: Path) -> None:
+    env = publisher_env(
+        "http://127.0.0.1:9",
+        OTEL_LIVEVIEW_OFFLINE="true",
+        OTEL_LIVEVIEW_SPOOL_DIR=str(tmp_path),
+        OTEL_BLRP_MAX_QUEUE_SIZE="20000",
+    )
+    run_python(PUBLISH.replace("sys.argv[1]", "'10000'").replace("sys.argv[2]", "'1e9'"), env)
+    with serving_http() as receiver:
+        receiver.delay = 0.1  # a slow collector: the replay is still under way when Ctrl-C comes
+        command = [sys.executable, "-m", "otel_liveview.cli", "replay", str(tmp_path), "--jobs", "1"]
+        command += ["--endpoint", receiver.endpoint]
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=publisher_env(receiver.endpoint),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_until(lambda: len(receiver.logs) >= 3, 30, what="a few requests replayed")
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+        assert process.returncode == 130, err
+        assert "interrupted" in err
+        first = len(seqs(receiver))
+        assert 0 < first < 10000
+        receiver.delay = 0.0
+        done = replay(tmp_path, receiver.endpoint)
+        assert done.returncode == 0, done.stderr
+        received = seqs(receiver)
+    assert Counter(received) == Counter(range(10000)), (
+        "the request on the wire at Ctrl-C was kept, and not sent again"
+    )
+
+
+def test_the_terminal_view_shows_a_spooled_run_and_leaves_the_folder_as_it_was(tmp_path: Path) -> None:
+    env = publisher_env(
+        "http://127.0.0.1:9", OTEL_LIVEVIEW_OFFLINE="true", OTEL_LIVEVIEW_SPOOL_DIR=str(tmp_path)
+    )
+    script = """
+from otel_liveview import LiveViewExperiment
+with LiveViewExperiment(name="offline-mnist", totals={"train": {"steps": 100}}) as run:
+    for step in range(100):
+        run.broadcaster.publish_metric_sync("accuracy", step / 100, step=step, phase="train")
+    run.broadcaster.publish_log_sync("warning", "a spooled warning")
+"""
+    run_python(script, env)
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    command = [sys.executable, "-m", "otel_liveview.cli", "view", "--replay", str(tmp_path)]
+    command += ["--grpc", "off", "--http", "off", "--plain", "--refresh", "0.2"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    frame: list[str] = []
+    deadline = time.monotonic() + 30
+    for line in process.stdout:  # frames keep coming: each line is a poll
+        frame.append(line)
+        if "a spooled warning" in line or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=30)
+    text = "".join(frame)
+    assert "offline-mnist" in text and "completed" in text and "train 99/100" in text
+    assert "accuracy" in text and "0.99" in text
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
