@@ -201,6 +201,7 @@ class Spool:
         self._seq = 0
         self._used = 0  # bytes of the folder's segments, as of the last count plus what was written since
         self._recount_at = 0.0
+        self._full_at: int | None = None  # the folder's bytes when a record was refused for the budget
         self._warned: set[str] = set()
         self._owner = os.getpid()
         self._prefix = f"{socket.gethostname().replace('/', '_')}-{os.getpid()}"
@@ -218,12 +219,18 @@ class Spool:
             if now >= self._recount_at:  # other writers' segments, and those others sent and removed
                 self._recount_at = now + RECOUNT_EVERY
                 self._used = self._folder_bytes()
+            if self._full_at is not None and self._used >= self._full_at:  # full until something is sent
+                return self._drop(counts, "spool_full", "")
             if self._used + len(data) > self.max_bytes:
                 self._used = self._folder_bytes()  # others may have sent and removed theirs
                 if self._used + len(data) > self.max_bytes:
+                    # From now on the newest are refused, smaller requests too: what is kept is the
+                    # run up to a point, without holes, until sending makes room.
+                    self._full_at = self._used
                     return self._drop(
                         counts, "spool_full", f"the budget of {self.max_bytes} bytes is used up"
                     )
+            self._full_at = None
             try:
                 segment = self._writable(len(data))
                 written = os.write(segment.fd, data)

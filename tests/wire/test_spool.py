@@ -278,3 +278,44 @@ with LiveViewExperiment(name="offline-mnist", totals={"train": {"steps": 100}}) 
     assert "offline-mnist" in text and "completed" in text and "train 99/100" in text
     assert "accuracy" in text and "0.99" in text
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
+def test_over_gRPC_an_outage_spooled_and_replayed_arrives_once(
+    tmp_path: Path, grpc_receiver: Receiver
+) -> None:
+    grpc_receiver.status = 503  # UNAVAILABLE: the publisher spools everything
+    env = publisher_env(grpc_receiver.endpoint, protocol="grpc", OTEL_LIVEVIEW_SPOOL_DIR=str(tmp_path))
+    process = publish(PUBLISH, env, "2000", "1e9")
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0
+    assert json.loads(out.splitlines()[-1])["dropped"] == {}
+    assert not seqs(grpc_receiver)
+    grpc_receiver.status = 200
+    result = replay(tmp_path, grpc_receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="grpc")
+    assert result.returncode == 0, result.stderr
+    assert Counter(seqs(grpc_receiver)) == Counter(range(2000))
+
+
+def test_an_exhausted_budget_counts_every_record_it_refuses(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    env = publisher_env(
+        dead,
+        OTEL_LIVEVIEW_SPOOL_DIR=str(tmp_path),
+        OTEL_LIVEVIEW_SPOOL_MAX_BYTES="100000",  # about 1,500 of these logs
+        OTEL_LIVEVIEW_METRIC_EVENTS="false",
+        OTEL_METRICS_EXPORTER="none",
+    )
+    process = publish(PUBLISH, env, "10000", "1e9")
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0
+    dropped = json.loads(out.splitlines()[-1])["dropped"]
+    assert set(dropped) == {"log/spool_full"}
+    assert sum(path.stat().st_size for path in tmp_path.glob("*.seg")) <= 100_000
+    with serving_http() as receiver:
+        assert replay(tmp_path, receiver.endpoint).returncode == 0
+        received = seqs(receiver)
+    print(
+        f"\n10,000 published, {len(received)} spooled and replayed, {dropped['log/spool_full']} counted spool_full"
+    )
+    assert len(received) + dropped["log/spool_full"] == 10_000
+    assert received == list(range(len(received))), "the oldest kept, the newest refused"
