@@ -113,8 +113,9 @@ class Replay:
         try:
             if self._keep:
                 segment.acked = 0
-            if self._send_all(segment) and not self._keep:
-                segment.remove()
+            if self._send_all(segment):
+                if not self._keep:
+                    segment.remove()
                 with self._progress.lock:
                     self._progress.done_segments += 1
         finally:
@@ -218,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with config.strict():
             settings = config.load(endpoint=args.endpoint)
-            url = otlp.resolve(settings, "logs").url
+            url = args.endpoint or otlp.resolve(settings, "logs").url.removesuffix("/v1/logs")
     except ValueError as error:
         print(f"otel-liveview replay: {error}", file=sys.stderr)
         return 2
