@@ -40,6 +40,8 @@ from otel_liveview._internal.sinks import (
     OtlpLogSink,
     OtlpMetricSink,
 )
+from otel_liveview._internal.spool import Spool, default_directory
+from otel_liveview._internal.spooling import Spooler
 from otel_liveview._internal.tables import Tables
 from otel_liveview._internal.worker import ExportWorker, LogShipper
 
@@ -70,6 +72,7 @@ class Pipeline:
         worker: ExportWorker | None = None,
         senders: Sequence[OtlpSender] = (),
         metric_exports: Sequence[MetricExport] = (),
+        spooler: Spooler | None = None,
     ) -> None:
         self.settings = settings
         self.resource = resource
@@ -80,6 +83,7 @@ class Pipeline:
         self.worker = worker  # None when OTEL_SDK_DISABLED
         self.senders = tuple(senders)  # the OTLP connections this pipeline opened
         self.metric_exports = tuple(metric_exports)  # ours; flush() reports whether they delivered
+        self.spooler = spooler  # OTEL_LIVEVIEW_SPOOL_DIR / OTEL_LIVEVIEW_OFFLINE
         self.pull: PullEndpoint | None = (
             None  # the /metrics endpoint, when OTEL_LIVEVIEW_PROMETHEUS_PORT is set
         )
@@ -115,11 +119,12 @@ class Pipeline:
         identity = launch.point_attributes(resource.attributes)
         _publish_launch(resource.attributes, tables)
 
+        spooler = _spooler(settings, tables, senders, outage)
         meter_provider: Any = metrics.get_meter_provider()
         owns_meter_provider = not isinstance(meter_provider, MeterProvider)
         metric_exports: tuple[MetricExport, ...] = ()
         if owns_meter_provider:  # the tables go straight to OTLP, without an SDK MeterProvider
-            sinks = metric_sinks(settings, resource, senders, identity, outage)
+            sinks = metric_sinks(settings, resource, senders, identity, outage, spooler)
             export = MetricExport(tables, sinks, interval=settings.metric_export_interval)
             export.start()
             meter_provider, metric_exports = export, (export,)
@@ -142,7 +147,7 @@ class Pipeline:
             after_batch = None
         else:  # records go straight into OTLP requests: no SDK logger needed
             shipper = LogShipper(
-                log_sinks(settings, senders, outage),
+                log_sinks(settings, senders, outage, spooler),
                 encoding.resource(resource.attributes),
                 encoding.scope("otel_liveview", VERSION),
                 settings.max_attributes,
@@ -160,6 +165,7 @@ class Pipeline:
             batch_size=settings.max_export_batch_size,
             delay=settings.schedule_delay,
             updates_interval=settings.metric_export_interval,
+            backlog=None if spooler is None else spooler.drain_some,
         )
         worker.start()
         pipeline = cls(
@@ -172,6 +178,7 @@ class Pipeline:
             worker=worker,
             senders=senders,
             metric_exports=metric_exports,
+            spooler=spooler,
         )
         if settings.prometheus_port is not None:
             pipeline.pull = _start_pull(settings, resource, pipeline.instance_id, identity)
@@ -189,7 +196,8 @@ class Pipeline:
             for sender in self.senders:
                 hurry.enter_context(sender.hurried())
             drained = self.worker.flush(deadline)
-            return within(deadline, self._flush_providers) and drained
+            flushed = within(deadline, self._flush_providers) and drained
+            return flushed and (self.spooler is None or self.spooler.took_all())
 
     def shutdown(self, timeout: float) -> bool:
         """Export what is left (within `timeout` seconds) and stop.
@@ -204,7 +212,16 @@ class Pipeline:
         for sender in self.senders:
             sender.abort()
         drained = self.worker.stop(timeout)
-        return within(deadline, self._close_providers) and drained
+        closed = within(deadline, self._close_providers) and drained
+        if self.spooler is not None:  # sealed: the next process, or replay, sends what is left
+            self.spooler.close()
+            closed = self.spooler.took_all() and closed
+        return closed
+
+    def release_after_fork(self) -> None:
+        """In a forked child: let go of the parent's spool segments (without unlocking them)."""
+        if self.spooler is not None:
+            self.spooler.spool.after_fork()
 
     def stop_inherited(self) -> None:
         """Stop what a forked child inherited of its parent's pipeline (its metric export thread)."""
@@ -272,12 +289,37 @@ def _service_name_from_env() -> bool:
     return any(pair.split("=", 1)[0].strip() == SERVICE_NAME for pair in pairs)
 
 
+def _spooler(settings: Settings, tables: Tables, senders: list[OtlpSender], outage: Outage) -> Spooler | None:
+    """The spool, when OTEL_LIVEVIEW_SPOOL_DIR is set or the run is offline (default folder then), with
+    connections of its own for the OTLP signals it sends again."""
+    if settings.spool_dir is None and not settings.offline:
+        outage.spooling = None
+        return None
+    directory = settings.spool_dir or default_directory()
+    outage.spooling = directory
+    if settings.offline:
+        _log.info(
+            "otel-liveview: offline: spooling to %s (send it with: otel-liveview replay %s)",
+            directory,
+            directory,
+        )
+    spool = Spool(directory, max_bytes=settings.spool_max_bytes, count=tables.count_dropped)
+    backlog: dict[str, OtlpSender] = {}
+    if not settings.offline:
+        for signal, exporters in (("metrics", settings.metrics_exporter), ("logs", settings.logs_exporter)):
+            if "otlp" in exporters:
+                backlog[signal] = OtlpSender(otlp.resolve(settings, signal), outage)
+                senders.append(backlog[signal])
+    return Spooler(spool, backlog, offline=settings.offline)
+
+
 def metric_sinks(
     settings: Settings,
     resource: Resource,
     senders: list[OtlpSender],
     identity: Mapping[str, str],
     outage: Outage,
+    spooler: Spooler | None = None,
 ) -> list[MetricSink]:
     """The sinks OTEL_METRICS_EXPORTER names, for the tables (an empty list for `none`); `identity`
     goes on every point."""
@@ -290,21 +332,23 @@ def metric_sinks(
             encoder = encoding.MetricsEncoder(
                 encoding.resource(resource.attributes), scope, resource.schema_url, identity=identity
             )
-            sinks.append(OtlpMetricSink(sender, encoder))
+            sinks.append(OtlpMetricSink(sender, encoder, spooler))
         else:
             console_scope = InstrumentationScope("otel_liveview", VERSION)
             sinks.append(ConsoleMetricSink(resource, console_scope, identity=identity))
     return sinks
 
 
-def log_sinks(settings: Settings, senders: list[OtlpSender], outage: Outage) -> list[LogSink]:
+def log_sinks(
+    settings: Settings, senders: list[OtlpSender], outage: Outage, spooler: Spooler | None = None
+) -> list[LogSink]:
     """The sinks OTEL_LOGS_EXPORTER names, for events and logs (an empty list for `none`)."""
     sinks: list[LogSink] = []
     for name in settings.logs_exporter:
         if name == "otlp":
             sender = OtlpSender(otlp.resolve(settings, "logs"), outage)
             senders.append(sender)
-            sinks.append(OtlpLogSink(sender))
+            sinks.append(OtlpLogSink(sender, spooler))
         else:
             sinks.append(ConsoleLogSink())
     return sinks

@@ -168,6 +168,7 @@ class Runtime:
         self._paused = None
         self._lock = threading.RLock()  # the parent may have held it while forking
         if self.current is not None:
+            self.current.release_after_fork()
             if self.current.pull is not None:
                 self.current.pull.release_after_fork()
             self._inherited.append(self.current)

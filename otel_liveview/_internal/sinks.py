@@ -25,6 +25,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope as SdkSc
 
 from otel_liveview._internal.encoding import LogBatch, MetricPoints, MetricsEncoder
 from otel_liveview._internal.otlp import OtlpSender
+from otel_liveview._internal.spool import LOGS, METRICS
+from otel_liveview._internal.spooling import Spooler
 from otel_liveview._internal.tables import Key
 
 
@@ -41,13 +43,18 @@ class OtlpLogSink:
 
     The export thread retries a batch the collector could not take (OTLP backoff, within
     OTEL_EXPORTER_OTLP_TIMEOUT) while the queue holds what arrives meanwhile; a flush or the exit
-    makes one attempt, so a collector that is down costs them nothing.
+    makes one attempt, so a collector that is down costs them nothing. With a spool, every batch
+    gets one attempt and what fails goes to the spool (`Spooler.deliver`).
     """
 
-    def __init__(self, sender: OtlpSender) -> None:
+    def __init__(self, sender: OtlpSender, spooler: Spooler | None = None) -> None:
         self.sender = sender
+        self._spooler = spooler
 
     def export(self, batch: LogBatch, deadline: float | None) -> bool:
+        if self._spooler is not None:
+            payload = batch.request.SerializeToString()
+            return self._spooler.deliver(self.sender, LOGS, payload, batch.kinds, deadline)
         if deadline is None:  # the export thread's own pace: retry within the export timeout
             deadline = time.monotonic() + self.sender.endpoint.timeout
             return self.sender.send(batch.request, deadline, retry=True).ok
@@ -83,11 +90,16 @@ class OtlpMetricSink:
     """Points -> one OTLP ExportMetricsServiceRequest, written straight from the tables' points
     (`MetricsEncoder`). One attempt per export, since the next one carries the current values."""
 
-    def __init__(self, sender: OtlpSender, encoder: MetricsEncoder) -> None:
+    def __init__(self, sender: OtlpSender, encoder: MetricsEncoder, spooler: Spooler | None = None) -> None:
         self.sender = sender
         self._encoder = encoder
+        self._spooler = spooler
 
     def export(self, metrics: Sequence[MetricPoints], time_unix_nano: int, deadline: float | None) -> bool:
+        if self._spooler is not None:
+            payload = self._encoder.encode(metrics, time_unix_nano)
+            points = {"points": sum(len(metric.points) for metric in metrics)}
+            return self._spooler.deliver(self.sender, METRICS, payload, points, deadline)
         if deadline is None:  # the export thread's own pace: the export timeout
             deadline = time.monotonic() + self.sender.endpoint.timeout
         return self.sender.send(self._encoder.encode(metrics, time_unix_nano), deadline).ok

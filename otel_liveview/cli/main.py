@@ -17,7 +17,13 @@ from otel_liveview._internal.pipeline import VERSION
 from otel_liveview.cli.extras import is_missing
 
 # subcommand -> (the module beyond the core it needs, the extra that installs it)
-_SUBCOMMANDS = {"demo": None, "view": ("rich", "view"), "alerts": ("yaml", "alerts"), "check": None}
+_SUBCOMMANDS = {
+    "demo": None,
+    "view": ("rich", "view"),
+    "alerts": ("yaml", "alerts"),
+    "check": None,
+    "replay": None,
+}
 _DISTRIBUTIONS = {"yaml": "PyYAML"}  # what pip calls a module's package, where the names differ
 _HELP_WITHOUT_EXTRA = {
     "view": "receive OTLP locally and show the LiveView panels in this terminal",
@@ -48,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="otel-liveview",
         description="Watch a running experiment: a terminal LiveView, a demo experiment, alert rules "
-        "from a thresholds file, and a check of the OpenTelemetry export settings.",
+        "from a thresholds file, a check of the OpenTelemetry export settings, and the replay of a spool.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)

@@ -1,0 +1,153 @@
+"""An offline run replayed into the shipped metrics path (the Collector remote-writing into Prometheus
+3.14), twice: Prometheus holds each sample once."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+from tests.support import ROOT
+from tests.support.processes import publisher_env, run_python
+from tests.support.receiver import serving_http, wait_until
+from tests.support.servers import (
+    SHIPPED_COLLECTOR_CONFIG,
+    Collector,
+    Server,
+    query,
+    start_collector,
+    start_shipped_prometheus_3,
+)
+
+pytestmark = pytest.mark.servers
+
+RUN = """
+import time
+import otel_liveview
+broadcaster = otel_liveview.ExperimentBroadcaster(base_topic="offline")
+for step in range(150):
+    broadcaster.publish_metric_sync("loss", 1.0 / (step + 1), step=step)
+    time.sleep(0.02)
+"""
+EXPORTER = "prometheus_remote_write"
+
+
+def spooled_loss_samples(directory: Path) -> set[int]:
+    """The millisecond timestamps of the `loss` gauge's points in the spool (what Prometheus should hold)."""
+    from otel_liveview._internal.spool import METRICS, Record, claim, directory_segments, read_record
+
+    found = set()
+    for path in directory_segments(str(directory)):
+        segment = claim(path)
+        assert segment is not None
+        offset = 0
+        while isinstance(record := read_record(segment, offset), Record):
+            offset = record.end
+            if record.kind != METRICS:
+                continue
+            request = ExportMetricsServiceRequest.FromString(record.payload)
+            for resource in request.resource_metrics:
+                for scope in resource.scope_metrics:
+                    for metric in scope.metrics:
+                        if metric.name == "liveview.metric":
+                            found.update(p.time_unix_nano // 1_000_000 for p in metric.gauge.data_points)
+        segment.close()
+    return found
+
+
+@contextlib.contextmanager
+def collector_into_prometheus(workdir: Path) -> Iterator[tuple[Server, Collector]]:
+    """The shipped metrics path, as collector_into_prometheus_3, with the shipped Collector config less
+    its `batch` processor (batching changes nothing here, and not every Collector build has it)."""
+    config = yaml.safe_load(SHIPPED_COLLECTOR_CONFIG.read_text())
+    config.get("processors", {}).pop("batch", None)
+    for pipeline in config["service"]["pipelines"].values():
+        pipeline["processors"] = [name for name in pipeline.get("processors", []) if name != "batch"]
+    workdir.mkdir(parents=True)
+    (workdir / "otelcol.yaml").write_text(yaml.safe_dump(config))
+    prometheus = start_shipped_prometheus_3(workdir / "prometheus")
+    try:
+        with serving_http() as loki:
+            collector = start_collector(
+                workdir / "otelcol",
+                remote_write_url=prometheus.url + "/api/v1/write",
+                loki_url=loki.endpoint + "/otlp",
+                config=workdir / "otelcol.yaml",
+            )
+            try:
+                yield prometheus, collector
+            finally:
+                collector.stop()
+    finally:
+        prometheus.stop()
+
+
+def replay(directory: Path, endpoint: str) -> str:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "otel_liveview.cli",
+            "replay",
+            str(directory),
+            "--endpoint",
+            endpoint,
+            "--keep",
+        ],
+        cwd=ROOT,
+        env=publisher_env(endpoint),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_an_offline_run_replayed_twice_is_in_prometheus_once(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    env = publisher_env(
+        "http://127.0.0.1:9",  # never used: offline
+        OTEL_LIVEVIEW_OFFLINE="true",
+        OTEL_LIVEVIEW_SPOOL_DIR=str(spool),
+        OTEL_METRIC_EXPORT_INTERVAL="100",
+    )
+    run_python(RUN, env)
+    expected = spooled_loss_samples(spool)
+    assert len(expected) >= 20
+    samples = 'count_over_time(liveview_metric{metric="loss"}[10m])'
+    with collector_into_prometheus(tmp_path / "stack") as (prometheus, collector):
+
+        def forwarded() -> float:
+            return collector.telemetry(
+                "otelcol_exporter_sent_metric_points_total", exporter=EXPORTER
+            ) + collector.telemetry("otelcol_exporter_send_failed_metric_points_total", exporter=EXPORTER)
+
+        first = replay(spool, collector.otlp_http_endpoint)
+        wait_until(
+            lambda: (
+                query(prometheus, samples) and int(query(prometheus, samples)[0]["value"][1]) >= len(expected)
+            ),
+            30,
+            what="the first replay in Prometheus",
+        )
+        after_first = forwarded()
+        second = replay(spool, collector.otlp_http_endpoint)
+        assert second.split(" to ")[0] == first.split(" to ")[0], "the same requests again"
+        # Everything the second replay carried has left the Collector for Prometheus...
+        wait_until(lambda: forwarded() >= 2 * after_first, 30, what="the second replay forwarded")
+        held = int(query(prometheus, samples)[0]["value"][1])
+        sent = collector.telemetry("otelcol_exporter_sent_metric_points_total", exporter=EXPORTER)
+        failed = collector.telemetry("otelcol_exporter_send_failed_metric_points_total", exporter=EXPORTER)
+        timestamps = query(prometheus, 'timestamp(liveview_metric{metric="loss"})')
+    # ...and Prometheus holds each sample once: the same series, timestamp and value is a duplicate.
+    print(f"\n{len(expected)} samples spooled, {held} in Prometheus after two replays ({first.strip()});")
+    print(f"the Collector's remote write: {sent:.0f} points sent, {failed:.0f} failed")
+    assert held == len(expected)
+    assert timestamps, "the series is there"
