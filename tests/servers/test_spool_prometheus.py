@@ -3,27 +3,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from tests.support import ROOT
 from tests.support.processes import publisher_env, run_python
-from tests.support.receiver import serving_http, wait_until
-from tests.support.servers import (
-    SHIPPED_COLLECTOR_CONFIG,
-    Collector,
-    Server,
-    query,
-    start_collector,
-    start_shipped_prometheus_3,
-)
+from tests.support.receiver import wait_until
+from tests.support.servers import collector_into_prometheus_3, query
 
 pytestmark = pytest.mark.servers
 
@@ -61,33 +51,6 @@ def spooled_loss_samples(directory: Path) -> set[int]:
     return found
 
 
-@contextlib.contextmanager
-def collector_into_prometheus(workdir: Path) -> Iterator[tuple[Server, Collector]]:
-    """The shipped metrics path, as collector_into_prometheus_3, with the shipped Collector config less
-    its `batch` processor (batching changes nothing here, and not every Collector build has it)."""
-    config = yaml.safe_load(SHIPPED_COLLECTOR_CONFIG.read_text())
-    config.get("processors", {}).pop("batch", None)
-    for pipeline in config["service"]["pipelines"].values():
-        pipeline["processors"] = [name for name in pipeline.get("processors", []) if name != "batch"]
-    workdir.mkdir(parents=True)
-    (workdir / "otelcol.yaml").write_text(yaml.safe_dump(config))
-    prometheus = start_shipped_prometheus_3(workdir / "prometheus")
-    try:
-        with serving_http() as loki:
-            collector = start_collector(
-                workdir / "otelcol",
-                remote_write_url=prometheus.url + "/api/v1/write",
-                loki_url=loki.endpoint + "/otlp",
-                config=workdir / "otelcol.yaml",
-            )
-            try:
-                yield prometheus, collector
-            finally:
-                collector.stop()
-    finally:
-        prometheus.stop()
-
-
 def replay(directory: Path, endpoint: str) -> str:
     result = subprocess.run(
         [
@@ -122,7 +85,7 @@ def test_an_offline_run_replayed_twice_is_in_prometheus_once(tmp_path: Path) -> 
     expected = spooled_loss_samples(spool)
     assert len(expected) >= 20
     samples = 'count_over_time(liveview_metric{metric="loss"}[10m])'
-    with collector_into_prometheus(tmp_path / "stack") as (prometheus, collector):
+    with collector_into_prometheus_3(tmp_path / "stack") as (prometheus, collector):
 
         def forwarded() -> float:
             return collector.telemetry(
