@@ -16,7 +16,7 @@ import sys
 import time
 
 from otel_liveview._internal import encoding
-from otel_liveview._internal.export import MetricPoints
+from otel_liveview._internal.encoding import MetricPoints
 
 IDENTITY = {"liveview.run.id": "1408630785", "liveview.rank": "17", "liveview.node.name": "gpu-node-07"}
 

@@ -9,7 +9,7 @@ broadcaster.publish_metric_sync("loss", 0.5, epoch=1, step=100, phase="train")
 from __future__ import annotations
 
 from otel_liveview._internal.pipeline import VERSION as __version__
-from otel_liveview._internal.pipeline import configure, flush, shutdown
+from otel_liveview._internal.runtime import configure, flush, shutdown
 from otel_liveview._internal.tables import TABLES
 from otel_liveview.broadcaster import ExperimentBroadcaster
 from otel_liveview.experiment import ExperimentState, LiveViewExperiment, StateManager

@@ -13,10 +13,10 @@ import os
 import socket
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, SupportsFloat
 
 from otel_liveview._internal import mapping
-from otel_liveview._internal import pipeline as _pipeline
+from otel_liveview._internal.runtime import QUEUE, RUNTIME, UPDATES, Runtime
 from otel_liveview._internal.tables import TABLES, Key
 
 _MAX_CACHED_KEYS = 10_000
@@ -27,8 +27,8 @@ _HOST = socket.gethostname()
 
 _now = time.time_ns
 _seconds = time.time  # metric points: a float packs straight into the event's time column
-_queue = _pipeline.QUEUE
-_put_update = _pipeline.UPDATES.put  # the queue object stays; a fork only empties it
+_queue = QUEUE
+_put_update = UPDATES.put  # the queues live as long as the process (runtime.py)
 _metric_table = TABLES.metric
 _step_table = TABLES.step
 _epoch_table = TABLES.epoch
@@ -47,15 +47,30 @@ class ExperimentBroadcaster:
         self.base_topic = mapping.label_value(base_topic)
         # (name, *kwargs) -> (sorted label pairs, whether some keyword arguments are not labels)
         self._keys: dict[Any, tuple[Key, bool]] = {}
-        if _pipeline.ensure(self.base_topic).settings.disabled:
+        self._runtime: Runtime = RUNTIME
+        if self._runtime.ensure(self.base_topic).settings.disabled:
             # OTEL_SDK_DISABLED: every publish call returns at once, arguments unchecked.
             for method in _PUBLISHERS:
                 setattr(self, method, _ignore)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to a spawned or forkserver child, it publishes through that process's runtime, which
+        # starts at the first publish there (after multiprocessing has set the child up).
+        return {name: value for name, value in vars(self).items() if name != "_runtime"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+        self._runtime = RUNTIME
+
     # -- metrics ---------------------------------------------------------------------------------
 
     def publish_metric_sync(
-        self, name: str, value: Any, step: Any = None, epoch: Any = None, **attributes: Any
+        self,
+        name: str,
+        value: SupportsFloat,
+        step: SupportsFloat | None = None,
+        epoch: SupportsFloat | None = None,
+        **attributes: object,
     ) -> None:
         """Record `value` as the current value of metric `name`.
 
@@ -64,7 +79,7 @@ class ExperimentBroadcaster:
         next `liveview.metric` event. Raises TypeError for a value (or step, epoch) that is not a
         number, ValueError for one beyond float range.
         """
-        pipeline = _pipeline._pipeline or _pipeline.ensure(
+        pipeline = self._runtime.current or self._runtime.ensure(
             self.base_topic
         )  # read once: shutdown may clear it
         number = value if type(value) is float else mapping.metric_value(name, value)
@@ -96,7 +111,12 @@ class ExperimentBroadcaster:
                 TABLES.count_dropped("metric", "queue_full")
 
     async def publish_metric(
-        self, name: str, value: Any, step: Any = None, epoch: Any = None, **attributes: Any
+        self,
+        name: str,
+        value: SupportsFloat,
+        step: SupportsFloat | None = None,
+        epoch: SupportsFloat | None = None,
+        **attributes: object,
     ) -> None:
         self.publish_metric_sync(name, value, step, epoch, **attributes)
 
@@ -125,8 +145,8 @@ class ExperimentBroadcaster:
 
     def publish_data_sync(self, stream_name: str, data: Mapping[Any, Any]) -> None:
         """Publish one sample of a named data stream: the dict as an event, numeric leaves as gauges."""
-        if _pipeline._pipeline is None:
-            _pipeline.ensure(self.base_topic)
+        if self._runtime.current is None:
+            self._runtime.ensure(self.base_topic)
         if type(stream_name) is not str or not stream_name:
             mapping.stream_name(stream_name)  # raises the precise error
         if not isinstance(data, Mapping):
@@ -142,26 +162,26 @@ class ExperimentBroadcaster:
 
     # -- logs --------------------------------------------------------------------------------------
 
-    def publish_log_sync(self, level: str | int, message: Any, **attributes: Any) -> None:
+    def publish_log_sync(self, level: str | int, message: object, **attributes: object) -> None:
         """Publish a log record; `level` is debug/info/warning/error/critical (any case) or a logging
         level number."""
-        if _pipeline._pipeline is None:
-            _pipeline.ensure(self.base_topic)
+        if self._runtime.current is None:
+            self._runtime.ensure(self.base_topic)
         number, text = _SEVERITY_CACHE.get(level) or mapping.severity(level)
         if _queue.put(("log", _now(), self.base_topic, number, text, message, attributes)):
             _published_logs.add()
         else:
             TABLES.count_dropped("log", "queue_full")
 
-    async def publish_log(self, level: str | int, message: Any, **attributes: Any) -> None:
+    async def publish_log(self, level: str | int, message: object, **attributes: object) -> None:
         self.publish_log_sync(level, message, **attributes)
 
     def emit_log_record(
         self, timestamp_ns: int, level: int, message: str, attributes: dict[str, Any]
     ) -> None:
         """Queue a log record with its own timestamp (the logging bridge's way in)."""
-        if _pipeline._pipeline is None:
-            _pipeline.ensure(self.base_topic)
+        if self._runtime.current is None:
+            self._runtime.ensure(self.base_topic)
         number, text = mapping.severity(level)
         if _queue.put(("log", timestamp_ns, self.base_topic, number, text, message, attributes)):
             _published_logs.add()
@@ -174,8 +194,8 @@ class ExperimentBroadcaster:
         """Set liveview.experiment.status (1 for `status`, 0 for the other states); emit liveview.status."""
         if status not in _STATUSES:
             raise ValueError(f"unknown experiment status {status!r}; use one of {', '.join(_STATUSES)}")
-        if _pipeline._pipeline is None:
-            _pipeline.ensure(self.base_topic)
+        if self._runtime.current is None:
+            self._runtime.ensure(self.base_topic)
         name = ("experiment", mapping.label_value(str(experiment)))
         topic = ("topic", self.base_topic)
         for state in _STATUSES:
@@ -195,8 +215,8 @@ class ExperimentBroadcaster:
         64 keys) and event liveview.info with the whole dict."""
         if not isinstance(info, Mapping):
             raise TypeError(f"info for experiment {experiment!r} must be a dict, not {type(info).__name__}")
-        if _pipeline._pipeline is None:
-            _pipeline.ensure(self.base_topic)
+        if self._runtime.current is None:
+            self._runtime.ensure(self.base_topic)
         labels = {"host": _HOST, "pid": str(os.getpid())}
         labels.update(mapping.info_labels(info))
         labels["experiment"] = mapping.label_value(str(experiment))
@@ -209,7 +229,13 @@ class ExperimentBroadcaster:
     async def publish_info(self, experiment: str, info: Mapping[Any, Any]) -> None:
         self.publish_info_sync(experiment, info)
 
-    def publish_total_sync(self, experiment: str, phase: str, steps: Any = None, epochs: Any = None) -> None:
+    def publish_total_sync(
+        self,
+        experiment: str,
+        phase: str,
+        steps: SupportsFloat | None = None,
+        epochs: SupportsFloat | None = None,
+    ) -> None:
         """Declare how far a phase of an experiment goes: gauge liveview.experiment.planned
         {experiment, phase, unit="steps"|"epochs", topic}. Progress is the phase's step (or epoch)
         of publish_metric against it."""
@@ -217,8 +243,8 @@ class ExperimentBroadcaster:
             raise ValueError("phase must be a non-empty string, e.g. 'train' or 'eval'")
         if steps is None and epochs is None:
             raise ValueError(f"declare steps or epochs (or both) for phase {phase!r}")
-        if _pipeline._pipeline is None:
-            _pipeline.ensure(self.base_topic)
+        if self._runtime.current is None:
+            self._runtime.ensure(self.base_topic)
         base = {"experiment": mapping.label_value(str(experiment)), "phase": mapping.label_value(phase)}
         base["topic"] = self.base_topic
         for unit, total in (("steps", steps), ("epochs", epochs)):
@@ -228,18 +254,24 @@ class ExperimentBroadcaster:
                     raise ValueError(f"total {unit} for phase {phase!r} must be positive, not {total!r}")
                 TABLES.planned.set(tuple(sorted({**base, "unit": unit}.items())), value)
 
-    async def publish_total(self, experiment: str, phase: str, steps: Any = None, epochs: Any = None) -> None:
+    async def publish_total(
+        self,
+        experiment: str,
+        phase: str,
+        steps: SupportsFloat | None = None,
+        epochs: SupportsFloat | None = None,
+    ) -> None:
         self.publish_total_sync(experiment, phase, steps, epochs)
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Export everything published so far (this process); False if `timeout` was not enough."""
-        return _pipeline.flush(timeout)
+        return self._runtime.flush(timeout)
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Export what is left and stop this process's pipeline (a later publish starts a new one)."""
-        return _pipeline.shutdown(timeout)
+        return self._runtime.shutdown(timeout)
 
 
 _PUBLISHERS = (
@@ -253,7 +285,7 @@ _PUBLISHERS = (
 )
 
 
-def _ignore(*args: Any, **kwargs: Any) -> None:
+def _ignore(*args: object, **kwargs: object) -> None:
     return None
 
 
@@ -261,3 +293,8 @@ _SEVERITY_CACHE: dict[Any, tuple[int, str]] = {}
 for _name in mapping.SEVERITIES:
     for _spelling in (_name, _name.upper(), _name.capitalize()):
         _SEVERITY_CACHE[_spelling] = mapping.SEVERITIES[_name]
+
+
+__all__ = [
+    "ExperimentBroadcaster",
+]

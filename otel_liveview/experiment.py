@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from otel_liveview._internal import pipeline as _pipeline
+from otel_liveview._internal.runtime import RUNTIME
 from otel_liveview.broadcaster import ExperimentBroadcaster
 
 
@@ -81,7 +81,7 @@ class LiveViewExperiment:
         self.publish_total_sync(phase, steps, epochs)
 
     def __enter__(self) -> LiveViewExperiment:
-        _pipeline.renew_exit_time()
+        RUNTIME.renew_exit_time()
         self.state_manager.set_status("running")
         return self
 
@@ -94,7 +94,7 @@ class LiveViewExperiment:
             self.state_manager.set_status("aborted", f"{type(error).__name__}")
         else:
             self.state_manager.set_status("failed", f"{type(error).__name__}: {error}")
-        _pipeline.flush_at_end(self.flush_timeout)
+        RUNTIME.flush_at_end(self.flush_timeout)
 
     async def __aenter__(self) -> LiveViewExperiment:
         return self.__enter__()
@@ -103,3 +103,10 @@ class LiveViewExperiment:
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.__exit__(kind, error, traceback)
+
+
+__all__ = [
+    "ExperimentState",
+    "LiveViewExperiment",
+    "StateManager",
+]

@@ -45,3 +45,8 @@ class LiveViewHandler(logging.Handler):
     @staticmethod
     def formatException(exc_info: object) -> str:
         return logging.Formatter().formatException(exc_info)  # type: ignore[arg-type]
+
+
+__all__ = [
+    "LiveViewHandler",
+]

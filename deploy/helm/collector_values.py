@@ -46,6 +46,11 @@ CHART_DEFAULTS_OFF: dict[str, Any] = {
     "service": {"pipelines": {"traces": None}},
 }
 PORTS_OFF = ["jaeger-compact", "jaeger-thrift", "jaeger-grpc", "zipkin"]
+# The folder of the disk queues (config.yaml's file_storage), as compose's otel-collector-data volume.
+# An emptyDir (mode 0777, so the image's user 10001 writes to it) outlives a killed or restarted
+# container (the pod keeps it), not the pod: for that, a persistentVolumeClaim in its place.
+STORAGE_DIR = "/var/lib/otelcol"
+STORAGE_VOLUME = "otelcol-storage"
 HEADER = """\
 # Values for the OpenTelemetry Collector chart (open-telemetry/opentelemetry-collector) that run the
 # Collector configuration docker-compose.yml uses, deploy/otel-collector/config.yaml.
@@ -54,6 +59,8 @@ HEADER = """\
 #     -f deploy/helm/opentelemetry-collector-values.yaml
 # The endpoints are environment variables (extraEnvs); set them to your Prometheus remote write
 # (enableRemoteWriteReceiver) and Loki OTLP URLs. Null entries switch off the chart's own defaults.
+# The disk queues are in an emptyDir at /var/lib/otelcol: kept when the container is killed or
+# restarted, not when the pod goes; put a persistentVolumeClaim in extraVolumes to outlive the pod.
 """
 
 
@@ -75,6 +82,8 @@ def _merge(tree: dict[str, Any], extra: dict[str, Any]) -> None:
 
 def values() -> dict[str, Any]:
     config = yaml.safe_load(SOURCE.read_text())
+    storage = config["extensions"]["file_storage"]["directory"]
+    assert storage.startswith(STORAGE_DIR + "/"), f"{SOURCE.name} keeps its queues outside {STORAGE_DIR}"
     for path, variable, _ in ENDPOINTS:
         _set(config, path, "${env:" + variable + "}")
     _merge(config, CHART_DEFAULTS_OFF)
@@ -84,6 +93,8 @@ def values() -> dict[str, Any]:
         "command": {"name": "otelcol-contrib"},
         "extraEnvs": [{"name": variable, "value": default} for _, variable, default in ENDPOINTS],
         "ports": {name: {"enabled": False} for name in PORTS_OFF},
+        "extraVolumes": [{"name": STORAGE_VOLUME, "emptyDir": {}}],
+        "extraVolumeMounts": [{"name": STORAGE_VOLUME, "mountPath": STORAGE_DIR}],
         "config": config,
     }
 

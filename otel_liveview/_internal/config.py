@@ -55,6 +55,9 @@ class Settings:
     max_attributes: int = (
         128  # per event/log record; OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT, OTEL_ATTRIBUTE_COUNT_LIMIT
     )
+    spool_dir: str | None = None  # OTEL_LIVEVIEW_SPOOL_DIR: what the collector cannot take goes there
+    spool_max_bytes: int = 1024**3  # OTEL_LIVEVIEW_SPOOL_MAX_BYTES: the folder's budget
+    offline: bool = False  # OTEL_LIVEVIEW_OFFLINE: send nothing, spool everything
 
 
 _ENV_MS = {
@@ -67,11 +70,20 @@ _ENV_INT = {
     "max_series": "OTEL_LIVEVIEW_MAX_SERIES",
     "max_stream_keys": "OTEL_LIVEVIEW_MAX_STREAM_KEYS",
     "prometheus_port": "OTEL_LIVEVIEW_PROMETHEUS_PORT",
+    "spool_max_bytes": "OTEL_LIVEVIEW_SPOOL_MAX_BYTES",
 }
 _ENV_SECONDS = {"exit_timeout": "OTEL_LIVEVIEW_EXIT_TIMEOUT"}
-_ENV_BOOL = {"metric_events": "OTEL_LIVEVIEW_METRIC_EVENTS", "disabled": "OTEL_SDK_DISABLED"}
+_ENV_BOOL = {
+    "metric_events": "OTEL_LIVEVIEW_METRIC_EVENTS",
+    "disabled": "OTEL_SDK_DISABLED",
+    "offline": "OTEL_LIVEVIEW_OFFLINE",
+}
 _ENV_EXPORTERS = {"metrics_exporter": "OTEL_METRICS_EXPORTER", "logs_exporter": "OTEL_LOGS_EXPORTER"}
-_ENV_STR = {"topic": "OTEL_LIVEVIEW_TOPIC", "prometheus_addr": "OTEL_LIVEVIEW_PROMETHEUS_ADDR"}
+_ENV_STR = {
+    "topic": "OTEL_LIVEVIEW_TOPIC",
+    "prometheus_addr": "OTEL_LIVEVIEW_PROMETHEUS_ADDR",
+    "spool_dir": "OTEL_LIVEVIEW_SPOOL_DIR",
+}
 
 
 def load(**overrides: Any) -> Settings:
@@ -117,7 +129,14 @@ def load(**overrides: Any) -> Settings:
 
 
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Settings)}
-_AT_LEAST_ONE = ("max_queue_size", "max_export_batch_size", "max_series", "max_stream_keys", "max_attributes")
+_AT_LEAST_ONE = (
+    "max_queue_size",
+    "max_export_batch_size",
+    "max_series",
+    "max_stream_keys",
+    "max_attributes",
+    "spool_max_bytes",
+)
 _NON_NEGATIVE = ("metric_export_interval", "schedule_delay", "exit_timeout", "prometheus_port")
 _strict: contextvars.ContextVar[bool] = contextvars.ContextVar("otel_liveview_strict", default=False)
 _warned: set[tuple[str, str]] = set()

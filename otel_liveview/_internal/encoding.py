@@ -10,7 +10,7 @@ What lands on the wire is what the SDK's encoder writes for the same records and
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -18,6 +18,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.metrics.v1.metrics_pb2 import NumberDataPoint
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
+from otel_liveview._internal.records import Record
 from otel_liveview._internal.tables import Key
 
 DEFAULT_ATTRIBUTE_LIMIT = 128  # OTEL_ATTRIBUTE_COUNT_LIMIT's default, as the SDK applies it
@@ -146,7 +147,7 @@ class LogBatch:
         self.attribute_limit = attribute_limit
         self.kinds: dict[str, int] = {}
 
-    def add(self, record: Mapping[str, Any], kind: str, observed: int, calls: int = 1) -> None:
+    def add(self, record: Record, kind: str, observed: int, calls: int = 1) -> None:
         """Append one record (the keyword arguments `Logger.emit` would take) that stands for
         `calls` publish calls of `kind`."""
         message = self._records.add()
@@ -164,7 +165,7 @@ class LogBatch:
         fill(message.body, record.get("body"))
         attributes = record.get("attributes")
         if attributes:
-            pairs = attributes.items()
+            pairs: Iterable[tuple[str, Any]] = attributes.items()
             if len(attributes) > self.attribute_limit:
                 # Keep the last ones, as the SDK does: the library's own (topic, event_name) come last.
                 message.dropped_attributes_count = len(attributes) - self.attribute_limit

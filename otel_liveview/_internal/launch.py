@@ -20,6 +20,8 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 
+from otel_liveview import names
+
 _log = logging.getLogger("otel_liveview")
 
 # Per launcher, the variables of (rank, local rank, world size), innermost launcher first.
@@ -61,37 +63,27 @@ class Launch:
         }
 
 
-RUN_ID, RANK, NODE, WORLD_SIZE = (
-    "liveview.run.id",
-    "liveview.rank",
-    "liveview.node.name",
-    "liveview.world_size",
-)
+# Resource attribute of each Launch field.
 ATTRIBUTES = {
-    "launcher": "liveview.launcher",
-    "run_id": RUN_ID,
-    "rank": RANK,
-    "local_rank": "liveview.local_rank",
-    "world_size": WORLD_SIZE,
-    "node_rank": "liveview.node.rank",
-    "node": NODE,
-    "restart_count": "liveview.restart_count",
-    "array_job_id": "liveview.array.job_id",
-    "array_task_id": "liveview.array.task_id",
-    "ray_job_id": "liveview.ray.job_id",
-    "ray_node_id": "liveview.ray.node_id",
-    "ray_actor_id": "liveview.ray.actor_id",
+    "launcher": names.LAUNCHER,
+    "run_id": names.RUN_ID,
+    "rank": names.RANK,
+    "local_rank": names.LOCAL_RANK,
+    "world_size": names.WORLD_SIZE,
+    "node_rank": names.NODE_RANK,
+    "node": names.NODE,
+    "restart_count": names.RESTART_COUNT,
+    "array_job_id": names.ARRAY_JOB_ID,
+    "array_task_id": names.ARRAY_TASK_ID,
+    "ray_job_id": names.RAY_JOB_ID,
+    "ray_node_id": names.RAY_NODE_ID,
+    "ray_actor_id": names.RAY_ACTOR_ID,
 }
-
-
-# On every metric point too, so that PromQL selects by them without a target_info join (resource
-# attributes reach Prometheus only there); Loki has them all as structured metadata already.
-POINT_ATTRIBUTES = (RUN_ID, RANK, NODE)
 
 
 def point_attributes(resource: Mapping[str, object]) -> dict[str, str]:
     """The launch attributes every metric point of a process with this resource carries."""
-    return {name: str(resource[name]) for name in POINT_ATTRIBUTES if name in resource}
+    return {name: str(resource[name]) for name in names.POINT_ATTRIBUTES if name in resource}
 
 
 def detect(environ: Mapping[str, str] | None = None) -> Launch:

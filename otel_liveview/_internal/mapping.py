@@ -268,7 +268,7 @@ def info_labels(info: Mapping[Any, Any]) -> dict[str, str]:
     dotted keys, every value as text, the first MAX_INFO_KEYS keys. A key that is one of the info
     series' own labels gets an `info_` prefix."""
     labels: dict[str, str] = {}
-    for key, value in _flat(to_body(_plain(info)), ""):
+    for key, value in leaves(to_body(_plain(info))):
         if len(labels) == MAX_INFO_KEYS:
             break
         key = f"info_{key}" if key in RESERVED_INFO_KEYS else key
@@ -285,10 +285,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _flat(body: Mapping[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:
+def leaves(body: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every leaf of a nested body under its dotted key ("a.b"), an empty dict being a leaf: the keys
+    of liveview.experiment.info, and of a data stream in the terminal view. `body_leaves` is its
+    numeric half, on the publish path."""
     for key, value in body.items():
         if isinstance(value, dict) and value:
-            yield from _flat(value, prefix + key + ".")
+            yield from leaves(value, prefix + key + ".")
         else:
             yield prefix + key, value
 

@@ -357,6 +357,7 @@ class Outage:
     def __init__(self, markers: OutageMarkers | None = None) -> None:
         self._since: dict[tuple[str, str], float] = {}  # (signal, url) -> monotonic time of its first failure
         self._markers = markers or OutageMarkers.of_this_tree()
+        self.spooling: str | None = None  # the spool folder what cannot be sent goes to, if any
 
     def failed(self, endpoint: Endpoint, reason: str) -> None:
         key = (endpoint.signal, endpoint.url)
@@ -364,12 +365,17 @@ class Outage:
             return
         self._since[key] = time.monotonic()
         if self._markers.claim(key):
+            instead = (
+                "counting what is dropped (liveview_dropped_total)"
+                if self.spooling is None
+                else f"spooling to {self.spooling}"
+            )
             _log.warning(
-                "otel-liveview: cannot export %s to %s (%s); counting what is dropped "
-                "(liveview_dropped_total) until it is back",
+                "otel-liveview: cannot export %s to %s (%s); %s until it is back",
                 SIGNAL_WORDS[endpoint.signal],
                 endpoint.url,
                 reason,
+                instead,
             )
 
     def recovered(self, endpoint: Endpoint) -> None:

@@ -21,9 +21,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import Metric
 
+from otel_liveview._internal.config import Settings
 from otel_liveview._internal.tables import TABLES
 
 _log = logging.getLogger("otel_liveview")
@@ -45,7 +47,7 @@ def snapshot_dir(port: int) -> Path:
     return path
 
 
-def job_of(resource: Any) -> str:
+def job_of(resource: Resource) -> str:
     attributes = resource.attributes
     name = str(attributes.get("service.name", ""))
     namespace = attributes.get("service.namespace")
@@ -122,8 +124,10 @@ def _alive(pid: int) -> bool:
 class PullEndpoint:
     """Writes this process's snapshot every interval and serves the port when it is free."""
 
-    def __init__(self, settings: Any, job: str, instance: str, identity: dict[str, str]) -> None:
-        self.port = settings.prometheus_port
+    def __init__(
+        self, settings: Settings, port: int, job: str, instance: str, identity: dict[str, str]
+    ) -> None:
+        self.port = port
         self.addr = settings.prometheus_addr
         self.interval = settings.metric_export_interval
         self.folder = snapshot_dir(self.port)
@@ -174,7 +178,9 @@ class PullEndpoint:
             self.server.server_close()
 
 
-def start(settings: Any, resource: Any, instance: str, identity: dict[str, str]) -> PullEndpoint:
+def start(settings: Settings, resource: Resource, instance: str, identity: dict[str, str]) -> PullEndpoint:
     """Pull mode for a pipeline that starts with OTEL_LIVEVIEW_PROMETHEUS_PORT set; `identity` (the
     launch's run, rank and node) goes on every series."""
-    return PullEndpoint(settings, job_of(resource), instance, identity)
+    if settings.prometheus_port is None:
+        raise ValueError("pull mode needs OTEL_LIVEVIEW_PROMETHEUS_PORT")
+    return PullEndpoint(settings, settings.prometheus_port, job_of(resource), instance, identity)

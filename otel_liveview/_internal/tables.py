@@ -13,6 +13,8 @@ import math
 import threading
 from collections.abc import Iterable, Iterator
 
+from otel_liveview import names
+
 Key = tuple[tuple[str, str], ...]
 
 _log = logging.getLogger("otel_liveview")
@@ -138,19 +140,19 @@ class FurthestStep:
 
 
 GAUGE_DESCRIPTIONS = {
-    "liveview.metric": "Latest value of each published metric",
-    "liveview.metric.step": "Step of each metric's latest value",
-    "liveview.metric.epoch": "Epoch of each metric's latest value",
-    "liveview.metric.nonfinite": "1 while a metric's latest value is NaN or infinite (by value), else 0",
-    "liveview.data": "Latest value of each numeric key of a data stream",
-    "liveview.experiment.status": "1 for an experiment's current status, 0 for the others",
-    "liveview.experiment.info": "Always 1; an experiment's information in its labels",
-    "liveview.experiment.start_time_seconds": "When an experiment started running, in seconds since the epoch",
-    "liveview.experiment.end_time_seconds": "When an experiment ended, in seconds since the epoch",
-    "liveview.experiment.planned": "Planned number of steps or epochs (by unit) of an experiment's phase",
-    "liveview.launch.world_size": "Number of processes in this process's launch",
-    "liveview.launch.restarts": "Times this process's launch was restarted",
-    "liveview.launch.step": "Furthest step of any metric of this process on a topic",
+    names.METRIC: "Latest value of each published metric",
+    names.METRIC_STEP: "Step of each metric's latest value",
+    names.METRIC_EPOCH: "Epoch of each metric's latest value",
+    names.METRIC_NONFINITE: "1 while a metric's latest value is NaN or infinite (by value), else 0",
+    names.DATA: "Latest value of each numeric key of a data stream",
+    names.EXPERIMENT_STATUS: "1 for an experiment's current status, 0 for the others",
+    names.EXPERIMENT_INFO: "Always 1; an experiment's information in its labels",
+    names.EXPERIMENT_START_TIME: "When an experiment started running, in seconds since the epoch",
+    names.EXPERIMENT_END_TIME: "When an experiment ended, in seconds since the epoch",
+    names.EXPERIMENT_PLANNED: "Planned number of steps or epochs (by unit) of an experiment's phase",
+    names.LAUNCH_WORLD_SIZE: "Number of processes in this process's launch",
+    names.LAUNCH_RESTARTS: "Times this process's launch was restarted",
+    names.LAUNCH_STEP: "Furthest step of any metric of this process on a topic",
 }
 
 
@@ -183,24 +185,24 @@ class Tables:
         """OpenTelemetry instrument name -> table (anything with `items()` and `clear()`)."""
         return {
             **self.series_gauges(),
-            "liveview.launch.world_size": self.world_size,
-            "liveview.launch.restarts": self.restart_count,
-            "liveview.launch.step": self.launch_step,
+            names.LAUNCH_WORLD_SIZE: self.world_size,
+            names.LAUNCH_RESTARTS: self.restart_count,
+            names.LAUNCH_STEP: self.launch_step,
         }
 
     def series_gauges(self) -> dict[str, GaugeTable]:
         """The gauges of what is published, each capped at OTEL_LIVEVIEW_MAX_SERIES."""
         return {
-            "liveview.metric": self.metric,
-            "liveview.metric.step": self.step,
-            "liveview.metric.epoch": self.epoch,
-            "liveview.metric.nonfinite": self.nonfinite,
-            "liveview.data": self.data,
-            "liveview.experiment.status": self.status,
-            "liveview.experiment.info": self.info,
-            "liveview.experiment.start_time_seconds": self.start_time,
-            "liveview.experiment.end_time_seconds": self.end_time,
-            "liveview.experiment.planned": self.planned,
+            names.METRIC: self.metric,
+            names.METRIC_STEP: self.step,
+            names.METRIC_EPOCH: self.epoch,
+            names.METRIC_NONFINITE: self.nonfinite,
+            names.DATA: self.data,
+            names.EXPERIMENT_STATUS: self.status,
+            names.EXPERIMENT_INFO: self.info,
+            names.EXPERIMENT_START_TIME: self.start_time,
+            names.EXPERIMENT_END_TIME: self.end_time,
+            names.EXPERIMENT_PLANNED: self.planned,
         }
 
     @staticmethod
@@ -211,8 +213,8 @@ class Tables:
     def counters(self) -> dict[str, tuple[str, TallyFamily]]:
         """OpenTelemetry instrument name -> (description, counts): monotonic, cumulative."""
         return {
-            "liveview.published": ("Telemetry items accepted for export, by kind", self.published),
-            "liveview.dropped": ("Telemetry items dropped before export, by kind and reason", self.dropped),
+            names.PUBLISHED: ("Telemetry items accepted for export, by kind", self.published),
+            names.DROPPED: ("Telemetry items dropped before export, by kind and reason", self.dropped),
         }
 
     def resize(self, max_series: int, max_stream_keys: int) -> None:

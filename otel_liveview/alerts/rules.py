@@ -320,3 +320,21 @@ def render(thresholds_file: str | Path, out_dir: str | Path, datasource_uid: str
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(HEADER + yaml.safe_dump(content, sort_keys=False, allow_unicode=True, width=120))
     return list(files)
+
+
+__all__ = [
+    "BUILTIN",
+    "BUILTIN_RULES",
+    "GRAFANA_ALERTING",
+    "HEADER",
+    "PROMETHEUS_DATASOURCE_UID",
+    "RANK",
+    "RUN",
+    "THRESHOLD_RULES",
+    "BuiltinRule",
+    "builtin_rules",
+    "grafana_alerting",
+    "prometheus_rules",
+    "render",
+    "run_rules",
+]

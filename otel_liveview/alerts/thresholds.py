@@ -16,6 +16,8 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from otel_liveview import names
+
 SEVERITIES = ("info", "warning", "critical")
 FIELDS = {
     "name",
@@ -85,10 +87,10 @@ class Threshold:
         """The PromQL selector of the series this threshold watches."""
         if self.metric is not None:
             matchers = [("metric", self.metric), ("phase", self.phase), ("topic", self.topic)]
-            family = "liveview_metric"
+            family = names.prometheus(names.METRIC)
         else:
             matchers = [("stream", self.stream), ("key", self.key), ("topic", self.topic)]
-            family = "liveview_data"
+            family = names.prometheus(names.DATA)
         inside = ",".join(f'{label}="{_escape(value)}"' for label, value in matchers if value is not None)
         return f"{family}{{{inside}}}"
 
@@ -262,76 +264,128 @@ def _threshold(node: yaml.Node, problems: list[tuple[int, str]]) -> Threshold | 
     if not isinstance(node, yaml.MappingNode):
         problems.append((_line(node), "each threshold must be a mapping"))
         return None
-    fields = _keys(node)
-    found: list[tuple[int, str]] = []
+    entry = _Entry(node)
+    threshold = entry.threshold()
+    problems.extend(entry.found)
+    return threshold
 
-    def fail(field: str, message: str) -> None:
-        found.append((_line(fields.get(field, node)), f"field '{field}': {message}"))
 
-    values: dict[str, Any] = {}
-    for field, value_node in fields.items():
-        if field not in FIELDS:
-            fail(field, f"unknown field; use {', '.join(sorted(FIELDS))}")
-        elif not isinstance(value_node, yaml.ScalarNode):
-            fail(field, "must be a single value")
-        else:
-            try:
-                values[field] = _value(value_node)
-            except _Unreadable as error:
-                fail(field, f"cannot be read: {error}")
+class _Entry:
+    """One entry of `thresholds:`, read field by field; every mistake goes to `found`, with its line."""
 
-    def text(field: str) -> str | None:
-        value = values.get(field)
+    def __init__(self, node: yaml.MappingNode) -> None:
+        self.node = node
+        self.fields = _keys(node)
+        self.found: list[tuple[int, str]] = []
+        self.values: dict[str, Any] = {}
+        for field, value_node in self.fields.items():
+            if field not in FIELDS:
+                self.fail(field, f"unknown field; use {', '.join(sorted(FIELDS))}")
+            elif not isinstance(value_node, yaml.ScalarNode):
+                self.fail(field, "must be a single value")
+            else:
+                try:
+                    self.values[field] = _value(value_node)
+                except _Unreadable as error:
+                    self.fail(field, f"cannot be read: {error}")
+        self.texts = {field: self._text(field) for field in TEXT_FIELDS}
+
+    def fail(self, field: str, message: str) -> None:
+        self.found.append((_line(self.fields.get(field, self.node)), f"field '{field}': {message}"))
+
+    def _text(self, field: str) -> str | None:
+        value = self.values.get(field)
         if value is None:
             return None
         if not isinstance(value, str) or not value.strip():
-            fail(field, "must be a non-empty string")
+            self.fail(field, "must be a non-empty string")
             return None
         return value
 
-    texts = {field: text(field) for field in TEXT_FIELDS}
-    metric, stream, key = texts["metric"], texts["stream"], texts["key"]
-    if ("metric" in fields) == ("stream" in fields):  # given at all, even if wrong
-        fail("metric" if "metric" in fields else "stream", "give either 'metric', or 'stream' and 'key'")
-    elif "stream" in fields and "key" not in fields:
-        fail("key", "a 'stream' threshold needs the 'key' of the value to watch")
-    elif "metric" in fields and "key" in fields:
-        fail("key", "'key' belongs to 'stream' thresholds")
-    bounds = [f for f in ("above", "below") if f in fields]
-    bound = values.get(bounds[0]) if bounds else None
-    if len(bounds) != 1:
-        fail(bounds[1] if bounds else "above", "give exactly one of 'above' or 'below'")
-    elif bounds[0] in values and (isinstance(bound, bool) or not isinstance(bound, (int, float))):
-        fail(bounds[0], f"must be a number, not {bound!r}")
-    duration = str(values.get("for", "0s"))
-    if "for" in values and (not duration or not _DURATION.match(duration)):
-        fail("for", f"{duration!r} is not a Prometheus duration such as 30s, 5m or 1h30m")
-    severity = values.get("severity", "warning")
-    if "severity" in values and severity not in SEVERITIES:
-        fail("severity", f"{severity!r} is not one of {', '.join(SEVERITIES)}")
-    name = texts["name"]
-    if name is not None and not _ALERT_NAME.match(name):
-        fail("name", f"{name!r} is not a valid alert name ([A-Za-z_][A-Za-z0-9_]*)")
-    problems.extend(found)
-    if found:
-        return None
-    watched = metric if metric is not None else f"{stream} {key}"
-    return Threshold(
-        name=name or _alert_name(watched, bounds[0]),
-        above=bound if bounds[0] == "above" else None,
-        below=bound if bounds[0] == "below" else None,
-        duration=duration,
-        severity=severity,
-        metric=metric,
-        stream=stream,
-        key=key,
-        phase=texts["phase"],
-        topic=texts["topic"],
-        summary=texts["summary"],
-        description=texts["description"],
-    )
+    def _check_target(self) -> None:
+        """`metric`, or `stream` and `key` (given at all, even if wrong)."""
+        given = self.fields
+        if ("metric" in given) == ("stream" in given):
+            self.fail(
+                "metric" if "metric" in given else "stream", "give either 'metric', or 'stream' and 'key'"
+            )
+        elif "stream" in given and "key" not in given:
+            self.fail("key", "a 'stream' threshold needs the 'key' of the value to watch")
+        elif "metric" in given and "key" in given:
+            self.fail("key", "'key' belongs to 'stream' thresholds")
+
+    def _bound(self) -> tuple[str, Any]:
+        """('above' or 'below', the number)."""
+        bounds = [f for f in ("above", "below") if f in self.fields]
+        bound = self.values.get(bounds[0]) if bounds else None
+        if len(bounds) != 1:
+            self.fail(bounds[1] if bounds else "above", "give exactly one of 'above' or 'below'")
+        elif bounds[0] in self.values and (isinstance(bound, bool) or not isinstance(bound, (int, float))):
+            self.fail(bounds[0], f"must be a number, not {bound!r}")
+        return (bounds[0] if bounds else "above"), bound
+
+    def _duration(self) -> str:
+        duration = str(self.values.get("for", "0s"))
+        if "for" in self.values and (not duration or not _DURATION.match(duration)):
+            self.fail("for", f"{duration!r} is not a Prometheus duration such as 30s, 5m or 1h30m")
+        return duration
+
+    def _severity(self) -> Any:
+        severity = self.values.get("severity", "warning")
+        if "severity" in self.values and severity not in SEVERITIES:
+            self.fail("severity", f"{severity!r} is not one of {', '.join(SEVERITIES)}")
+        return severity
+
+    def _name(self) -> str | None:
+        name = self.texts["name"]
+        if name is not None and not _ALERT_NAME.match(name):
+            self.fail("name", f"{name!r} is not a valid alert name ([A-Za-z_][A-Za-z0-9_]*)")
+        return name
+
+    def threshold(self) -> Threshold | None:
+        self._check_target()
+        direction, bound = self._bound()
+        duration, severity, name = self._duration(), self._severity(), self._name()
+        if self.found:
+            return None
+        texts = self.texts
+        metric = texts["metric"]
+        watched = metric if metric is not None else f"{texts['stream']} {texts['key']}"
+        return Threshold(
+            name=name or _alert_name(watched, direction),
+            above=bound if direction == "above" else None,
+            below=bound if direction == "below" else None,
+            duration=duration,
+            severity=severity,
+            metric=metric,
+            stream=texts["stream"],
+            key=texts["key"],
+            phase=texts["phase"],
+            topic=texts["topic"],
+            summary=texts["summary"],
+            description=texts["description"],
+        )
 
 
 def _alert_name(watched: str, direction: str) -> str:
     words = re.split(r"[^A-Za-z0-9]+", watched)
     return "LiveView" + "".join(w[:1].upper() + w[1:] for w in words if w) + direction.capitalize()
+
+
+__all__ = [
+    "DATASOURCE_UID",
+    "FIELDS",
+    "RUN_DURATIONS",
+    "RUN_NUMBERS",
+    "SEVERITIES",
+    "TEXT_FIELDS",
+    "TOP_LEVEL",
+    "UID_RULE",
+    "RunAlerts",
+    "Threshold",
+    "ThresholdsError",
+    "ThresholdsFile",
+    "load",
+    "load_file",
+    "promql_number",
+]

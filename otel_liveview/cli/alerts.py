@@ -94,3 +94,13 @@ def run(args: argparse.Namespace) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+__all__ = [
+    "DEFAULT_OUT_DIR",
+    "DESCRIPTION",
+    "datasource_uid",
+    "out_dir",
+    "register",
+    "run",
+]

@@ -186,3 +186,14 @@ def show_environment() -> None:
     for name in names:
         shown = "<redacted>" if any(word in name for word in _REDACT) else os.environ[name]
         print(f"  {name}={shown}")
+
+
+__all__ = [
+    "configuration_error",
+    "export_once",
+    "register",
+    "run",
+    "show_environment",
+    "tls_problems",
+    "verdict",
+]

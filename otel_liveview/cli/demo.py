@@ -1,7 +1,7 @@
 """`otel-liveview demo`: a realistic experiment publishing from a loop, an asyncio task, a thread and
 a second process, so every LiveView panel has something to show.
 
-With `--view` it needs no collector: the terminal view (view.py) listens first, the library is
+With `--view` it needs no collector: the terminal view (otel_liveview.view) listens first, the library is
 pointed at it through the standard OTEL_EXPORTER_OTLP_* variables (which the spawned worker
 inherits), and the view draws while the experiment runs.
 """
@@ -27,6 +27,7 @@ import otel_liveview
 from otel_liveview import ExperimentBroadcaster, LiveViewExperiment
 from otel_liveview._internal import config
 from otel_liveview.cli import check
+from otel_liveview.cli.extras import is_missing
 
 STEPS_PER_EPOCH = 50
 TRAIN_STEPS = 20 * STEPS_PER_EPOCH
@@ -74,7 +75,7 @@ def _view_module() -> ModuleType | None:
     try:
         from otel_liveview.cli import view
     except ModuleNotFoundError as error:
-        if error.name is None or error.name.split(".")[0] != "rich":
+        if not is_missing(error, "rich"):
             raise
         return None
     return view
@@ -320,3 +321,19 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     sys.exit(run(parser.parse_args(["demo", *sys.argv[1:]])))
+
+
+__all__ = [
+    "EVAL_ROUNDS",
+    "STEPS_PER_EPOCH",
+    "TRAIN_STEPS",
+    "Progress",
+    "diverging_sweep",
+    "evaluation_worker",
+    "register",
+    "run",
+    "run_experiment",
+    "sensor_stream",
+    "system_metrics",
+    "train",
+]

@@ -14,9 +14,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from otel_liveview._internal.pipeline import VERSION
+from otel_liveview.cli.extras import is_missing
 
 # subcommand -> (the module beyond the core it needs, the extra that installs it)
-_SUBCOMMANDS = {"demo": None, "view": ("rich", "view"), "alerts": ("yaml", "alerts"), "check": None}
+_SUBCOMMANDS = {
+    "demo": None,
+    "view": ("rich", "view"),
+    "alerts": ("yaml", "alerts"),
+    "check": None,
+    "replay": None,
+}
 _DISTRIBUTIONS = {"yaml": "PyYAML"}  # what pip calls a module's package, where the names differ
 _HELP_WITHOUT_EXTRA = {
     "view": "receive OTLP locally and show the LiveView panels in this terminal",
@@ -47,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="otel-liveview",
         description="Watch a running experiment: a terminal LiveView, a demo experiment, alert rules "
-        "from a thresholds file, and a check of the OpenTelemetry export settings.",
+        "from a thresholds file, a check of the OpenTelemetry export settings, and the replay of a spool.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
@@ -55,17 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module: Any = importlib.import_module(f"otel_liveview.cli.{name}")
         except ModuleNotFoundError as error:
-            if needs is None or not _is_package(error, needs[0]):
+            if needs is None or not is_missing(error, needs[0]):
                 raise
             _register_missing(commands, name, extra=needs[1], module=needs[0])
         else:
             module.register(commands)
     return parser
-
-
-def _is_package(error: ModuleNotFoundError, package: str) -> bool:
-    """The missing module is `package` or one of its submodules (`rich.cells`)."""
-    return error.name is not None and error.name.split(".")[0] == package
 
 
 def _register_missing(
@@ -98,3 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C in `check` or `alerts`: the user's stop, not a traceback
         print(file=sys.stderr)
         return 130
+
+
+__all__ = [
+    "CommandParser",
+    "build_parser",
+    "main",
+]

@@ -108,6 +108,19 @@ def _readable_file(raw: str) -> str | None:
     return None if os.access(raw, os.R_OK) and os.path.isfile(raw) else "is not a readable file"
 
 
+def _directory(raw: str) -> str | None:
+    """A folder the spool can write to, or one that can be made."""
+    path = os.path.abspath(raw)
+    while not os.path.exists(path):  # the nearest existing parent must take a new folder
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    if not os.path.isdir(path):
+        return "is not a folder"
+    return None if os.access(path, os.W_OK | os.X_OK) else "is not writable"
+
+
 def _endpoint(raw: str) -> str | None:
     """An http(s) URL, or gRPC's host:port; the port, if given, in range."""
     try:
@@ -136,6 +149,9 @@ _RULES: dict[str, Callable[[str], str | None]] = {
     "OTEL_LIVEVIEW_EXIT_TIMEOUT": _not_negative,
     "OTEL_LIVEVIEW_PROMETHEUS_PORT": _port,
     "OTEL_LIVEVIEW_METRIC_EVENTS": _boolean,
+    "OTEL_LIVEVIEW_SPOOL_DIR": _directory,
+    "OTEL_LIVEVIEW_SPOOL_MAX_BYTES": _count,
+    "OTEL_LIVEVIEW_OFFLINE": _boolean,
     "OTEL_LIVEVIEW_RANK": _whole,
     "OTEL_LIVEVIEW_WORLD_SIZE": _count,
     "OTEL_SDK_DISABLED": _true_or_false,
@@ -189,3 +205,9 @@ def _http_endpoints_without_scheme(environ: Mapping[str, str]) -> list[str]:
                     found.append(f"{name}={value!r}: OTLP/HTTP needs a URL such as http://{value}")
                 break
     return list(dict.fromkeys(found))
+
+
+__all__ = [
+    "NAMES",
+    "problems",
+]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 
 from otel_liveview._internal import config
 from otel_liveview.view.receiver import ListenError, format_address, parse_address
+from otel_liveview.view.replay import feed
 from otel_liveview.view.session import (
     DEFAULT_GRPC,
     DEFAULT_HTTP,
@@ -27,9 +29,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "view",
         help="receive OTLP locally and show the LiveView panels in this terminal",
         description="Receive OTLP (gRPC and HTTP) and show experiments, metrics, data streams, logs "
-        "and publishers live. Point publishers at it with OTEL_EXPORTER_OTLP_ENDPOINT.",
+        "and publishers live. Point publishers at it with OTEL_EXPORTER_OTLP_ENDPOINT. With --replay, "
+        "a spool folder (OTEL_LIVEVIEW_SPOOL_DIR, an offline run) is shown first; the folder is only read.",
     )
     add_view_arguments(parser)
+    parser.add_argument(
+        "--replay",
+        metavar="DIR",
+        help="show what the spool folder DIR holds (with --grpc off --http off: only that)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -76,9 +84,15 @@ def run(args: argparse.Namespace) -> int:
     # ignored SIGINT (a background job), and could land anywhere in the clean-up.
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, lambda *_: stop.set())
+    replay = getattr(args, "replay", None)
+    if replay is not None and not os.path.isdir(replay):
+        print(f"otel-liveview view: --replay {replay}: not a folder", file=sys.stderr)
+        return 2
     session = open_session(args)
     if isinstance(session, int):
         return session
+    if replay is not None:
+        threading.Thread(target=feed, args=(session.board, replay), name="view-replay", daemon=True).start()
     try:
         while not stop.wait(0.5) and not session.failed.is_set():
             pass
@@ -91,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 def open_session(args: argparse.Namespace) -> ViewSession | int:
     """A started view for the parsed flags, or the exit code after a one-line error on stderr."""
     command = "demo" if getattr(args, "command", "") == "demo" else "view"
-    if args.grpc is None and args.http is None:
+    if args.grpc is None and args.http is None and getattr(args, "replay", None) is None:
         print(
             f"otel-liveview {command}: --grpc and --http are both off: nothing could arrive", file=sys.stderr
         )

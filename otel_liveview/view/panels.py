@@ -1,4 +1,9 @@
-"""The panels of the terminal view as sheets: rows and columns, with widths measured from the rows and kept by priority."""
+"""The panels of the terminal view as sheets: each panel's columns and its rows as cells.
+
+Plain frames print every column; the live screen keeps the columns that fit by rank, at widths known
+from what the rows are (their names, labels, reserved room for values that change), so the same rows
+keep the same columns from one frame to the next.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from otel_liveview.view.board import (
+from otel_liveview._internal.mapping import nonfinite_label
+from otel_liveview.view.rows import (
     ExperimentRow,
     LogLine,
     MetricRow,
@@ -58,7 +64,7 @@ def fmt(value: Any) -> str:
         return str(value)
     if isinstance(value, float):
         if not math.isfinite(value):
-            return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+            return nonfinite_label(value)
         if value.is_integer() and abs(value) < 1e15:
             return str(int(value))
         return f"{value:.6g}"
@@ -154,7 +160,7 @@ def _fit(rows: Sequence[Any], limit: int) -> tuple[list[Any], str]:
 
 
 def experiments_sheet(rows: Sequence[ExperimentRow], limit: int) -> Sheet:
-    summaries = {id(row): ranks_text(row) for row in rows}
+    summaries = {id(row): _rank_summary(row) for row in rows}
     columns = (
         Column("experiment", 0),
         Column("status", 1, width=STATUS_WIDTH),
@@ -162,7 +168,7 @@ def experiments_sheet(rows: Sequence[ExperimentRow], limit: int) -> Sheet:
         Column("pid", 6, shared="pid {}"),
         Column("updated", 7, width=8),
         Column("elapsed", 5, width=7, right=True),
-        Column("ranks", 2, width=min(WIDEST, max(map(len, summaries.values()), default=0))),
+        Column("ranks", 2, width=min(WIDEST, max((len(text) for text, _ in summaries.values()), default=0))),
         Column("progress", 4, width=max((len(_full_progress(row)) for row in rows), default=0)),
         Column("error", 3, flexible=True),
     )
@@ -178,7 +184,7 @@ def experiments_sheet(rows: Sequence[ExperimentRow], limit: int) -> Sheet:
                     fmt(row.pid),
                     f"{_age(row.age)} ago",
                     "-" if row.elapsed is None else _duration(row.elapsed),
-                    Text(summaries[id(row)], style="yellow" if _lagging(row.ranks) else ""),
+                    Text(summaries[id(row)][0], style="yellow" if summaries[id(row)][1] else ""),
                     progress_text(row.progress),
                     Text(row.error or "", style="red"),
                 )
@@ -191,8 +197,13 @@ def experiments_sheet(rows: Sequence[ExperimentRow], limit: int) -> Sheet:
 
 def ranks_text(row: ExperimentRow) -> str:
     """`3/4 alive  failed r2  lagging r3`: a launched run's processes, the ones to look at named."""
+    return _rank_summary(row)[0]
+
+
+def _rank_summary(row: ExperimentRow) -> tuple[str, bool]:
+    """`ranks_text`, and whether a rank is lagging."""
     if not row.ranks:
-        return ""
+        return "", False
     parts = [f"{sum(r.alive for r in row.ranks)}/{row.world_size or len(row.ranks)} alive"]
     failed = [r.rank for r in row.ranks if r.status in _FAILED]
     if failed:
@@ -202,9 +213,12 @@ def ranks_text(row: ExperimentRow) -> str:
         parts.append(
             "lagging " + " ".join(f"r{r.rank}" for r in lagging[:3]) + (" …" if len(lagging) > 3 else "")
         )
-    return "  ".join(parts)
+    return "  ".join(parts), bool(lagging)
 
 
+# Lagging is measured as the straggler alert measures it, against the median step of the run (one
+# fast rank does not make the others lag), with a lower bound fit for short runs; the `lag` column
+# of plain frames is the distance behind the leading rank, as the dashboard's Ranks row shows it.
 LAG_FRACTION = 0.05  # a rank this far behind the median step (and 2 steps at least) is lagging
 
 
@@ -527,3 +541,33 @@ def fit_columns(sheet: Sheet, room: int) -> tuple[list[tuple[int, int]], list[st
     caps = [widest if flex else width for (_, width, widest), flex in zip(chosen, flexible, strict=True)]
     water_fill(widths, caps, room - used)
     return sorted((index, width) for (index, _, _), width in zip(chosen, widths, strict=True)), notes
+
+
+__all__ = [
+    "FLEX_LEAST",
+    "GAP",
+    "LAG_FRACTION",
+    "STALE_SECONDS",
+    "STATUS_WIDTH",
+    "WIDEST",
+    "Cell",
+    "Column",
+    "Row",
+    "Sheet",
+    "errors_sheet",
+    "experiments_sheet",
+    "fit_columns",
+    "fmt",
+    "info_sheet",
+    "live_table",
+    "logs_sheet",
+    "metrics_sheet",
+    "plain_table",
+    "progress_text",
+    "publishers_sheet",
+    "ranks_sheet",
+    "ranks_text",
+    "sparkline",
+    "streams_sheet",
+    "water_fill",
+]

@@ -1,8 +1,8 @@
-"""`otel-liveview view`: the LiveView panels in the terminal, fed by an embedded OTLP receiver.
+"""The screen of the terminal view: the panels' sheets laid out in bands that fit the terminal, or
+as plain-text frames (no escape sequences) when stdout is not a terminal or with --plain.
 
-For a user without a collector: point the library (or any OpenTelemetry SDK) at it and watch.
-`receiver.py` listens, `board.py` folds what arrives into rows, this module draws them: with rich's
-Live on a terminal, as plain-text frames (no escape sequences) when stdout is not one or with --plain.
+`receiver` listens, `board` folds what arrives into rows, `panels` makes each panel a sheet, and this
+module arranges them; `session` draws with rich's Live.
 """
 
 from __future__ import annotations
@@ -17,9 +17,6 @@ from rich.layout import Layout
 from rich.panel import Panel
 from rich.text import Text
 
-from otel_liveview.view.board import (
-    Snapshot,
-)
 from otel_liveview.view.panels import (
     Sheet,
     errors_sheet,
@@ -34,17 +31,12 @@ from otel_liveview.view.panels import (
     streams_sheet,
     water_fill,
 )
+from otel_liveview.view.rows import Snapshot
 
 __all__ = ["render_plain", "render_screen"]
 
 HEADER = "=== otel-liveview view"  # how every plain frame starts
 PLAIN_WIDTH = 400  # plain frames to a pipe or file: tables take what they need, up to this
-
-
-# -- a running view -------------------------------------------------------------------------------------------
-
-
-# -- formatting -----------------------------------------------------------------------------------------------
 
 
 def header_text(snapshot: Snapshot, endpoints: dict[str, str | None]) -> str:
@@ -63,16 +55,6 @@ def header_text(snapshot: Snapshot, endpoints: dict[str, str | None]) -> str:
     if snapshot.cut:
         parts.append("cut " + ", ".join(f"{name} {count}" for name, count in sorted(snapshot.cut.items())))
     return " | ".join(parts)
-
-
-# -- panels ---------------------------------------------------------------------------------------------------
-#
-# Each panel is first a Sheet: its columns and its rows as cells. Plain frames print every column;
-# the live screen keeps the columns that fit by rank, at widths known from what the rows are (their
-# names, labels, reserved room for values that change), so the same rows keep the same columns.
-
-
-# -- tables ---------------------------------------------------------------------------------------------------
 
 
 # -- the live screen ------------------------------------------------------------------------------------------

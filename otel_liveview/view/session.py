@@ -14,9 +14,7 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from otel_liveview.view.board import (
-    Board,
-)
+from otel_liveview.view.board import Board
 from otel_liveview.view.receiver import OtlpReceiver
 from otel_liveview.view.screen import PLAIN_WIDTH, render_plain, render_screen
 
@@ -205,3 +203,14 @@ class _Renderer:
             return render_screen(self.board.snapshot(), self.endpoints, width, height)
         except Exception as error:  # a drawing bug must not freeze the screen: say it instead
             return Text(f"otel-liveview view: cannot draw this frame: {type(error).__name__}: {error}")
+
+
+__all__ = [
+    "DEFAULT_GRPC",
+    "DEFAULT_HTTP",
+    "LIVE_REFRESH",
+    "PLAIN_REFRESH",
+    "ViewSession",
+    "point_library_at",
+    "start",
+]

@@ -75,7 +75,13 @@ def test_services_have_health_checks_and_wait_for_each_other() -> None:
     grafana = services["grafana"]["environment"]
     assert grafana["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GF_ADMIN_PASSWORD")
     assert grafana["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
-    assert set(COMPOSE["volumes"]) == {"prometheus-data", "loki-data", "alertmanager-data", "grafana-data"}
+    assert set(COMPOSE["volumes"]) == {
+        "otel-collector-data",
+        "prometheus-data",
+        "loki-data",
+        "alertmanager-data",
+        "grafana-data",
+    }
 
 
 @pytest.mark.servers
@@ -99,20 +105,43 @@ def test_collector_pipelines_use_only_defined_components() -> None:
     service = COLLECTOR["service"]
     for extension in service["extensions"]:
         assert extension in COLLECTOR["extensions"]
-    for pipeline in service["pipelines"].values():
+    for name, pipeline in service["pipelines"].items():
         for kind in ("receivers", "processors", "exporters"):
-            for component in pipeline[kind]:
+            for component in pipeline.get(kind, []):
                 assert component in COLLECTOR[kind], f"{component} is not defined under {kind}"
-        assert pipeline["processors"][0] == "memory_limiter"  # first, as the Collector docs require
-    assert set(service["pipelines"]) == {"metrics", "logs"}
-    assert service["pipelines"]["metrics"]["exporters"] == ["prometheus_remote_write"]
+        if "otlp" in pipeline["receivers"]:  # what comes from outside
+            assert pipeline["processors"][0] == "memory_limiter"  # first, as the Collector docs require
+        assert "batch" not in pipeline.get("processors", []), name  # its batches are in memory only
+    assert set(service["pipelines"]) == {"metrics", "metrics/remote_write", "logs"}
+    assert service["pipelines"]["metrics"]["exporters"] == ["otlp_http/queue"]
+    assert service["pipelines"]["metrics/remote_write"] == {
+        "receivers": ["otlp/queue"],
+        "exporters": ["prometheus_remote_write"],
+    }
     remote_write = COLLECTOR["exporters"]["prometheus_remote_write"]
     assert remote_write["resource_to_telemetry_conversion"]["enabled"] is False
     assert remote_write["disable_scope_info"] is True  # the same series as Prometheus' OTLP receiver
-    # The whole send, retries included, may take as long as retry_on_failure allows (default 5m).
-    assert remote_write["timeout"] == "5m" and "max_elapsed_time" not in remote_write.get(
-        "retry_on_failure", {}
-    )
+    # One synchronous attempt: the disk queue in front retries.
+    assert remote_write["remote_write_queue"] == {"enabled": False}
+    assert remote_write["retry_on_failure"] == {"enabled": False}
+
+
+def test_collector_keeps_what_it_accepted_on_disk() -> None:
+    """Every exporter that leaves the Collector queues on disk, in file_storage, in compose's volume."""
+    storage = COLLECTOR["extensions"]["file_storage"]["directory"]
+    assert "file_storage" in COLLECTOR["service"]["extensions"]
+    for name in ("otlp_http/queue", "otlp_http/loki"):
+        queue = COLLECTOR["exporters"][name]["sending_queue"]
+        assert queue["enabled"] is True and queue["storage"] == "file_storage", name
+        assert COLLECTOR["exporters"][name]["retry_on_failure"]["max_elapsed_time"] == 0, name
+    queue_leg = COLLECTOR["receivers"]["otlp/queue"]["protocols"]
+    assert set(queue_leg) == {"http"} and queue_leg["http"]["endpoint"].startswith("127.0.0.1:")
+    assert COLLECTOR["exporters"]["otlp_http/queue"]["endpoint"] == "http://" + queue_leg["http"]["endpoint"]
+    collector = COMPOSE["services"]["otel-collector"]
+    mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in collector["volumes"]}
+    folder = next(target for target in mounts if storage.startswith(target + "/"))
+    assert mounts[folder] in COMPOSE["volumes"]  # a named volume: kept across container restarts
+    assert collector["user"] == "0:0"  # a new volume's folder is root's; the image's user is 10001
 
 
 def test_collector_endpoints_match_compose_services_and_ports() -> None:

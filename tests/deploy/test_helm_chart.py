@@ -220,6 +220,10 @@ def test_the_collector_values_are_generated_from_the_shipped_configuration() -> 
     # What the chart's default configuration adds is switched off.
     assert values["config"]["service"]["pipelines"]["traces"] is None
     assert values["image"] == {"repository": "otel/opentelemetry-collector-contrib", "tag": "0.159.0"}
+    # The disk queues' folder is a volume of the pod, as compose's otel-collector-data is.
+    storage = shipped["extensions"]["file_storage"]["directory"]
+    (mount,) = [m for m in values["extraVolumeMounts"] if storage.startswith(m["mountPath"] + "/")]
+    assert {"name": mount["name"], "emptyDir": {}} in values["extraVolumes"]
 
 
 def test_the_collector_runs_the_values_configuration(tmp_path: Path) -> None:

@@ -4,16 +4,16 @@
 Alertmanager 0.34 from .ci/build-servers, and the demo; Loki and Grafana only when a binary is given)
 with the shipped configuration files, and these tests check it as a user would: `status`, Prometheus'
 loaded configuration and rules, the demo's metrics arriving through the Collector, Prometheus' view of
-Alertmanager, a clean Collector log, and `down` leaving no process and no port behind.
+Alertmanager, a clean Collector log, and `down` leaving no process and no port behind. Run as root, the
+servers run as their images' users; as another user (where bwrap may make user namespaces), as that
+user – tests/deploy/test_stack_unprivileged.py runs a service so.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
+from scripts.stacklib import processes, sandbox
+from scripts.stacklib.compose import StackError
 from tests.support import ROOT, unavailable
 from tests.support.servers import query, server_binary, wait_for_series
 
@@ -40,12 +42,18 @@ PORTS = sorted(
     }
     | {13133, 8888}
 )
+# Paths the images have that the host need not: the sandboxes hold them, the host must not get them.
+IMAGE_PATHS = (
+    "/etc/prometheus",
+    "/etc/alertmanager",
+    "/etc/otelcol-contrib",
+    "/usr/bin/prometheus",
+    "/usr/bin/alertmanager",
+    "/otelcol-contrib",
+    "/prometheus",
+    "/alertmanager",
+)
 UP_TIMEOUT = 180.0  # Alertmanager, then Prometheus: each healthy at its first probe, 10 s after start
-_spec = importlib.util.spec_from_file_location("stack_script", ROOT / "scripts" / "stack.py")
-assert _spec and _spec.loader
-stack_script = importlib.util.module_from_spec(_spec)  # scripts/stack.py: its port and process lookups
-sys.modules["stack_script"] = stack_script
-_spec.loader.exec_module(stack_script)
 _http = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy
 
 
@@ -69,12 +77,21 @@ def status(env: dict[str, str]) -> dict[str, dict[str, Any]]:
 
 def session_processes(leader: int) -> list[int]:
     """Live processes whose session is `leader`'s (every service runs in a session of its own)."""
-    return stack_script.session_members(leader)
+    return processes.session_members(leader)
+
+
+def can_run_stack() -> None:
+    """scripts/stack's own check of this machine: a bwrap with overlays, and root or user namespaces."""
+    try:
+        sandbox.check(sandbox.find_bwrap())
+    except StackError as error:
+        unavailable(f"scripts/stack cannot run here: {error}")
 
 
 class Stack:
     def __init__(self, env: dict[str, str], state: Path, up: subprocess.CompletedProcess[str]) -> None:
         self.env, self.state, self.up = env, state, up
+        self.host_paths: dict[str, bool] = {}
         self.down: subprocess.CompletedProcess[str] | None = None
 
     @property
@@ -90,10 +107,8 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     for name in ("otelcol", "prometheus-3.14", "alertmanager-0.34"):
         server_binary(name)  # fails under CI, skips otherwise, when a build is missing
-    if os.geteuid() != 0:
-        message = "scripts/stack needs root (a mount namespace and chroot per service)"
-        unavailable(message)
-    taken = {port: owners for port in PORTS if (owners := stack_script.listeners(port))}
+    can_run_stack()
+    taken = {port: owners for port in PORTS if (owners := processes.listeners(port))}
     if taken:
         pytest.fail(
             "the stack's ports are fixed (compose publishes them) and these are taken: "
@@ -104,8 +119,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     state = tmp_path_factory.mktemp("stack")
     env = {**os.environ, "LIVEVIEW_STACK_DIR": str(state)}
     try:
+        host_paths = {path: Path(path).exists() for path in IMAGE_PATHS}
         up = run_stack("up", "--timeout", f"{UP_TIMEOUT:g}", env=env, timeout=UP_TIMEOUT + 60)
         stack = Stack(env, state, up)
+        stack.host_paths = host_paths
         assert up.returncode == 0, f"scripts/stack up failed:\n{up.stdout}{up.stderr}" + "".join(
             f"\n--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-20:])
             for log in sorted((state / "logs").glob("*.log"))
@@ -125,6 +142,10 @@ def test_up_runs_what_it_can_and_says_what_it_cannot(stack: Stack) -> None:
     assert out.index("alertmanager: healthy") < out.index("prometheus: started (pid"), out
     assert out.index("prometheus: healthy") < out.index("otel-collector: started (pid"), out
     assert out.index("otel-collector: started (pid") < out.index("demo: started (pid"), out
+    # No healthcheck in compose: the Collector is running once its health_check extension answers.
+    assert (
+        "stack: otel-collector: running (no healthcheck in compose; http://127.0.0.1:13133/ answers)" in out
+    )
     for missing in stack.without:
         assert f"stack: {missing}: unavailable – " in out, out
     if "loki" in stack.without:
@@ -150,6 +171,40 @@ def test_status_reports_every_service(stack: Stack) -> None:
         assert rows[service]["state"] == "unavailable" and "LIVEVIEW_STACK_" in rows[service]["detail"]
     text = run_stack("status", env=stack.env, timeout=60)
     assert text.returncode == 0 and "prometheus" in text.stdout and "healthy" in text.stdout, text.stdout
+
+
+def service_process(row: dict[str, Any]) -> int:
+    """The server's own process: the one in the sandbox, under bwrap (the session's leader)."""
+    members = [pid for pid in session_processes(row["pid"]) if pid != row["pid"]]
+    assert len(members) == 1, (row, members)
+    return members[0]
+
+
+def test_each_server_runs_in_a_sandbox_of_its_own(stack: Stack) -> None:
+    rows = status(stack.env)
+    users = {"prometheus": 65534, "alertmanager": 65534, "otel-collector": 10001}  # the images' USERs
+    for service, image_user in users.items():
+        pid = service_process(rows[service])
+        uid = next(
+            line.split()[1]
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if line.startswith("Uid:")
+        )
+        assert int(uid) == (image_user if os.geteuid() == 0 else os.geteuid()), (service, uid)
+        assert os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt"), service
+        root = Path(f"/proc/{pid}/root")
+        hosts = (root / "etc" / "hosts").read_text()
+        assert all(name in hosts.split() for name in COMPOSE["services"]), hosts
+        assert not (root / "etc").stat().st_mode & 0o002
+    prometheus = Path(f"/proc/{service_process(rows['prometheus'])}/root")
+    # At the image's paths, bound as they are on the host (same file): the binary, compose's mounts.
+    for inside, outside in (
+        ("bin/prometheus", server_binary("prometheus-3.14")),
+        ("etc/prometheus/prometheus.yml", ROOT / "deploy" / "prometheus" / "prometheus.yml"),
+    ):
+        assert (prometheus / inside).stat().st_ino == outside.stat().st_ino, inside
+    # Nothing the sandboxes hold at those paths was made on the host.
+    assert {path: Path(path).exists() for path in IMAGE_PATHS} == stack.host_paths
 
 
 def _contains(loaded: Any, shipped: Any, where: str = "") -> list[str]:
@@ -255,7 +310,7 @@ def test_down_stops_everything_and_frees_the_ports(stack: Stack) -> None:
     assert result.stdout.index("demo: stopped") < result.stdout.index("alertmanager: stopped")
     left = {pid: session_processes(pid) for pid in pids if session_processes(pid)}
     assert not left, f"processes left behind: {left}"
-    taken = {port: owners for port in PORTS if (owners := stack_script.listeners(port))}
+    taken = {port: owners for port in PORTS if (owners := processes.listeners(port))}
     assert not taken, f"ports still held after down: {taken}"
     assert {row["state"] for row in status(stack.env).values()} <= {"stopped", "unavailable"}
     assert not list((stack.state / "run").glob("*.json")), "pid files left behind"

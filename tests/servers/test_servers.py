@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
@@ -86,7 +87,8 @@ def test_prometheus_answers_with_the_fixture_configuration(prometheus: Server) -
     assert query(prometheus, "vector(42)")[0]["value"][1] == "42"
     with urllib.request.urlopen(prometheus.url + "/api/v1/status/config", timeout=5) as response:
         config = json.load(response)["data"]["yaml"]
-    assert "out_of_order_time_window: 10m" in config
+    shipped = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    assert f"out_of_order_time_window: {shipped['storage']['tsdb']['out_of_order_time_window']}" in config
     with urllib.request.urlopen(prometheus.url + "/api/v1/status/flags", timeout=5) as response:
         flags = json.load(response)["data"]
     assert flags["web.listen-address"] == prometheus.address

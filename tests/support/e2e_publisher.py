@@ -23,7 +23,7 @@ import threading
 import time
 
 from otel_liveview import ExperimentBroadcaster, LiveViewExperiment
-from otel_liveview._internal import pipeline
+from otel_liveview._internal import runtime
 
 ORIGINS = ["main", *(f"thread{i}" for i in range(4)), *(f"task{i}" for i in range(4)), "fork", "spawn"]
 
@@ -84,7 +84,7 @@ def say(row: dict[str, object]) -> None:
 
 
 def report(origin: str) -> None:
-    active = pipeline.active()
+    active = runtime.RUNTIME.current
     say({"origin": origin, "pid": os.getpid(), "instance": active.instance_id if active else ""})
 
 

@@ -5,7 +5,9 @@ Binaries come from `.ci/fetch-servers` (Debian's builds, unpacked into LIVEVIEW_
 versions docker-compose.yml pins, built from their Go modules into LIVEVIEW_SERVERS_DIR/build). Every
 server runs on free loopback ports with its own data folder, is waited for with a deadline and
 stopped afterwards; a failing test gets the tail of the logs of the servers it used. A missing binary
-fails the test when CI is set and skips it otherwise.
+fails the test when CI is set and skips it otherwise. The pinned servers (the Collector, Prometheus 3
+and Alertmanager) are found, given their command lines (docker-compose.yml's, with the test's files and
+ports) and waited for as scripts/stack does it: scripts/stacklib/servers.py.
 
 The session-wide push path (`push_stack`) stands in for the real stack's OTLP receiver (Debian builds
 Prometheus without one): library -> OTLP/HTTP -> vmagent -> remote write -> Prometheus. vmagent is
@@ -38,6 +40,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from scripts.stacklib.servers import ALERTMANAGER, COLLECTOR, PROMETHEUS, command, servers_dir, wait_ready
 from tests.support import ROOT, free_port, unavailable
 from tests.support.receiver import serving_http
 
@@ -70,7 +73,7 @@ __all__ = [
 ]
 
 # Where .ci/fetch-servers unpacks each binary (Debian's builds), and .ci/build-servers builds the
-# versions docker-compose.yml pins (under build/), relative to the servers folder.
+# versions docker-compose.yml pins (under build/, by the tags it pins), relative to the servers folder.
 BINARIES = {
     "prometheus": "trixie/usr/bin/prometheus",
     "promtool": "trixie/usr/bin/promtool",
@@ -79,10 +82,10 @@ BINARIES = {
     "amtool": "trixie/usr/bin/amtool",
     "vmagent": "trixie/usr/bin/vmagent",
     "docker-compose": "trixie/usr/libexec/docker/cli-plugins/docker-compose",
-    "otelcol": "build/otelcol-0.159.0/otelcol-liveview",
-    "prometheus-3.14": "build/prometheus-v3.14.0/prometheus",
-    "promtool-3.14": "build/prometheus-v3.14.0/promtool",
-    "alertmanager-0.34": "build/alertmanager-v0.34.0/alertmanager",
+    "otelcol": COLLECTOR.build_path(),
+    "prometheus-3.14": PROMETHEUS.build_path(),
+    "promtool-3.14": PROMETHEUS.build_path("promtool"),
+    "alertmanager-0.34": ALERTMANAGER.build_path(),
 }
 SHIPPED_COLLECTOR_CONFIG = ROOT / "deploy" / "otel-collector" / "config.yaml"
 ALERTMANAGER_TEMPLATES = "trixie/usr/share/prometheus/alertmanager"
@@ -94,10 +97,6 @@ _http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 # -- locating binaries ----------------------------------------------------------------------------
-
-
-def servers_dir() -> Path:
-    return Path(os.environ.get("LIVEVIEW_SERVERS_DIR") or "~/.cache/otel-liveview/servers").expanduser()
 
 
 def server_binary(name: str) -> Path:
@@ -201,21 +200,8 @@ def _stop_all() -> None:
 atexit.register(_stop_all)
 
 
-def _answers(url: str) -> bool:
-    try:
-        with _http.open(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except (OSError, urllib.error.URLError):
-        return False
-
-
 def _wait_ready(server: Server, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while server.process.poll() is None and time.monotonic() < deadline:
-        if _answers(server.url + server.ready_path):
-            return True
-        time.sleep(0.05)
-    return False
+    return wait_ready(server.url + server.ready_path, lambda: server.process.poll() is None, timeout)
 
 
 def start_server(
@@ -270,11 +256,12 @@ def prometheus_config(
     alertmanager_url: str | None = None,
     extra_config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Prometheus configuration: out-of-order samples within 10 minutes (as the real stack allows),
-    optional rule files and Alertmanager; `extra_config` is merged in at the top level."""
+    """Prometheus configuration: out-of-order samples within the shipped window
+    (deploy/prometheus/prometheus.yml's `storage`), optional rule files and Alertmanager;
+    `extra_config` is merged in at the top level."""
     config: dict[str, Any] = {
         "global": {"scrape_interval": "15s", "evaluation_interval": evaluation_interval},
-        "storage": {"tsdb": {"out_of_order_time_window": "10m"}},
+        "storage": yaml.safe_load(SHIPPED_PROMETHEUS_CONFIG.read_text())["storage"],
     }
     if rule_files:
         config["rule_files"] = [os.fspath(Path(path).resolve()) for path in rule_files]
@@ -306,11 +293,12 @@ def start_prometheus(
     config_text: str | None = None,
     extra_args: Sequence[str] = (),
 ) -> Server:
-    """Prometheus with its remote-write receiver on, a fresh TSDB in `workdir`.
+    """Prometheus with the flags docker-compose.yml gives it (its remote-write receiver on, the
+    lifecycle API) but PROMETHEUS_3_FLAGS, on a free port, a fresh TSDB in `workdir`.
 
     `binary`: "prometheus" (Debian's 2.53) or "prometheus-3.14" (the build docker-compose.yml pins;
-    pass extra_args=["--web.enable-otlp-receiver"] for its OTLP receiver). `config_text`, when given,
-    is the whole configuration file instead of the one made from the other arguments.
+    pass extra_args=PROMETHEUS_3_FLAGS for its OTLP receiver). `config_text`, when given, is the
+    whole configuration file instead of the one made from the other arguments.
     """
     path = server_binary(binary)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -320,28 +308,30 @@ def start_prometheus(
         config_text = yaml.safe_dump(config, sort_keys=False)
     config_file.write_text(config_text)
 
-    def command(port: int) -> list[str | os.PathLike[str]]:
-        return [
-            path,
-            f"--config.file={config_file}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--web.enable-remote-write-receiver",
-            "--web.enable-lifecycle",
-            # Prometheus finds its Alertmanagers about 5 s after start and sends a firing alert
-            # again only after this delay (default 1m): keep alert tests short.
-            "--rules.alert.resend-delay=1s",
-            *extra_args,
-        ]
+    flags = [flag for flag in PROMETHEUS.flags if flag not in PROMETHEUS_3_FLAGS]
 
-    return start_server("prometheus", command, workdir, "/-/ready")
+    def argv(port: int) -> list[str]:
+        # Prometheus finds its Alertmanagers about 5 s after start and sends a firing alert again
+        # only after --rules.alert.resend-delay (default 1m): keep alert tests short.
+        return command(
+            PROMETHEUS,
+            path,
+            flags,
+            config=config_file,
+            data=workdir / "data",
+            listen=f"127.0.0.1:{port}",
+            extra=["--rules.alert.resend-delay=1s", *extra_args],
+        )
+
+    return start_server("prometheus", argv, workdir, PROMETHEUS.ready_path)
 
 
 SHIPPED_PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 SHIPPED_RULES = ROOT / "deploy" / "prometheus" / "rules"
-# The flags docker-compose.yml gives Prometheus 3.14 beyond those start_prometheus always sets
-# (--web.enable-remote-write-receiver, --web.enable-lifecycle).
+# The flags docker-compose.yml gives Prometheus 3.14 that Debian's 2.53 does not take; start_prometheus
+# gives every build compose's other flags (--web.enable-remote-write-receiver, --web.enable-lifecycle).
 PROMETHEUS_3_FLAGS = ("--web.enable-otlp-receiver",)
+assert set(PROMETHEUS_3_FLAGS) <= set(PROMETHEUS.flags), "docker-compose.yml no longer gives Prometheus these"
 
 
 def shipped_prometheus_config(alertmanager: str) -> str:
@@ -539,7 +529,8 @@ def start_alertmanager(
     binary: str = "alertmanager",
     extra_args: Sequence[str] = (),
 ) -> Server:
-    """Alertmanager with `config` (a file, or a dict written to one), loopback only, no clustering.
+    """Alertmanager with `config` (a file, or a dict written to one) and the flags docker-compose.yml
+    gives it, loopback only, no clustering.
 
     `binary`: "alertmanager" (Debian's 0.28, run with its templates pointed at a local folder) or
     "alertmanager-0.34" (the upstream build docker-compose.yml pins; templates embedded)."""
@@ -557,18 +548,18 @@ def start_alertmanager(
             with contextlib.suppress(FileExistsError):
                 (local / template.name).symlink_to(template)
 
-    def command(port: int) -> list[str | os.PathLike[str]]:
-        return [
+    def argv(port: int) -> list[str]:
+        return command(  # compose's --cluster.listen-address= (empty): no gossip port on all interfaces
+            ALERTMANAGER,
             path,
-            f"--config.file={config_file}",
-            f"--storage.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",  # empty: no gossip port on all interfaces
-            "--log.level=debug",  # notifications and their failures show in the log tail
-            *extra_args,
-        ]
+            ALERTMANAGER.flags,
+            config=config_file,
+            data=workdir / "data",
+            listen=f"127.0.0.1:{port}",
+            extra=["--log.level=debug", *extra_args],  # notifications and their failures show in the log
+        )
 
-    return start_server("alertmanager", command, workdir, "/-/ready")
+    return start_server("alertmanager", argv, workdir, ALERTMANAGER.ready_path)
 
 
 # -- OpenTelemetry Collector ---------------------------------------------------------------------
@@ -611,6 +602,38 @@ class Collector(Server):
         return total
 
 
+# The shipped config's loopback leg of the metrics path (its disk queue sends to the Collector itself).
+COLLECTOR_QUEUE_RECEIVER = "otlp/queue"
+COLLECTOR_QUEUE_EXPORTER = "otlp_http/queue"
+
+
+def _collector_storage_flags(config: Path, storage: Path) -> list[str]:
+    """--set flags that move the folders `config` keeps on disk (the file_storage extension's) under
+    `storage`: the same folder for a Collector started again on the same workdir
+    (Server.start_again), as compose's volume is for a restarted container."""
+    tree = yaml.safe_load(config.read_text()) or {}
+    flags = []
+    for name, settings in (tree.get("extensions") or {}).items():
+        if name.split("/")[0] == "file_storage":
+            folder = storage / name.replace("/", "_")
+            flags.append(f"--set=extensions::{name}::directory={folder}")
+            if (settings or {}).get("compaction"):
+                flags.append(f"--set=extensions::{name}::compaction::directory={folder}")
+    return flags
+
+
+def _collector_queue_flags(config: Path, port: int) -> list[str]:
+    """--set flags that move the loopback leg of the metrics path (receiver otlp/queue, fixed at
+    127.0.0.1:4319 in the shipped config, and the exporter that sends to it) to `port`."""
+    tree = yaml.safe_load(config.read_text()) or {}
+    if COLLECTOR_QUEUE_RECEIVER not in (tree.get("receivers") or {}):
+        return []
+    return [
+        f"--set=receivers::{COLLECTOR_QUEUE_RECEIVER}::protocols::http::endpoint=127.0.0.1:{port}",
+        f"--set=exporters::{COLLECTOR_QUEUE_EXPORTER}::endpoint=http://127.0.0.1:{port}",
+    ]
+
+
 def start_collector(
     workdir: Path,
     *,
@@ -624,33 +647,41 @@ def start_collector(
     unmodified) with only its addresses overridden by its own --set flags: the OTLP receiver's gRPC and
     HTTP endpoints, the health_check extension, the remote-write URL (`remote_write_url`, e.g. a test
     Prometheus' /api/v1/write), the Loki exporter's endpoint (`loki_url`: Loki's is http://loki:3100/otlp;
-    tests point it at an in-suite OTLP receiver standing in for Loki, which no test here runs), and the
-    Collector's own metrics (fixed at localhost:8888 otherwise). Ready when health_check answers 200."""
+    tests point it at an in-suite OTLP receiver standing in for Loki, which no test here runs), the
+    Collector's own metrics (fixed at localhost:8888 otherwise), and the folders it keeps its queues in
+    (under `workdir`/storage instead of /var/lib/otelcol). Ready when health_check answers 200."""
     path = server_binary(binary)
     config_file = Path(config).resolve()
+    storage = _collector_storage_flags(config_file, workdir / "storage")
 
-    def command(port: int, ports: dict[str, int]) -> list[str | os.PathLike[str]]:
+    def argv(port: int, ports: dict[str, int]) -> list[str]:
         telemetry = (
             f"[{{pull: {{exporter: {{prometheus: {{host: 127.0.0.1, port: {ports['telemetry']}}}}}}}}}]"
         )
-        return [
+        return command(
+            COLLECTOR,
             path,
-            f"--config={config_file}",
-            f"--set=receivers::otlp::protocols::grpc::endpoint=127.0.0.1:{ports['grpc']}",
-            f"--set=receivers::otlp::protocols::http::endpoint=127.0.0.1:{ports['http']}",
-            f"--set=extensions::health_check::endpoint=127.0.0.1:{port}",
-            f"--set=exporters::{COLLECTOR_REMOTE_WRITE}::http::endpoint={remote_write_url}",
-            f"--set=exporters::{COLLECTOR_LOKI}::endpoint={loki_url}",
-            f"--set=service::telemetry::metrics::readers={telemetry}",
-            *extra_args,
-        ]
+            COLLECTOR.flags,
+            config=config_file,
+            extra=[
+                f"--set=receivers::otlp::protocols::grpc::endpoint=127.0.0.1:{ports['grpc']}",
+                f"--set=receivers::otlp::protocols::http::endpoint=127.0.0.1:{ports['http']}",
+                f"--set=extensions::health_check::endpoint=127.0.0.1:{port}",
+                f"--set=exporters::{COLLECTOR_REMOTE_WRITE}::http::endpoint={remote_write_url}",
+                f"--set=exporters::{COLLECTOR_LOKI}::endpoint={loki_url}",
+                f"--set=service::telemetry::metrics::readers={telemetry}",
+                *storage,
+                *_collector_queue_flags(config_file, ports["queue"]),
+                *extra_args,
+            ],
+        )
 
     server = start_server(
         "otelcol",
-        command,
+        argv,
         workdir,
-        "/",
-        extra_ports=("grpc", "http", "telemetry"),
+        COLLECTOR.ready_path,
+        extra_ports=("grpc", "http", "telemetry", "queue"),
         server_class=Collector,
     )
     assert isinstance(server, Collector)

@@ -711,7 +711,9 @@ def test_any_file_renders_or_is_reported_line_by_line_with_nothing_written(conte
         path.write_bytes(content)
         err = io.StringIO()
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            code = alerts_command.run(argparse.Namespace(thresholds=str(path), out_dir=out, datasource_uid=None))
+            code = alerts_command.run(
+                argparse.Namespace(thresholds=str(path), out_dir=out, datasource_uid=None)
+            )
         if code == 0:
             assert len(list(out.rglob("*.y*ml"))) == 3
             return

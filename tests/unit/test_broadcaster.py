@@ -24,7 +24,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import otel_liveview
 from otel_liveview import ExperimentBroadcaster, LiveViewExperiment, LiveViewHandler
-from otel_liveview._internal import pipeline
+from otel_liveview._internal import runtime
+from otel_liveview._internal.tables import TABLES
 from tests.support.receiver import metric_updates
 
 _READER = InMemoryMetricReader()
@@ -33,9 +34,9 @@ _EXPORTER = InMemoryLogRecordExporter()
 
 @pytest.fixture(scope="module", autouse=True)
 def sdk() -> Iterator[None]:
-    pipeline.shutdown(timeout=1)
+    runtime.shutdown(timeout=1)
     _EXPORTER.clear()  # what an earlier run of these tests in the same process left behind
-    pipeline.TABLES.clear()
+    TABLES.clear()
     if not isinstance(metrics.get_meter_provider(), MeterProvider):
         metrics.set_meter_provider(MeterProvider(metric_readers=[_READER]))
         provider = LoggerProvider()
@@ -43,7 +44,7 @@ def sdk() -> Iterator[None]:
         _logs.set_logger_provider(provider)
     otel_liveview.configure(schedule_delay=0.01)
     yield
-    pipeline.shutdown(timeout=1)
+    runtime.shutdown(timeout=1)
 
 
 def points(name: str, topic: str) -> dict[frozenset[tuple[str, Any]], float]:
@@ -73,7 +74,7 @@ def updates(topic: str) -> list[dict[str, Any]]:
 
 
 def test_reuses_the_installed_sdk_providers() -> None:
-    active = pipeline.active()
+    active = runtime.RUNTIME.current
     assert active is not None
     assert not active.owns_meter_provider and active.logger_provider is not None and active.shipper is None
     assert active.meter_provider is metrics.get_meter_provider()
@@ -243,7 +244,7 @@ def test_logging_bridge_keeps_time_level_and_exception() -> None:
 
 def test_metric_series_cap_counts_cardinality_drops() -> None:
     broadcaster = ExperimentBroadcaster(base_topic="unit:cap")
-    table = pipeline.TABLES.metric
+    table = TABLES.metric
     before = otel_liveview.stats()["dropped"].get("metric/cardinality", 0)
     free = table.limit - len(table.values)
     for i in range(free + 10):
@@ -312,7 +313,7 @@ def test_a_publish_that_fits_the_queue_counts_no_drop() -> None:
 
 def test_a_full_queue_drops_and_counts_each_kind(monkeypatch: pytest.MonkeyPatch) -> None:
     from otel_liveview import broadcaster as module
-    from otel_liveview._internal.export import RecordQueue
+    from otel_liveview._internal.queue import RecordQueue
 
     broadcaster = ExperimentBroadcaster(base_topic="unit:full")
     monkeypatch.setattr(module, "_queue", RecordQueue(capacity=0, wake_at=1))
@@ -405,7 +406,7 @@ def test_step_and_epoch_are_numbers_on_their_own_gauges() -> None:
 
 def test_a_series_beyond_the_cap_counts_once_and_records_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     broadcaster = ExperimentBroadcaster(base_topic="unit:capped")
-    table = pipeline.TABLES.metric
+    table = TABLES.metric
     monkeypatch.setattr(table, "limit", len(table.values))  # full
     before_dropped, before_published = dropped(), published()
     broadcaster.publish_metric_sync("loss", 0.5)
@@ -455,17 +456,19 @@ def test_a_publish_after_shutdown_starts_a_new_pipeline_for_its_topic() -> None:
         topic = f"unit:restart:{number}"
         broadcaster = ExperimentBroadcaster(base_topic=topic)
         assert broadcaster.shutdown(timeout=1) is True
-        assert pipeline.active() is None
+        assert runtime.RUNTIME.current is None
         call(broadcaster)
-        active = pipeline.active()
+        active = runtime.RUNTIME.current
         assert active is not None and active.resource.attributes["liveview.topic"] == topic
         assert broadcaster.flush(5) is True
 
 
 def test_flush_and_shutdown_take_the_timeout_given(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[str, float | None]] = []
-    monkeypatch.setattr(pipeline, "flush", lambda timeout: seen.append(("flush", timeout)) or False)
-    monkeypatch.setattr(pipeline, "shutdown", lambda timeout: seen.append(("shutdown", timeout)) or False)
+    monkeypatch.setattr(runtime.RUNTIME, "flush", lambda timeout: seen.append(("flush", timeout)) or False)
+    monkeypatch.setattr(
+        runtime.RUNTIME, "shutdown", lambda timeout: seen.append(("shutdown", timeout)) or False
+    )
     broadcaster = ExperimentBroadcaster(base_topic="unit:timeouts")
     assert broadcaster.flush(0.25) is False and broadcaster.shutdown(0.5) is False
     assert broadcaster.flush() is False and broadcaster.shutdown() is False
@@ -515,5 +518,5 @@ def test_totals_and_info_after_shutdown_start_a_new_pipeline_for_their_topic() -
         broadcaster = ExperimentBroadcaster(base_topic=topic)
         assert broadcaster.shutdown(timeout=1) is True
         call(broadcaster)
-        active = pipeline.active()
+        active = runtime.RUNTIME.current
         assert active is not None and active.resource.attributes["liveview.topic"] == topic

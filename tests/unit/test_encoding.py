@@ -24,7 +24,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_liveview._internal import encoding, events, pipeline
-from otel_liveview._internal.export import MetricExport, metrics_data
+from otel_liveview._internal.metric_export import MetricExport
+from otel_liveview._internal.sinks import metrics_data
 from otel_liveview._internal.tables import GaugeTable, Tables
 from tests.support.strategies import payloads
 

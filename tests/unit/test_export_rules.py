@@ -1,4 +1,4 @@
-"""Shipping off the caller's thread (otel_liveview._internal.export), in-process with stand-in senders and sinks:
+"""Shipping off the caller's thread (otel_liveview._internal.worker, sinks, metric_export), in-process with stand-in senders and sinks:
 the bounded queue, batches and what a failed one counts, the export thread's schedule, and the metric
 exporters' accounting (docs/reliability.md)."""
 
@@ -20,20 +20,15 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality
 from opentelemetry.sdk.resources import Resource as SdkResource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope as SdkScope
 
-from otel_liveview._internal import encoding, export
+from otel_liveview._internal import encoding
+from otel_liveview._internal import worker as worker_module
 from otel_liveview._internal.encoding import MetricPoints
-from otel_liveview._internal.export import (
-    ConsoleLogSink,
-    ConsoleMetricSink,
-    ExportWorker,
-    LogShipper,
-    MetricExport,
-    OtlpLogSink,
-    OtlpMetricSink,
-    RecordQueue,
-)
+from otel_liveview._internal.metric_export import MetricExport
 from otel_liveview._internal.otlp import Outcome
+from otel_liveview._internal.queue import RecordQueue
+from otel_liveview._internal.sinks import ConsoleLogSink, ConsoleMetricSink, OtlpLogSink, OtlpMetricSink
 from otel_liveview._internal.tables import Tables
+from otel_liveview._internal.worker import ExportWorker, LogShipper
 from tests.support.receiver import decode_any, decode_attributes, wait_until
 
 RESOURCE = encoding.resource({"service.name": "export-test"})
@@ -491,7 +486,7 @@ def test_a_partial_batch_waits_for_the_schedule_delay_and_a_full_one_does_not(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = Clock()
-    monkeypatch.setattr(export, "time", clock)
+    monkeypatch.setattr(worker_module, "time", clock)
     recorder = Recorder()
     queue = RecordQueue(capacity=100, wake_at=3)
     worker = worker_for(queue, recorder, batch_size=3, delay=0.5)
@@ -560,7 +555,7 @@ def test_metric_updates_go_at_their_interval_or_when_their_queue_is_half_full(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = Clock()
-    monkeypatch.setattr(export, "time", clock)
+    monkeypatch.setattr(worker_module, "time", clock)
     recorder = Recorder()
     queue = RecordQueue(capacity=100, wake_at=50)
     updates = RecordQueue(capacity=8, wake_at=4, wake=queue.wake)

@@ -175,7 +175,7 @@ def test_every_subcommand_reports_its_own_argument_errors(
         (
             [],
             {},
-            "otel-liveview: error: choose a command: demo, view, alerts, check (--help says what each does)",
+            "otel-liveview: error: choose a command: demo, view, alerts, check, replay (--help says what each does)",
         ),
         (
             ["view", "--grpc", "127.0.0.1:99999"],

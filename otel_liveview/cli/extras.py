@@ -1,0 +1,11 @@
+"""The optional extras the subcommands need, and telling their absence from a real import error."""
+
+from __future__ import annotations
+
+
+def is_missing(error: ModuleNotFoundError, package: str) -> bool:
+    """The module `error` could not find is `package` or one of its submodules (`rich.cells`)."""
+    return error.name is not None and error.name.split(".")[0] == package
+
+
+__all__ = ["is_missing"]

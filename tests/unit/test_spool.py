@@ -1,0 +1,194 @@
+"""The spool's files: framing, damage, the budget, a full disk, claiming and acknowledging."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from otel_liveview._internal.config import load
+from otel_liveview._internal.spool import HEADER, LOGS, METRICS, Record, Spool, claim, record_counts
+
+
+class Counts:
+    def __init__(self) -> None:
+        self.dropped: Counter[tuple[str, str]] = Counter()
+
+    def __call__(self, kind: str, reason: str, amount: int) -> None:
+        self.dropped[kind, reason] += amount
+
+
+def drain(spool: Spool) -> list[bytes]:
+    sent = []
+    while (record := spool.oldest()) is not None:
+        sent.append(record.payload)
+        spool.ack(record)
+    return sent
+
+
+def test_records_come_back_oldest_first_and_a_sent_segment_is_removed(tmp_path: Path) -> None:
+    spool = Spool(str(tmp_path), segment_bytes=100)
+    payloads = [bytes([i]) * 40 for i in range(10)]
+    for payload in payloads:
+        assert spool.append(LOGS, payload, {"log": 1})
+    assert len(list(tmp_path.glob("*.seg"))) == 5  # sealed at 100 bytes: two 49-byte records each
+    assert drain(spool) == payloads
+    assert not spool.pending
+    assert not list(tmp_path.glob("*.seg")) and not list(tmp_path.glob("*.ack"))
+
+
+def test_each_record_is_framed_with_its_kind_length_and_checksum(tmp_path: Path) -> None:
+    spool = Spool(str(tmp_path))
+    spool.append(METRICS, b"abc", {})
+    spool.close()
+    (segment,) = tmp_path.glob("*.seg")
+    data = segment.read_bytes()
+    kind, length, crc = HEADER.unpack(data[: HEADER.size])
+    assert (kind, length, data[HEADER.size :]) == (METRICS, 3, b"abc")
+    assert crc == __import__("zlib").crc32(b"abc")
+    _host, pid, created, seq = segment.name.removesuffix(".seg").rsplit("-", 3)
+    assert int(pid) == os.getpid() and int(created) > 0 and seq == "0"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped", "garbage"])
+def test_a_damaged_segment_is_read_up_to_the_damage_and_counted_once(tmp_path: Path, damage: str) -> None:
+    writer = Spool(str(tmp_path))
+    for i in range(5):
+        writer.append(LOGS, bytes([i]) * 100, {"log": 1})
+    writer.close()
+    (segment,) = tmp_path.glob("*.seg")
+    data = bytearray(segment.read_bytes())
+    third = 2 * (HEADER.size + 100)
+    if damage == "truncated":
+        data = data[: third + HEADER.size + 50]
+    elif damage == "flipped":
+        data[third + HEADER.size + 7] ^= 0xFF
+    else:
+        data[third : third + HEADER.size] = b"\xff" * HEADER.size
+    segment.write_bytes(bytes(data))
+    counts = Counts()
+    reader = Spool(str(tmp_path), count=counts)
+    reader.scan()
+    assert drain(reader) == [bytes([0]) * 100, bytes([1]) * 100]
+    assert counts.dropped == {("segment", "spool_corrupt"): 1}
+    assert not list(tmp_path.glob("*.seg")), "reported once: the damaged segment is not read again"
+
+
+def test_over_the_budget_the_newest_records_are_refused_and_counted(tmp_path: Path) -> None:
+    counts = Counts()
+    spool = Spool(str(tmp_path), max_bytes=1000, count=counts)
+    accepted = [spool.append(LOGS, b"x" * 91, {"log": 2, "metric": 1}) for _ in range(15)]
+    assert accepted == [True] * 10 + [False] * 5  # 100 bytes a record, framed
+    assert counts.dropped == {("log", "spool_full"): 10, ("metric", "spool_full"): 5}
+    drain(spool)  # sent: room again
+    assert spool.append(LOGS, b"x" * 91, {"log": 1})
+
+
+def test_a_full_disk_drops_the_record_keeps_the_segment_whole_and_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counts = Counts()
+    spool = Spool(str(tmp_path), count=counts)
+    assert spool.append(LOGS, b"first", {"log": 1})
+    real_write = os.write
+
+    def half_then_full(fd: int, data: bytes) -> int:
+        real_write(fd, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", half_then_full)
+    assert not spool.append(LOGS, b"second" * 10, {"log": 1})
+    monkeypatch.setattr(os, "write", real_write)
+    assert spool.append(LOGS, b"third", {"log": 1})
+    assert counts.dropped == {("log", "disk_full"): 1}
+    assert drain(spool) == [b"first", b"third"]
+
+
+def test_an_unwritable_folder_is_counted_never_raised(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    counts = Counts()
+    spool = Spool(str(tmp_path / "file" / "spool"), count=counts)
+    assert not spool.append(LOGS, b"x", {"data": 3})
+    assert counts.dropped == {("data", "spool_error"): 3}
+
+
+def test_a_segment_is_claimed_only_once_its_writer_lets_go(tmp_path: Path) -> None:
+    writer = Spool(str(tmp_path))
+    writer.append(LOGS, b"one", {})
+    (path,) = tmp_path.glob("*.seg")
+    other = Spool(str(tmp_path))
+    assert other.scan() == 0 and claim(str(path)) is None  # the writer holds its lock
+    writer.close()
+    assert other.scan() == 1
+    assert claim(str(path)) is None  # now `other` holds it
+    assert drain(other) == [b"one"]
+
+
+def test_progress_is_kept_so_a_crash_resends_at_most_one_request(tmp_path: Path) -> None:
+    writer = Spool(str(tmp_path))
+    for payload in (b"a", b"b", b"c"):
+        writer.append(LOGS, payload, {})
+    first = writer.oldest()
+    assert isinstance(first, Record)
+    writer.ack(first)
+    second = writer.oldest()
+    assert isinstance(second, Record) and second.payload == b"b"
+    # the process dies now, after sending b and before its acknowledgement: its locks go with it
+    writer._forget()
+    successor = Spool(str(tmp_path))
+    successor.scan()
+    assert drain(successor) == [b"b", b"c"]
+
+
+def test_a_segment_deleted_while_being_claimed_is_not_read_again(tmp_path: Path) -> None:
+    writer = Spool(str(tmp_path))
+    writer.append(LOGS, b"one", {})
+    (path,) = tmp_path.glob("*.seg")
+    fd = os.open(path, os.O_RDONLY)  # a claimer that opened it before the writer removed it
+    drain(writer)
+    assert not path.exists()
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.close(fd)
+    assert claim(str(path)) is None
+
+
+def test_a_forked_child_lets_go_of_its_parents_segments_without_unlocking_them(tmp_path: Path) -> None:
+    writer = Spool(str(tmp_path))
+    writer.append(LOGS, b"one", {})
+    (path,) = tmp_path.glob("*.seg")
+    pid = os.fork()
+    if pid == 0:
+        writer.after_fork()
+        os._exit(0 if claim(str(path)) is None else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert claim(str(path)) is None, "still the parent's"
+
+
+def test_record_counts_read_a_request_by_kind() -> None:
+    request = ExportLogsServiceRequest()
+    records = request.resource_logs.add().scope_logs.add().log_records
+    for name in ("liveview.metric", "liveview.data", "", "liveview.status", ""):
+        records.add(event_name=name)
+    assert record_counts(LOGS, request.SerializeToString()) == {"metric": 1, "data": 1, "log": 2, "status": 1}
+
+
+def test_the_settings() -> None:
+    settings = load(spool_dir="/tmp/x", offline=True, spool_max_bytes=10)
+    assert (settings.spool_dir, settings.offline, settings.spool_max_bytes) == ("/tmp/x", True, 10)
+    with pytest.raises(ValueError, match="spool_max_bytes"):
+        load(spool_max_bytes=0)
+    assert load().spool_max_bytes == 1024**3 and load().spool_dir is None and not load().offline
+
+
+def test_writers_sharing_a_folder_share_its_budget(tmp_path: Path) -> None:
+    counts = Counts()
+    first, second = (Spool(str(tmp_path), max_bytes=1000, count=counts) for _ in range(2))
+    assert all(first.append(LOGS, b"x" * 91, {"log": 1}) for _ in range(8))
+    assert [second.append(LOGS, b"x" * 91, {"log": 1}) for _ in range(3)] == [True, True, False]
+    assert counts.dropped == {("log", "spool_full"): 1}
