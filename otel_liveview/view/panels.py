@@ -371,7 +371,7 @@ def streams_sheet(rows: Sequence[StreamRow], limit: int) -> Sheet:
         while sum(shares[: count + 1]) <= limit - 1:
             count += 1
         shares, more = shares[:count], f"… {len(rows) - count} more streams"
-    water_fill(shares, wants, limit - bool(more) - sum(shares))
+    water_fill(shares, wants[: len(shares)], limit - bool(more) - sum(shares))  # the streams shown
     lines = []
     for row, share in zip(rows, shares, strict=False):
         style = "dim" if row.age > STALE_SECONDS else ""
