@@ -682,11 +682,6 @@ def test_a_live_table_draws_the_columns_that_fit_and_cuts_with_an_ellipsis() -> 
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="streams_sheet passes water_fill the shares of the streams shown and the wants of all of them: "
-    "zip(strict=True) raises ValueError when some streams do not fit and a line is left over",
-)
 def test_streams_that_do_not_fit_with_a_line_to_spare() -> None:
     rows = [StreamRow("t", f"s{i}", (("a", 1), ("b", 2)), 1, 1.0) for i in range(4)]
     sheet = panels.streams_sheet(rows, 6)  # two streams of two lines, the "more" line, one spare

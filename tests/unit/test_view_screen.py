@@ -437,11 +437,6 @@ def test_plain_frames_list_every_rank_and_stream_key() -> None:
     assert len(body) == 100 and body[-1] == "… 51 more streams"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="streams_sheet hands water_fill the shares of the streams shown with the wants of all of them: "
-    "zip(strict=True) raises ValueError when some streams do not fit and a line is left over",
-)
 def test_plain_frames_with_more_two_key_streams_than_fit() -> None:
     streams = tuple(StreamRow("t", f"s{i:03}", (("a", 1), ("b", 2)), 1, 0.0) for i in range(60))
     lines = render_plain(snapshot(streams=streams), ENDPOINTS).split("\n")
