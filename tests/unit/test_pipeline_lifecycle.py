@@ -26,7 +26,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME
+from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 
 from otel_liveview import broadcaster as broadcaster_module
 from otel_liveview._internal import config, pipeline, runtime
@@ -252,8 +252,15 @@ def test_pull_mode_serves_and_its_endpoint_closes_at_shutdown(
 ) -> None:
     monkeypatch.setenv("OTEL_LIVEVIEW_PROMETHEUS_DIR", str(tmp_path))
     port = free_port()
-    started = rt.configure(prometheus_port=port, metrics_exporter="none", logs_exporter="none", **QUICK)
+    started = rt.configure(
+        prometheus_port=port,
+        metrics_exporter="none",
+        logs_exporter="none",
+        resource_attributes={RANK: "2"},
+        **QUICK,
+    )
     assert started.pull is not None and started.pull.port == port
+    assert started.pull.identity == {RANK: "2"}  # the launch's identity on every series
     snapshot = wait_for(lambda: list(tmp_path.glob("*.json")))
     assert snapshot == [tmp_path / f"{started.instance_id}.json"]
     rt.shutdown(timeout=2)
@@ -272,10 +279,10 @@ def test_pull_mode_without_prometheus_client_is_a_warning(
     )
     assert started.pull is None
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any(
-        m.startswith("otel-liveview: pull mode (OTEL_LIVEVIEW_PROMETHEUS_PORT) needs ") for m in messages
-    )
-    assert any(m.endswith("no /metrics endpoint is served") for m in messages)
+    assert (
+        "otel-liveview: pull mode (OTEL_LIVEVIEW_PROMETHEUS_PORT) needs otel_liveview._internal.pull: "
+        "pip install 'otel-liveview[pull]'; no /metrics endpoint is served"
+    ) in messages
 
 
 # -- the application's providers ------------------------------------------------------------------------------
@@ -354,7 +361,8 @@ def test_the_sinks_the_exporter_settings_name(providers: Providers) -> None:
     settings = config.load(
         metrics_exporter="otlp,console", logs_exporter="console,otlp", protocol="http/protobuf"
     )
-    resource = pipeline.make_resource(settings, None)
+    schema = "https://opentelemetry.io/schemas/1.21.0"
+    resource = Resource(pipeline.make_resource(settings, None).attributes, schema_url=schema)
     senders: list[OtlpSender] = []
     outage = Outage()
     metric = pipeline.metric_sinks(settings, resource, senders, {"liveview.rank": "0"}, outage)
@@ -364,7 +372,13 @@ def test_the_sinks_the_exporter_settings_name(providers: Providers) -> None:
     assert [sender.endpoint.signal for sender in senders] == ["metrics", "logs"]
     assert senders[0].outage is outage and senders[1].outage is outage
     assert metric[0]._encoder._identity == {"liveview.rank": "0"}  # type: ignore[attr-defined]
+    assert metric[1]._identity == {"liveview.rank": "0"}  # type: ignore[attr-defined]
+    assert schema.encode() in metric[0]._encoder._resource_schema  # type: ignore[attr-defined]
     assert metric[0]._spooler is None and logs[1]._spooler is None  # type: ignore[attr-defined]
+    spooler: Any = object()  # what the OTLP sinks hand what the collector cannot take
+    spooled = pipeline.metric_sinks(settings, resource, senders, {}, outage, spooler)[0]
+    assert spooled._spooler is spooler  # type: ignore[attr-defined]
+    assert pipeline.log_sinks(settings, senders, outage, spooler)[1]._spooler is spooler  # type: ignore[attr-defined]
     none = config.load(metrics_exporter="none", logs_exporter="none")
     assert (
         pipeline.metric_sinks(none, resource, senders, {}, outage) == []
@@ -578,6 +592,7 @@ def test_a_fork_pauses_the_export_and_the_child_starts_over(rt: Runtime, http_re
     assert rt._paused is None and rt.current is None and rt._lock is not lock
     assert rt._inherited == [parent] and rt._exit_hooks_pid is None
     assert TABLES.metric.items() == [] and len(QUEUE) == 0
+    assert UPDATES.wake is QUEUE.wake  # the queues, emptied, still wake the export thread as one
     child = rt.ensure()
     assert child is not parent and rt._inherited == []
     assert child.instance_id != parent.instance_id
