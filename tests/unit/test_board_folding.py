@@ -28,7 +28,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 )
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from otel_liveview.view import board as board_module
+from otel_liveview.view import decoding, folds
 from otel_liveview.view.board import Board, Limits, MetricRow, RankRow, Snapshot, severity_name
 
 
@@ -108,7 +108,7 @@ LOSS = {"metric": "loss", "topic": "t", "phase": "train"}
 
 
 def test_any_values_decode_to_python_values() -> None:
-    decode = board_module.decode_any
+    decode = decoding.decode_any
     assert decode(AnyValue()) is None
     assert decode(any_value("s")) == "s"
     assert decode(any_value(True)) is True
@@ -129,7 +129,7 @@ def test_any_values_decode_to_python_values() -> None:
 
 
 def test_label_text_and_short_text() -> None:
-    assert [board_module.label_text(v) for v in (True, False, 3, 2.5, "x", None)] == [
+    assert [decoding.label_text(v) for v in (True, False, 3, 2.5, "x", None)] == [
         "true",
         "false",
         "3",
@@ -137,13 +137,13 @@ def test_label_text_and_short_text() -> None:
         "x",
         "None",
     ]
-    assert board_module._short("a" * 300) == "a" * 300
-    assert board_module._short("a" * 301) == "a" * 299 + "…"
-    assert board_module._short(12) == "12"
+    assert decoding.short_text("a" * 300) == "a" * 300
+    assert decoding.short_text("a" * 301) == "a" * 299 + "…"
+    assert decoding.short_text(12) == "12"
 
 
 def test_integers_from_anything() -> None:
-    assert [board_module._as_int(v) for v in (7, "8", 9.9, "x", None)] == [7, 8, 9, None, None]
+    assert [decoding.as_int(v) for v in (7, "8", 9.9, "x", None)] == [7, 8, 9, None, None]
 
 
 @pytest.mark.parametrize(
@@ -165,7 +165,7 @@ def test_the_severity_text_wins_upper_cased() -> None:
 
 def test_rank_order_puts_unlaunched_first_and_ranks_in_number_order() -> None:
     names = ["rank 10 on n", "", "rank 9 on n", "rank x on n", "rank 2 on m"]
-    assert sorted(names, key=board_module._rank_order) == [
+    assert sorted(names, key=folds._rank_order) == [
         "",
         "rank x on n",
         "rank 2 on m",
@@ -539,7 +539,7 @@ def test_the_gauge_s_memory_of_seen_values_is_bounded() -> None:
     for index in range(20):
         key = {"stream": "s", "key": "k", "topic": "t"}
         board.add_metrics(export(f"p{index}", gauge("liveview.data", (key, float(index), index + 1))))
-    row = board._streams[("t", "s")]
+    row = board.streams.table.rows[("t", "s")]
     assert len(row.gauge_seen) == 4  # cleared when the 17th process's value came
     assert board.snapshot().streams[0].values == (("k", 19.0),)
 
@@ -989,7 +989,7 @@ def test_maps_and_lists_nested_count_alike_toward_the_depth_limit() -> None:
     nested: Any = "x"
     for _ in range(17):  # levels 0-33: a map, a list, a map, ... (protobuf itself stops at 100 levels)
         nested = {"a": [nested]}
-    decoded = board_module.decode_any(any_value(nested))
+    decoded = decoding.decode_any(any_value(nested))
     for step in range(33):
         decoded = decoded["a"] if step % 2 == 0 else decoded[0]
     assert decoded == "<too deep>"  # the list at level 33

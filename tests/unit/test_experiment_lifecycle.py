@@ -45,7 +45,7 @@ class Pipeline:
 @pytest.fixture
 def pipeline(monkeypatch: pytest.MonkeyPatch) -> Pipeline:
     fake = Pipeline()
-    monkeypatch.setattr(experiment_module, "_pipeline", fake)
+    monkeypatch.setattr(experiment_module, "RUNTIME", fake)
     return fake
 
 

@@ -277,7 +277,7 @@ def test_snapshots_older_than_three_intervals_and_at_least_three_seconds_are_not
     port = free_port()
     write(folder, "recent", minimal("j", "recent", time=time.time() - 2.5))
     write(folder, "stale", minimal("j", "stale", time=time.time() - 3.5))
-    endpoint = pull.PullEndpoint(PullSettings(port), "j", "self", {})
+    endpoint = pull.PullEndpoint(PullSettings(port), port, "j", "self", {})
     try:
         text = wait_for(lambda: scrape(port))
     finally:
@@ -288,10 +288,10 @@ def test_snapshots_older_than_three_intervals_and_at_least_three_seconds_are_not
 
 def test_a_second_process_serves_once_the_first_is_gone(tables: None, folder: Path) -> None:
     port = free_port()
-    first = pull.PullEndpoint(PullSettings(port), "j", "first", {})
+    first = pull.PullEndpoint(PullSettings(port), port, "j", "first", {})
     try:
         wait_for(lambda: first.server)
-        second = pull.PullEndpoint(PullSettings(port), "j", "second", {})
+        second = pull.PullEndpoint(PullSettings(port), port, "j", "second", {})
         try:
             wait_for(lambda: second.path.exists())
             text = wait_for(lambda: 'instance="second"' in (scrape(port) or "") and scrape(port))
@@ -309,7 +309,7 @@ def test_a_second_process_serves_once_the_first_is_gone(tables: None, folder: Pa
 
 def test_after_fork_the_inherited_socket_is_closed(tables: None, folder: Path) -> None:
     port = free_port()
-    endpoint = pull.PullEndpoint(PullSettings(port), "j", "self", {})
+    endpoint = pull.PullEndpoint(PullSettings(port), port, "j", "self", {})
     server = wait_for(lambda: endpoint.server)
     endpoint._stop.set()  # as in a child, where the parent's thread does not run
     endpoint._thread.join(5)
@@ -357,7 +357,7 @@ def test_the_endpoint_s_folder_thread_address_and_log_line(
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     caplog.set_level("INFO", logger="otel_liveview")
     port = free_port()
-    endpoint = pull.PullEndpoint(PullSettings(port), "j", "self", {})
+    endpoint = pull.PullEndpoint(PullSettings(port), port, "j", "self", {})
     try:
         assert endpoint.folder == tmp_path / f"otel-liveview-{port}"
         assert endpoint._thread.name == "otel-liveview-pull" and endpoint._thread.daemon
@@ -374,7 +374,7 @@ def test_a_long_interval_keeps_snapshots_for_three_of_them(tables: None, folder:
     port = free_port()
     write(folder, "recent", minimal("j", "recent", time=time.time() - 5))
     write(folder, "stale", minimal("j", "stale", time=time.time() - 7))
-    endpoint = pull.PullEndpoint(PullSettings(port, metric_export_interval=2.0), "j", "self", {})
+    endpoint = pull.PullEndpoint(PullSettings(port, metric_export_interval=2.0), port, "j", "self", {})
     try:
         text = wait_for(lambda: scrape(port))
     finally:
