@@ -39,7 +39,7 @@ def request(service: str, metric: str, stamps: list[float], first_value: float =
     gauge.name = "liveview.metric"
     for index, stamp in enumerate(stamps):
         point = gauge.gauge.data_points.add()
-        point.time_unix_nano = round(stamp * 1e9)
+        point.time_unix_nano = round(stamp * 1000) * 1_000_000  # whole milliseconds, as Prometheus keeps them
         point.as_double = first_value + index
         point.attributes.append(KeyValue(key="metric", value=AnyValue(string_value=metric)))
     return bytes(export.SerializeToString())
