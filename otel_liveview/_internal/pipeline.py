@@ -147,21 +147,21 @@ class Pipeline:
             after_batch = None
         else:  # records go straight into OTLP requests: no SDK logger needed
             shipper = LogShipper(
-                log_sinks(settings, senders, outage, spooler),
-                encoding.resource(resource.attributes),
-                encoding.scope("otel_liveview", VERSION),
-                settings.max_attributes,
-                tables,
+                sinks=log_sinks(settings, senders, outage, spooler),
+                resource=encoding.resource(resource.attributes),
+                scope=encoding.scope("otel_liveview", VERSION),
+                attribute_limit=settings.max_attributes,
+                tables=tables,
                 batch_size=settings.max_export_batch_size,
             )
             emit, after_batch = shipper.emit, shipper.ship
 
         worker = ExportWorker(
-            queue,
-            updates,
-            emit,
-            after_batch,
-            tables,
+            queue=queue,
+            updates=updates,
+            emit=emit,
+            after_batch=after_batch,
+            tables=tables,
             batch_size=settings.max_export_batch_size,
             delay=settings.schedule_delay,
             updates_interval=settings.metric_export_interval,

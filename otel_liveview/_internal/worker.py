@@ -33,6 +33,7 @@ class LogShipper:
 
     def __init__(
         self,
+        *,
         sinks: Sequence[LogSink],
         resource: Resource,
         scope: InstrumentationScope,
@@ -102,12 +103,12 @@ class ExportWorker:
 
     def __init__(
         self,
+        *,
         queue: RecordQueue[QueuedItem],
         updates: RecordQueue[MetricUpdate],
         emit: Callable[[Sequence[Item]], None],
         after_batch: Callable[[float | None], bool] | None,
         tables: Tables,
-        *,
         batch_size: int,
         delay: float,
         updates_interval: float,

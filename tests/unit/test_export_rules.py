@@ -160,7 +160,14 @@ class FakeSink:
 
 
 def shipper(*sinks: FakeSink, tables: Tables | None = None, batch_size: int = 512) -> LogShipper:
-    return LogShipper(sinks, RESOURCE, SCOPE, 128, tables or Tables(), batch_size)  # type: ignore[arg-type]
+    return LogShipper(
+        sinks=sinks,  # type: ignore[arg-type]
+        resource=RESOURCE,
+        scope=SCOPE,
+        attribute_limit=128,
+        tables=tables or Tables(),
+        batch_size=batch_size,
+    )
 
 
 def test_a_shipped_batch_holds_every_record_emitted_since_the_last() -> None:
@@ -296,11 +303,11 @@ def worker_for(
     updates_interval: float = 3600.0,
 ) -> ExportWorker:
     return ExportWorker(
-        queue,
-        RecordQueue(capacity=100, wake_at=50, wake=queue.wake) if updates is None else updates,
-        recorder.emit,
-        recorder.after_batch,
-        tables or Tables(),
+        queue=queue,
+        updates=RecordQueue(capacity=100, wake_at=50, wake=queue.wake) if updates is None else updates,
+        emit=recorder.emit,
+        after_batch=recorder.after_batch,
+        tables=tables or Tables(),
         batch_size=batch_size,
         delay=delay,
         updates_interval=updates_interval,
