@@ -19,8 +19,7 @@ import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from tests.support.receiver import serving_http
-from tests.support.servers import Collector, Server, query, start_collector, start_shipped_prometheus_3
+from tests.support.servers import Collector, Server, collector_into_prometheus_3, query
 
 pytestmark = pytest.mark.servers
 
@@ -57,20 +56,8 @@ def post(collector: Collector, body: bytes) -> None:
 
 @pytest.fixture
 def path(tmp_path: Path) -> Iterator[tuple[Server, Collector]]:
-    prometheus = start_shipped_prometheus_3(tmp_path / "prometheus", rule_files=[])
-    try:
-        with serving_http() as loki:
-            collector = start_collector(
-                tmp_path / "otelcol",
-                remote_write_url=prometheus.url + "/api/v1/write",
-                loki_url=loki.endpoint + "/otlp",
-            )
-            try:
-                yield prometheus, collector
-            finally:
-                collector.stop()
-    finally:
-        prometheus.stop()
+    with collector_into_prometheus_3(tmp_path, rule_files=[]) as servers:
+        yield servers
 
 
 def samples_at(prometheus: Server, selector: str, start: float, end: float) -> list[tuple[float, float]]:

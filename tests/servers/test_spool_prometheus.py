@@ -74,8 +74,8 @@ def replay(directory: Path, endpoint: str) -> str:
     return result.stdout
 
 
-def test_an_offline_run_replayed_twice_is_in_prometheus_once(tmp_path: Path) -> None:
-    spool = tmp_path / "spool"
+def offline_run(spool: Path) -> Path:
+    """RUN with no network: everything it publishes is in `spool`."""
     env = publisher_env(
         "http://127.0.0.1:9",  # never used: offline
         OTEL_LIVEVIEW_OFFLINE="true",
@@ -83,6 +83,11 @@ def test_an_offline_run_replayed_twice_is_in_prometheus_once(tmp_path: Path) -> 
         OTEL_METRIC_EXPORT_INTERVAL="100",
     )
     run_python(RUN, env)
+    return spool
+
+
+def test_an_offline_run_replayed_twice_is_in_prometheus_once(tmp_path: Path) -> None:
+    spool = offline_run(tmp_path / "spool")
     expected = spooled_loss_samples(spool)
     assert len(expected) >= 20
     samples = 'count_over_time(liveview_metric{metric="loss"}[10m])'
@@ -157,14 +162,7 @@ def shifted_back_a_day(source: Path, target: Path) -> None:
 
 
 def test_an_offline_run_replayed_a_day_later_lands_at_its_own_times(tmp_path: Path) -> None:
-    spool = tmp_path / "spool"
-    env = publisher_env(
-        "http://127.0.0.1:9",  # never used: offline
-        OTEL_LIVEVIEW_OFFLINE="true",
-        OTEL_LIVEVIEW_SPOOL_DIR=str(spool),
-        OTEL_METRIC_EXPORT_INTERVAL="100",
-    )
-    run_python(RUN, env)
+    spool = offline_run(tmp_path / "spool")
     expected = {stamp - DAY_NS // 1_000_000 for stamp in spooled_loss_samples(spool)}
     assert len(expected) >= 20
     shifted_back_a_day(spool, tmp_path / "a-day-ago")
