@@ -39,9 +39,11 @@ from otel_liveview._internal.sinks import (
     MetricSink,
     OtlpLogSink,
     OtlpMetricSink,
+    SpoolLogSink,
+    SpoolMetricSink,
 )
 from otel_liveview._internal.spool import Spool, default_directory
-from otel_liveview._internal.spooling import Spooler
+from otel_liveview._internal.spooling import WRITE_DELAY, Spooler
 from otel_liveview._internal.tables import Tables
 from otel_liveview._internal.worker import ExportWorker, LogShipper
 
@@ -156,6 +158,9 @@ class Pipeline:
             )
             emit, after_batch = shipper.emit, shipper.ship
 
+        # With a spool, what is queued is written every WRITE_DELAY (what a SIGKILL can lose); the
+        # spool's thread keeps the schedule delay for the requests.
+        delay = settings.schedule_delay if spooler is None else min(settings.schedule_delay, WRITE_DELAY)
         worker = ExportWorker(
             queue=queue,
             updates=updates,
@@ -163,11 +168,12 @@ class Pipeline:
             after_batch=after_batch,
             tables=tables,
             batch_size=settings.max_export_batch_size,
-            delay=settings.schedule_delay,
+            delay=delay,
             updates_interval=settings.metric_export_interval,
-            backlog=None if spooler is None else spooler.drain_some,
         )
         worker.start()
+        if spooler is not None:
+            spooler.start()
         pipeline = cls(
             settings=settings,
             resource=resource,
@@ -197,7 +203,10 @@ class Pipeline:
                 hurry.enter_context(sender.hurried())
             drained = self.worker.flush(deadline)
             flushed = within(deadline, self._flush_providers) and drained
-            return flushed and (self.spooler is None or self.spooler.took_all())
+            if self.spooler is None:
+                return flushed
+            self.spooler.flush(deadline)  # what is not sent by then stays in the spool
+            return self.spooler.took_all() and flushed
 
     def shutdown(self, timeout: float) -> bool:
         """Export what is left (within `timeout` seconds) and stop.
@@ -214,9 +223,25 @@ class Pipeline:
         drained = self.worker.stop(timeout)
         closed = within(deadline, self._close_providers) and drained
         if self.spooler is not None:  # sealed: the next process, or replay, sends what is left
-            self.spooler.close()
-            closed = self.spooler.took_all() and closed
+            closed = self.spooler.close(deadline) and closed
         return closed
+
+    def pause(self, timeout: float) -> bool:
+        """Wait (up to `timeout`) for the exports in flight and hold further ones until `resume()`:
+        taken around fork(), since an export cut in two by a fork is retried by the parent although
+        the receiver got it, and that duplicates data."""
+        if self.worker is None or not self.worker.pause(timeout):
+            return False
+        if self.spooler is not None and not self.spooler.pause(timeout):
+            self.worker.resume()
+            return False
+        return True
+
+    def resume(self) -> None:
+        if self.spooler is not None:
+            self.spooler.resume()
+        if self.worker is not None:
+            self.worker.resume()
 
     def release_after_fork(self) -> None:
         """In a forked child: let go of the parent's spool segments (without unlocking them)."""
@@ -304,13 +329,19 @@ def _spooler(settings: Settings, tables: Tables, senders: list[OtlpSender], outa
             directory,
         )
     spool = Spool(directory, max_bytes=settings.spool_max_bytes, count=tables.count_dropped)
-    backlog: dict[str, OtlpSender] = {}
+    by_signal: dict[str, OtlpSender] = {}
     if not settings.offline:
         for signal, exporters in (("metrics", settings.metrics_exporter), ("logs", settings.logs_exporter)):
             if "otlp" in exporters:
-                backlog[signal] = OtlpSender(otlp.resolve(settings, signal), outage)
-                senders.append(backlog[signal])
-    return Spooler(spool, backlog, offline=settings.offline)
+                by_signal[signal] = OtlpSender(otlp.resolve(settings, signal), outage)
+                senders.append(by_signal[signal])
+    return Spooler(
+        spool,
+        by_signal,
+        offline=settings.offline,
+        batch_size=settings.max_export_batch_size,
+        delay=settings.schedule_delay,
+    )
 
 
 def metric_sinks(
@@ -326,13 +357,16 @@ def metric_sinks(
     sinks: list[MetricSink] = []
     for name in settings.metrics_exporter:
         if name == "otlp":
-            sender = OtlpSender(otlp.resolve(settings, "metrics"), outage)
-            senders.append(sender)
             scope = encoding.scope("otel_liveview", VERSION)
             encoder = encoding.MetricsEncoder(
                 encoding.resource(resource.attributes), scope, resource.schema_url, identity=identity
             )
-            sinks.append(OtlpMetricSink(sender, encoder, spooler))
+            if spooler is not None:
+                sinks.append(SpoolMetricSink(spooler, encoder))
+                continue
+            sender = OtlpSender(otlp.resolve(settings, "metrics"), outage)
+            senders.append(sender)
+            sinks.append(OtlpMetricSink(sender, encoder))
         else:
             console_scope = InstrumentationScope("otel_liveview", VERSION)
             sinks.append(ConsoleMetricSink(resource, console_scope, identity=identity))
@@ -345,10 +379,12 @@ def log_sinks(
     """The sinks OTEL_LOGS_EXPORTER names, for events and logs (an empty list for `none`)."""
     sinks: list[LogSink] = []
     for name in settings.logs_exporter:
-        if name == "otlp":
+        if name == "otlp" and spooler is not None:
+            sinks.append(SpoolLogSink(spooler))
+        elif name == "otlp":
             sender = OtlpSender(otlp.resolve(settings, "logs"), outage)
             senders.append(sender)
-            sinks.append(OtlpLogSink(sender, spooler))
+            sinks.append(OtlpLogSink(sender))
         else:
             sinks.append(ConsoleLogSink())
     return sinks

@@ -24,7 +24,6 @@ from otel_liveview._internal.pipeline import Pipeline
 from otel_liveview._internal.queue import RecordQueue
 from otel_liveview._internal.records import MetricUpdate, QueuedItem
 from otel_liveview._internal.tables import TABLES
-from otel_liveview._internal.worker import ExportWorker
 
 # Callers put events and logs on QUEUE, metric updates (for their events) on UPDATES; the export
 # worker drains both and sleeps on one event.
@@ -47,7 +46,7 @@ class Runtime:
         self._lock = threading.RLock()
         self._settings: Settings | None = None  # from configure(), kept for lazy start and forked children
         self._inherited: list[Pipeline] = []  # the parent's, carried over by fork; stopped at the next start
-        self._paused: ExportWorker | None = None  # the worker held across a fork
+        self._paused: Pipeline | None = None  # the pipeline held across a fork
         self._exit_hooks_pid: int | None = None
         self._exit_spent = (0, 0.0)  # (pid, seconds): a child process starts with the whole allowance
         self.outage = (
@@ -156,8 +155,8 @@ class Runtime:
         """Wait (a little) for the export in flight: one cut in two by a fork is retried by the
         parent although the receiver got it, and that duplicates data."""
         pipeline = self.current
-        if pipeline is not None and pipeline.worker is not None and pipeline.worker.pause(FORK_WAIT):
-            self._paused = pipeline.worker
+        if pipeline is not None and pipeline.pause(FORK_WAIT):
+            self._paused = pipeline
 
     def after_fork_in_parent(self) -> None:
         if self._paused is not None:

@@ -43,18 +43,13 @@ class OtlpLogSink:
 
     The export thread retries a batch the collector could not take (OTLP backoff, within
     OTEL_EXPORTER_OTLP_TIMEOUT) while the queue holds what arrives meanwhile; a flush or the exit
-    makes one attempt, so a collector that is down costs them nothing. With a spool, every batch
-    gets one attempt and what fails goes to the spool (`Spooler.deliver`).
+    makes one attempt, so a collector that is down costs them nothing.
     """
 
-    def __init__(self, sender: OtlpSender, spooler: Spooler | None = None) -> None:
+    def __init__(self, sender: OtlpSender) -> None:
         self.sender = sender
-        self._spooler = spooler
 
     def export(self, batch: LogBatch, deadline: float | None) -> bool:
-        if self._spooler is not None:
-            payload = batch.request.SerializeToString()
-            return self._spooler.deliver(self.sender, LOGS, payload, batch.kinds, deadline)
         if deadline is None:  # the export thread's own pace: retry within the export timeout
             deadline = time.monotonic() + self.sender.endpoint.timeout
             return self.sender.send(batch.request, deadline, retry=True).ok
@@ -62,6 +57,19 @@ class OtlpLogSink:
 
     def shutdown(self) -> None:
         self.sender.close()
+
+
+class SpoolLogSink:
+    """With a spool: a batch -> one ExportLogsServiceRequest written to the spool, which sends it."""
+
+    def __init__(self, spooler: Spooler) -> None:
+        self._spooler = spooler
+
+    def export(self, batch: LogBatch, deadline: float | None) -> bool:
+        return self._spooler.deliver(LOGS, batch.request.SerializeToString(), batch.kinds)
+
+    def shutdown(self) -> None:
+        pass
 
 
 class ConsoleLogSink:
@@ -90,22 +98,32 @@ class OtlpMetricSink:
     """Points -> one OTLP ExportMetricsServiceRequest, written straight from the tables' points
     (`MetricsEncoder`). One attempt per export, since the next one carries the current values."""
 
-    def __init__(self, sender: OtlpSender, encoder: MetricsEncoder, spooler: Spooler | None = None) -> None:
+    def __init__(self, sender: OtlpSender, encoder: MetricsEncoder) -> None:
         self.sender = sender
         self._encoder = encoder
-        self._spooler = spooler
 
     def export(self, metrics: Sequence[MetricPoints], time_unix_nano: int, deadline: float | None) -> bool:
-        if self._spooler is not None:
-            payload = self._encoder.encode(metrics, time_unix_nano)
-            points = {"points": sum(len(metric.points) for metric in metrics)}
-            return self._spooler.deliver(self.sender, METRICS, payload, points, deadline)
         if deadline is None:  # the export thread's own pace: the export timeout
             deadline = time.monotonic() + self.sender.endpoint.timeout
         return self.sender.send(self._encoder.encode(metrics, time_unix_nano), deadline).ok
 
     def shutdown(self) -> None:
         self.sender.close()
+
+
+class SpoolMetricSink:
+    """With a spool: points -> one ExportMetricsServiceRequest written to the spool, which sends it."""
+
+    def __init__(self, spooler: Spooler, encoder: MetricsEncoder) -> None:
+        self._spooler = spooler
+        self._encoder = encoder
+
+    def export(self, metrics: Sequence[MetricPoints], time_unix_nano: int, deadline: float | None) -> bool:
+        points = {"points": sum(len(metric.points) for metric in metrics)}
+        return self._spooler.deliver(METRICS, self._encoder.encode(metrics, time_unix_nano), points)
+
+    def shutdown(self) -> None:
+        pass
 
 
 class ConsoleMetricSink:

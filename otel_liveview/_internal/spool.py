@@ -44,6 +44,8 @@ SEGMENT_BYTES = 8 * 1024 * 1024  # a segment is sealed once it holds this much
 DEFAULT_MAX_BYTES = 1024**3  # OTEL_LIVEVIEW_SPOOL_MAX_BYTES' default: 1 GiB per folder
 RECOUNT_EVERY = 1.0  # seconds: how stale the folder's size may be when a record is written
 MAX_RECORD = 1024**3  # a length beyond this is damage, not a record
+RUN_BYTES = 1024 * 1024  # consecutive records sent as one request up to this size
+KNOWN_RECORDS = 65_536  # records per segment whose size in publish calls is kept in memory
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 Count = Callable[[str, str, int], None]  # Tables.count_dropped(kind, reason, amount)
@@ -99,6 +101,35 @@ def read_record(segment: Segment, offset: int) -> Record | Damage | None:
     return Record(segment, offset, start + length, kind, payload)
 
 
+def read_run(
+    segment: Segment, offset: int, max_bytes: int = RUN_BYTES, max_records: int | None = None
+) -> list[Record] | Damage | None:
+    """The records from `offset` of `segment` that go out as one request: consecutive, of one kind,
+    together at most `max_bytes` and (where the segment knows how many each holds) `max_records`,
+    always at least one. Serialized protobuf messages concatenated are the message with their
+    repeated fields joined, so `merged(run)` is one valid request holding them all. None: the
+    segment's end; Damage: no whole record at `offset` (a run stops before damage)."""
+    first = read_record(segment, offset)
+    if not isinstance(first, Record):
+        return first
+    run, size, records = [first], len(first.payload), segment.records.get(first.end, 0)
+    while isinstance(found := read_record(segment, run[-1].end), Record):
+        size += len(found.payload)
+        records += segment.records.get(found.end, 0)
+        if (
+            found.kind != first.kind
+            or size > max_bytes
+            or (max_records is not None and records > max_records)
+        ):
+            break
+        run.append(found)
+    return run
+
+
+def merged(run: list[Record]) -> bytes:
+    return run[0].payload if len(run) == 1 else b"".join(record.payload for record in run)
+
+
 @dataclass(eq=False)
 class Segment:
     """A segment this process holds the lock of: its own (being written, or sealed), or one it claimed."""
@@ -111,12 +142,21 @@ class Segment:
     ack_fd: int | None = None
     key: tuple[int, int, int] = (0, 0, 0)  # (created ns, pid, seq): the order segments are sent in
     counted: dict[str, int] = field(default_factory=dict)
+    # end offset -> publish calls or points, of the records this process wrote and has not sent (to
+    # keep requests within a batch); bounded: beyond KNOWN_RECORDS only the byte limit applies.
+    records: dict[int, int] = field(default_factory=dict)
 
     def write_ack(self, offset: int) -> None:
         if self.ack_fd is None:
             self.ack_fd = os.open(self.path + ".ack", os.O_RDWR | os.O_CREAT, 0o600)
         os.pwrite(self.ack_fd, _ACK.pack(offset), 0)
         self.acked = offset
+        self.forget_sent()
+
+    def forget_sent(self) -> None:
+        records = self.records
+        while records and (end := next(iter(records))) <= self.acked:
+            del records[end]
 
     def close(self) -> None:
         """Close its descriptors, once (a number closed twice may be another thread's by then)."""
@@ -244,6 +284,8 @@ class Spool:
                 return self._drop(counts, reason, str(error))
             segment.size += len(data)
             self._used += len(data)
+            if len(segment.records) < KNOWN_RECORDS:
+                segment.records[segment.size] = sum(counts.values())
             for name, amount in counts.items():
                 segment.counted[name] = segment.counted.get(name, 0) + amount
             return True
@@ -293,13 +335,13 @@ class Spool:
 
     # -- sending --------------------------------------------------------------------------------------
 
-    def oldest(self) -> Record | None:
-        """The oldest record not yet acknowledged, or None when there is none."""
+    def oldest(self, max_bytes: int = RUN_BYTES, max_records: int | None = None) -> list[Record] | None:
+        """The oldest records not yet acknowledged, as one run (`read_run`), or None when there are none."""
         with self._lock:
             while self._held:
                 segment = self._held[0]
-                found = read_record(segment, segment.acked)
-                if isinstance(found, Record):
+                found = read_run(segment, segment.acked, max_bytes, max_records)
+                if isinstance(found, list):
                     return found
                 if isinstance(found, Damage):
                     self._damaged(found)
@@ -309,6 +351,27 @@ class Spool:
                 self._used -= segment.size
                 segment.remove()
             return None
+
+    def mark(self) -> tuple[tuple[int, int, int], int] | None:
+        """Where the newest record written so far ends (None: nothing held), for `sent_up_to`."""
+        with self._lock:
+            if not self._held:
+                return None
+            newest = max(self._held, key=lambda segment: segment.key)
+            return newest.key, newest.size
+
+    def sent_up_to(self, mark: tuple[tuple[int, int, int], int] | None) -> bool:
+        """Whether every record up to `mark` (from `mark()`) is acknowledged."""
+        if mark is None:
+            return True
+        key, end = mark
+        with self._lock:
+            for segment in self._held:
+                if segment.key > key:
+                    continue
+                if segment.acked < (end if segment.key == key else segment.size):
+                    return False
+            return True
 
     def ack(self, record: Record) -> None:
         """The collector took `record`: remember it (a crash now resends nothing before it)."""
@@ -320,6 +383,7 @@ class Spool:
                     self._warned.add("ack")
                     _log.warning("otel-liveview: cannot record progress in %s: %s", self.directory, error)
                 record.segment.acked = record.end
+                record.segment.forget_sent()
 
     def _damaged(self, damage: Damage) -> None:
         lost = damage.segment.size - damage.offset

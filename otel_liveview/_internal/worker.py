@@ -112,10 +112,8 @@ class ExportWorker:
         batch_size: int,
         delay: float,
         updates_interval: float,
-        backlog: Callable[[float | None], bool] | None = None,
     ) -> None:
         self._queue = queue
-        self._backlog = backlog  # sends some spooled requests; True if more are ready at once
         self._updates = updates
         self._emit = emit
         self._after_batch = after_batch
@@ -139,10 +137,8 @@ class ExportWorker:
         wake = self._queue.wake  # the updates queue sets the same event
         self._last_batch = time.monotonic()
         updates_due = self._last_batch + self._updates_interval
-        busy = False  # spooled requests wait to be sent: no sleep between live batches
         while not self._stopping:
-            if not busy:
-                wake.wait(max(0.0, min(self._last_batch + self._delay, updates_due) - time.monotonic()))
+            wake.wait(max(0.0, min(self._last_batch + self._delay, updates_due) - time.monotonic()))
             wake.clear()
             now = time.monotonic()
             if now >= updates_due or len(self._updates) >= self._updates.wake_at:
@@ -153,19 +149,6 @@ class ExportWorker:
                 self.drain()
             else:
                 self.drain(full_only=True)
-            busy = self._send_backlog()
-
-    def _send_backlog(self) -> bool:
-        """Spooled requests, a slice at a time between live batches (under the drain lock, so a fork
-        does not cut one in two); True if more are ready to go at once."""
-        if self._backlog is None or self._stopping:
-            return False
-        with self._drain_lock:
-            try:
-                return self._backlog(None)
-            except Exception:  # the spool must never stop the export thread
-                _log.exception("sending spooled telemetry failed")
-                return False
 
     def flush(self, deadline: float) -> bool:
         """Ship everything queued by `deadline` (time.monotonic()); False if something was not

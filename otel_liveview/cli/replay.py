@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from otel_liveview._internal import config, otlp
-from otel_liveview._internal.otlp import OtlpSender, Outage
+from otel_liveview._internal.otlp import OtlpSender, Outage, Outcome
 from otel_liveview._internal.spool import (
     SIGNALS,
     Damage,
@@ -28,10 +28,10 @@ from otel_liveview._internal.spool import (
     claim,
     directory_segments,
     read_ack,
-    read_record,
+    read_run,
     record_counts,
 )
-from otel_liveview._internal.spooling import rejected
+from otel_liveview._internal.spooling import rejected, send_run
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -124,9 +124,8 @@ class Replay:
     def _send_all(self, segment: Segment) -> bool:
         """Send `segment` from its acknowledged offset; True once all of it is sent (or lost to damage)."""
         progress = self._progress
-        offset = segment.acked
         while not self.stop.is_set():
-            found = read_record(segment, offset)
+            found = read_run(segment, segment.acked)
             if found is None:
                 return True
             if isinstance(found, Damage):
@@ -139,29 +138,41 @@ class Replay:
                 return True
             if not self._send(found):
                 return False
-            offset = found.end
-            if not self._keep:
-                segment.write_ack(offset)
         return False
 
-    def _send(self, record: Record) -> bool:
-        sender = self._sender(SIGNALS[record.kind])
-        counts = record_counts(record.kind, record.payload)
-        outcome = sender.send(record.payload, time.monotonic() + sender.endpoint.timeout, retry=True)
+    def _send(self, run: list[Record]) -> bool:
+        """Send a run of records as one request (`send_run`), its progress recorded."""
+        sender = self._sender(SIGNALS[run[0].kind])
         progress = self._progress
-        with progress.lock:
-            if outcome.ok:
-                progress.records.update(counts)
-            elif rejected(outcome):
-                progress.rejected.update(counts)
+        refused: set[int] = set()  # offsets of the records the collector rejected as bad
+        done = run[0].offset
+
+        def send(payload: bytes) -> Outcome:
+            outcome = sender.send(payload, time.monotonic() + sender.endpoint.timeout, retry=True)
+            if not outcome.ok and not rejected(outcome):
+                with progress.lock:
+                    progress.failure = progress.failure or f"{sender.endpoint.url}: {outcome.reason}"
+            return outcome
+
+        def taken(last: Record) -> None:
+            nonlocal done
+            with progress.lock:
+                for record in run:
+                    if done <= record.offset < last.end:
+                        counts = record_counts(record.kind, record.payload)
+                        (progress.rejected if record.offset in refused else progress.records).update(counts)
+                progress.requests += 1
+                progress.sent_bytes += last.end - done
+            done = last.end
+            if self._keep:
+                last.segment.acked = last.end
             else:
-                if progress.failure is None:
-                    progress.failure = f"{sender.endpoint.url}: {outcome.reason}"
-                self.stop.set()
-                return False
-            progress.requests += 1
-            progress.sent_bytes += record.end - record.offset
-        return True
+                last.segment.write_ack(last.end)
+
+        if send_run(run, send, taken=taken, refused=lambda record: refused.add(record.offset)):
+            return True
+        self.stop.set()
+        return False
 
 
 def _pending_bytes(paths: list[str], keep: bool) -> int:

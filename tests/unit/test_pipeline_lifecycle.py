@@ -32,7 +32,14 @@ from otel_liveview import broadcaster as broadcaster_module
 from otel_liveview._internal import config, pipeline, runtime
 from otel_liveview._internal.otlp import OtlpSender, Outage
 from otel_liveview._internal.runtime import QUEUE, UPDATES, Runtime
-from otel_liveview._internal.sinks import ConsoleLogSink, ConsoleMetricSink, OtlpLogSink, OtlpMetricSink
+from otel_liveview._internal.sinks import (
+    ConsoleLogSink,
+    ConsoleMetricSink,
+    OtlpLogSink,
+    OtlpMetricSink,
+    SpoolLogSink,
+    SpoolMetricSink,
+)
 from otel_liveview._internal.tables import TABLES, Tables
 from otel_liveview.broadcaster import ExperimentBroadcaster
 from otel_liveview.names import RANK, RESTART_COUNT, RUN_ID, WORLD_SIZE
@@ -374,11 +381,17 @@ def test_the_sinks_the_exporter_settings_name(providers: Providers) -> None:
     assert metric[0]._encoder._identity == {"liveview.rank": "0"}  # type: ignore[attr-defined]
     assert metric[1]._identity == {"liveview.rank": "0"}  # type: ignore[attr-defined]
     assert schema.encode() in metric[0]._encoder._resource_schema  # type: ignore[attr-defined]
-    assert metric[0]._spooler is None and logs[1]._spooler is None  # type: ignore[attr-defined]
-    spooler: Any = object()  # what the OTLP sinks hand what the collector cannot take
-    spooled = pipeline.metric_sinks(settings, resource, senders, {}, outage, spooler)[0]
-    assert spooled._spooler is spooler  # type: ignore[attr-defined]
-    assert pipeline.log_sinks(settings, senders, outage, spooler)[1]._spooler is spooler  # type: ignore[attr-defined]
+    # With a spool the OTLP sinks write to it, and open no connection: the spool's thread sends.
+    spooler: Any = object()
+    opened = len(senders)
+    spooled = pipeline.metric_sinks(settings, resource, senders, {"liveview.rank": "0"}, outage, spooler)
+    assert [type(sink) for sink in spooled] == [SpoolMetricSink, ConsoleMetricSink]
+    assert spooled[0]._spooler is spooler  # type: ignore[attr-defined]
+    assert spooled[0]._encoder._identity == {"liveview.rank": "0"}  # type: ignore[attr-defined]
+    spooled_logs = pipeline.log_sinks(settings, senders, outage, spooler)
+    assert [type(sink) for sink in spooled_logs] == [ConsoleLogSink, SpoolLogSink]
+    assert spooled_logs[1]._spooler is spooler  # type: ignore[attr-defined]
+    assert len(senders) == opened
     none = config.load(metrics_exporter="none", logs_exporter="none")
     assert (
         pipeline.metric_sinks(none, resource, senders, {}, outage) == []
@@ -578,7 +591,7 @@ def test_a_fork_pauses_the_export_and_the_child_starts_over(rt: Runtime, http_re
     parent = rt.configure(endpoint=http_receiver.endpoint, protocol="http/protobuf", **QUICK)
     assert runtime.FORK_WAIT == 2.0
     rt.before_fork()
-    assert rt._paused is parent.worker
+    assert rt._paused is parent
     rt.after_fork_in_parent()
     assert rt._paused is None
     rt.after_fork_in_parent()  # not paused: nothing to resume
@@ -596,7 +609,7 @@ def test_a_fork_pauses_the_export_and_the_child_starts_over(rt: Runtime, http_re
     child = rt.ensure()
     assert child is not parent and rt._inherited == []
     assert child.instance_id != parent.instance_id
-    parent.worker.resume()  # type: ignore[union-attr]
+    parent.resume()
     parent.worker.stop(1)  # type: ignore[union-attr]
 
 
