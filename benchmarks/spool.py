@@ -12,6 +12,8 @@
    the two sides interleaved, the median of the runs.
 3. Replay: an offline run of many logs, then `otel-liveview replay` into benchmarks.sink; records per
    second of wall time, from the command's start to its end (interpreter start included).
+4. The road not taken: what writing each record in the publish call itself would add (the queued
+   item marshalled and written, one `write()` per call), against the publish call as it is.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from typing import Any
 
 from benchmarks.export import ROOT, Sink, steady
 
-FULL = {"rate": 20_000, "seconds": 3.0, "runs": 5, "replay_records": 500_000}
-QUICK = {"rate": 5_000, "seconds": 1.0, "runs": 1, "replay_records": 20_000}
+FULL = {"rate": 20_000, "seconds": 3.0, "runs": 5, "replay_records": 500_000, "calls": 200_000}
+QUICK = {"rate": 5_000, "seconds": 1.0, "runs": 1, "replay_records": 20_000, "calls": 10_000}
 
 OFFLINE_RUN = """
 import sys, otel_liveview
@@ -180,6 +182,47 @@ def replay_rate(sink: Sink, records: int) -> dict[str, Any]:
     }
 
 
+PUBLISH_WRITE = """
+import json, marshal, os, sys, tempfile, time
+import otel_liveview
+from otel_liveview._internal.runtime import QUEUE
+
+otel_liveview.configure(metrics_exporter="none", logs_exporter="none")
+broadcaster = otel_liveview.ExperimentBroadcaster(base_topic="bench")
+calls = int(sys.argv[1])
+broadcaster.publish_log_sync("info", "warm-up")
+started = time.perf_counter()
+for i in range(calls):
+    broadcaster.publish_log_sync("info", "msg", i=i)
+publish = time.perf_counter() - started
+items = [("log", time.time_ns(), "bench", 9, "INFO", "msg", {"i": i}) for i in range(calls)]
+with tempfile.TemporaryFile() as file:
+    fd = file.fileno()
+    started = time.perf_counter()
+    for item in items:
+        os.write(fd, marshal.dumps(item))
+    write = time.perf_counter() - started
+print(json.dumps({"publish_us": publish / calls * 1e6, "write_us": write / calls * 1e6}))
+"""
+
+
+def publish_write_cost(calls: int) -> dict[str, float]:
+    """What a write in the publish call itself would add (the queued item marshalled and written, one
+    `write()` per call), against the publish call as it is; in a process of its own."""
+    out = subprocess.run(
+        [sys.executable, "-c", PUBLISH_WRITE, str(calls)],
+        cwd=ROOT,
+        env={**os.environ, "OTEL_LIVEVIEW_SPOOL_DIR": ""},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    result["ratio"] = (result["publish_us"] + result["write_us"]) / result["publish_us"]
+    return result
+
+
 def _get(url: str) -> bytes:
     import urllib.request
 
@@ -226,6 +269,12 @@ def main() -> int:
         )
     finally:
         sink.close()
+    written = publish_write_cost(int(plan["calls"]))
+    print(
+        f"a write in the publish call: publish_log_sync {written['publish_us']:.2f} µs, "
+        f"+ {written['write_us']:.2f} µs to marshal and write its item: {written['ratio']:.1f}x the call",
+        flush=True,
+    )
     return 0
 
 

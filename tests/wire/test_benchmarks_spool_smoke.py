@@ -11,3 +11,4 @@ def test_the_spool_benchmark_prints_every_figure() -> None:
     assert "framed protobuf" in out and "OTLP JSON Lines" in out
     assert "spool configured" in out
     assert "records/s" in out
+    assert "a write in the publish call" in out
