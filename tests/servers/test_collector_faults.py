@@ -15,6 +15,7 @@ import itertools
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -46,11 +47,11 @@ def samples(prometheus: Server, service: str, seconds: int) -> list[tuple[float,
 
 @pytest.fixture
 def publishers() -> Iterator[Callable[..., Publisher]]:
-    """publishers(endpoint, rate, seconds) starts a Publisher; any still running at the end is killed."""
+    """publishers(endpoint, rate, seconds, **env) starts a Publisher; any still running at the end is killed."""
     started: list[Publisher] = []
 
-    def start(endpoint: str, rate: int, seconds: float) -> Publisher:
-        started.append(Publisher(endpoint, rate, seconds))
+    def start(endpoint: str, rate: int, seconds: float, **env_vars: str) -> Publisher:
+        started.append(Publisher(endpoint, rate, seconds, **env_vars))
         return started[-1]
 
     yield start
@@ -148,6 +149,45 @@ def test_collector_killed_and_restarted_mid_run(
     # What the Collector had accepted (answered 200) but not forwarded was in its disk queues and
     # was sent after the restart (with in-memory queues and the batch processor, 0-102 were lost).
     assert lost_uncounted == 0
+
+
+def test_collector_killed_and_restarted_with_a_spool_loses_nothing(
+    prometheus_factory: Callable[..., Server],
+    collector_factory: Callable[..., Collector],
+    loki: Receiver,
+    publishers: Callable[..., Publisher],
+    tmp_path: Path,
+) -> None:
+    prometheus, collector = the_real_path(prometheus_factory, collector_factory, loki)
+    rate, outage = 500, 3.0
+    publisher = publishers(
+        collector.otlp_http_endpoint, rate=rate, seconds=14, OTEL_LIVEVIEW_SPOOL_DIR=str(tmp_path)
+    )
+    wait_for_series(
+        prometheus, f'liveview_metric{{job="{publisher.service}",metric="seq"}} > {rate}', timeout=60
+    )
+    collector.kill()
+    time.sleep(outage)  # the outage itself: its length is the scenario, there is nothing to wait for
+    collector.start_again()
+    report = publisher.join()
+    published = report["published"]["log"]
+    wait_until(lambda: len(set(publisher.seqs(loki))) >= published, 60, what="every log at the Loki side")
+    seqs = publisher.seqs(loki)
+    # Every export interval's value of seq, the outage's included, sent late from the spool.
+    timeline = samples(prometheus, publisher.service, 60)
+    gaps = [later[0] - earlier[0] for earlier, later in itertools.pairwise(timeline)]
+    print(
+        f"\nCollector SIGKILLed for {outage:.0f} s (+ restart) at {rate} logs/s, publisher with a spool: "
+        f"published {published} logs, Loki side received {len(set(seqs))} distinct "
+        f"({len(seqs) - len(set(seqs))} repeats: requests the Collector took as it was killed), "
+        f"library dropped {report['dropped']}; {len(timeline)} samples of seq in Prometheus, "
+        f"largest gap {max(gaps):.1f} s; publish max {report['max_ms']:.1f} ms"
+    )
+    assert report["max_ms"] < BLOCKED_MS
+    assert set(seqs) == set(range(published)), "every log arrived"
+    assert not any(report["dropped"].values()), "nothing dropped, nothing counted"
+    assert max(gaps) <= 1.5, "no export interval missing in Prometheus"
+    assert not list(tmp_path.glob("*.seg")), "the spool all sent"
 
 
 def test_prometheus_restarted_behind_the_collector(

@@ -20,7 +20,7 @@ class Publisher:
     of the test collects its report. Use through the `publishers` fixture, which kills it if a test
     ends before it does."""
 
-    def __init__(self, endpoint: str, rate: int, seconds: float) -> None:
+    def __init__(self, endpoint: str, rate: int, seconds: float, **env_vars: str) -> None:
         self.service = f"faults-{uuid.uuid4().hex[:8]}"
         self.rate = rate
         self.report: dict[str, Any] = {}
@@ -34,6 +34,7 @@ class Publisher:
             OTEL_SERVICE_NAME=self.service,
             NO_PROXY="127.0.0.1,localhost",
         )
+        env.update(env_vars)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.support.fault_publisher", str(rate), str(seconds)],
             cwd=ROOT,

@@ -12,7 +12,7 @@ import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from otel_liveview._internal.config import load
-from otel_liveview._internal.spool import HEADER, LOGS, METRICS, Record, Spool, claim, record_counts
+from otel_liveview._internal.spool import HEADER, LOGS, METRICS, Spool, claim, record_counts
 
 
 class Counts:
