@@ -100,13 +100,12 @@ def prometheus_down(minutes: float, rate: int, patience: float, workdir: Path) -
         report = publisher.join(timeout=outage + 300)
         last = report["calls"] - 1
         window = time.time() - started + 5
+        # Done once the last value is in and the disk queue in front of the remote write is empty
+        # (its consumers send in parallel: the last request to arrive need not be the outage's last).
         while time.time() - up < patience:
             points = seq_samples(prometheus, publisher.service, window)
-            if (
-                points
-                and points[-1][1] >= last
-                and len(_inside(points, down, up)) >= (up - down) / EXPORT_INTERVAL * 0.9
-            ):
+            queued = collector.telemetry("otelcol_exporter_queue_size", exporter="otlp_http/queue")
+            if points and points[-1][1] >= last and queued == 0:
                 break
             time.sleep(1.0)
         points = seq_samples(prometheus, publisher.service, time.time() - started + 5)

@@ -23,6 +23,14 @@ def within(deadline: float, work: Callable[[float], object]) -> bool:
     return bool(outcome and outcome[0])
 
 
+def acquire(lock: threading.Lock, deadline: float | None) -> bool:
+    """Take `lock`, waiting until `deadline` (time.monotonic()) at the latest; None: as long as it takes."""
+    if deadline is None:
+        return lock.acquire()
+    wait = deadline - time.monotonic()
+    return wait > 0 and lock.acquire(timeout=wait)
+
+
 def quietly(work: Callable[[float], object], deadline: float) -> bool:
     """`work(deadline)`; False (logged at debug level) if it raised."""
     try:
@@ -33,4 +41,4 @@ def quietly(work: Callable[[float], object], deadline: float) -> bool:
         return False
 
 
-__all__ = ["quietly", "within"]
+__all__ = ["acquire", "quietly", "within"]

@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from math import isfinite
 
+from otel_liveview._internal.bounded import acquire
 from otel_liveview._internal.encoding import MetricPoints
 from otel_liveview._internal.sinks import MetricSink
 from otel_liveview._internal.tables import Key, Tables
@@ -83,7 +84,7 @@ class MetricExport:
         None: each sink's own timeout) did not allow it. Delivery is `last_ok`."""
         if os.getpid() != self._owner:
             return True
-        if not self._acquire(deadline):
+        if not acquire(self._lock, deadline):
             return False
         try:
             sinks = self._sinks
@@ -99,12 +100,6 @@ class MetricExport:
             return True
         finally:
             self._lock.release()
-
-    def _acquire(self, deadline: float | None) -> bool:
-        if deadline is None:
-            return self._lock.acquire()
-        wait = deadline - time.monotonic()
-        return wait > 0 and self._lock.acquire(timeout=wait)
 
     @staticmethod
     def _export(sink: MetricSink, metrics: list[MetricPoints], now: int, deadline: float | None) -> bool:

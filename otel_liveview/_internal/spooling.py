@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
+from otel_liveview._internal.bounded import acquire
 from otel_liveview._internal.otlp import OtlpSender, Outcome
 from otel_liveview._internal.spool import SIGNALS, Record, Spool, merged, record_counts
 
@@ -201,10 +202,7 @@ class Spooler:
             return False
         mark = self.spool.mark()
         while not self.spool.sent_up_to(mark):
-            wait = deadline - time.monotonic()
-            if wait <= 0 or time.monotonic() < self._retry_at:
-                return False
-            if not self._sending.acquire(timeout=wait):
+            if time.monotonic() < self._retry_at or not acquire(self._sending, deadline):
                 return False
             try:
                 if self.send_one(deadline) is False:

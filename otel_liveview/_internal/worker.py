@@ -17,7 +17,7 @@ from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from otel_liveview._internal import events
-from otel_liveview._internal.bounded import within
+from otel_liveview._internal.bounded import acquire, within
 from otel_liveview._internal.encoding import LogBatch
 from otel_liveview._internal.queue import RecordQueue
 from otel_liveview._internal.records import Item, Kind, MetricUpdate, QueuedItem, Record
@@ -174,7 +174,7 @@ class ExportWorker:
                 return delivered and not len(self._queue)
             if deadline is None and owed <= 0 and len(self._queue) < self._queue.wake_at:
                 return delivered
-            if not self._acquire(deadline):  # stuck behind a slow export
+            if not acquire(self._drain_lock, deadline):  # stuck behind a slow export
                 return False
             try:
                 batch = self._queue.take(self._batch_size)
@@ -194,19 +194,12 @@ class ExportWorker:
         or the deadline passed first."""
         if not len(self._updates):
             return True
-        if not self._acquire(deadline):
+        if not acquire(self._drain_lock, deadline):
             return False
         try:
             return self._ship(self._updates.take(len(self._updates)), deadline)
         finally:
             self._drain_lock.release()
-
-    def _acquire(self, deadline: float | None) -> bool:
-        """Take the drain lock, waiting until `deadline` at the latest (None: as long as it takes)."""
-        if deadline is None:
-            return self._drain_lock.acquire()
-        wait = deadline - time.monotonic()
-        return wait > 0 and self._drain_lock.acquire(timeout=wait)
 
     def _ship(self, items: Sequence[Item], deadline: float | None) -> bool:
         self._emit(items)

@@ -74,3 +74,18 @@ def test_quietly_runs_the_work_with_its_deadline_and_logs_an_error_at_debug_leve
     assert (record.name, record.levelno) == ("otel_liveview", logging.DEBUG)
     assert record.getMessage() == "flushing or shutting down the pipeline failed"
     assert record.exc_info is not None and isinstance(record.exc_info[1], RuntimeError)
+
+
+def test_acquire_waits_for_a_lock_until_the_deadline_only() -> None:
+    lock = threading.Lock()
+    assert bounded.acquire(lock, None) and lock.locked()  # free: taken at once, no deadline needed
+    started = time.monotonic()
+    assert not bounded.acquire(lock, started + 0.2)
+    assert 0.15 < time.monotonic() - started < 1
+    assert not bounded.acquire(lock, started - 1)  # a deadline already past: no wait at all
+    lock.release()
+    assert bounded.acquire(lock, time.monotonic() + 1)
+    threading.Timer(0.1, lock.release).start()
+    assert bounded.acquire(lock, time.monotonic() + 5), "taken once its holder lets go"
+    lock.release()
+    assert not bounded.acquire(lock, time.monotonic() - 1), "past: not taken even when free"
