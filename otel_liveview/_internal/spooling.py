@@ -10,6 +10,7 @@ is down the sending thread tries the oldest record again after a growing pause (
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -17,6 +18,8 @@ from collections.abc import Callable, Mapping
 from otel_liveview._internal.bounded import acquire
 from otel_liveview._internal.otlp import OtlpSender, Outcome
 from otel_liveview._internal.spool import SIGNALS, Record, Spool, merged, record_counts
+
+_log = logging.getLogger("otel_liveview")
 
 WRITE_DELAY = 0.02  # seconds: what is queued reaches the spool this often (the SIGKILL bound)
 SCAN_EVERY = 5.0  # seconds between looks for segments that dead processes left
@@ -79,7 +82,8 @@ class Spooler:
         self._senders = dict(senders)
         self._batch_size = batch_size
         self._delay = delay
-        self._written = 0  # records written since the last request
+        self._written = 0  # records written and not yet sent (as their publish calls count them)
+        self._counting = threading.Lock()  # the export threads add to it, the sending thread takes off
         self._sent_at = 0.0
         self._retry_at = 0.0
         self._backoff = _BACKOFF[0]
@@ -91,6 +95,7 @@ class Spooler:
 
     def start(self) -> None:
         if not self.offline:
+            self._sent_at = time.monotonic()  # a first partial batch waits for the delay too
             self._thread.start()
 
     def deliver(self, kind: int, payload: bytes, counts: Mapping[str, int]) -> bool:
@@ -100,9 +105,11 @@ class Spooler:
         if not self.spool.append(kind, payload, counts):
             self._lost = True  # counted by the spool (spool_full, disk_full, spool_error)
             return True
-        idle = not self._written
-        self._written += sum(counts.values())
-        if idle or self._written >= self._batch_size:  # the thread sees when the next request is due
+        with self._counting:
+            idle = not self._written
+            self._written += sum(counts.values())
+            wake = idle or self._written >= self._batch_size
+        if wake:  # the thread sees when the next request is due
             self._wake.set()
         return True
 
@@ -119,15 +126,24 @@ class Spooler:
             now = time.monotonic()
             if now >= scan_at:
                 scan_at = now + SCAN_EVERY
-                self.spool.scan()
+                self.scan()
             due = self._due(now)
             if due > now:
                 self._wake.wait(min(due, scan_at) - now)
                 self._wake.clear()
                 continue
             with self._sending:
-                if not self._stopping:
-                    self.send_one(None)
+                try:
+                    if not self._stopping:
+                        self.send_one(None)
+                except Exception:  # the thread must go on: what is spooled stays, tried again later
+                    _log.exception("otel-liveview: sending spooled telemetry failed")
+                    self._failed()
+
+    def scan(self) -> None:
+        """Recount the folder, and take what dead processes left. Their segments may hold either
+        signal: taken only if this process sends both (else replay, or another process, sends them)."""
+        self.spool.scan(claim_orphans=set(self._senders) == set(SIGNALS.values()))
 
     def _due(self, now: float) -> float:
         """When the next request should go: at once for a full batch (or a backlog: what an outage
@@ -148,7 +164,8 @@ class Spooler:
         endpoint is down: try again after the backoff), None if there was nothing to send."""
         run = self.spool.oldest(max_records=self._batch_size)
         if run is None:
-            self._written = 0
+            with self._counting:
+                self._written = 0
             return None
         self._sent_at = time.monotonic()
         sender = self._senders[SIGNALS[run[0].kind]]
@@ -178,7 +195,9 @@ class Spooler:
             sent += count
         self.spool.ack(record)
         # What is left waits for a batch's worth or the delay; caught up, nothing is left.
-        self._written = max(0, self._written - sent) if self.spool.pending else 0
+        pending = self.spool.pending
+        with self._counting:
+            self._written = max(0, self._written - sent) if pending else 0
 
     def _failed(self) -> bool:
         self._retry_at = time.monotonic() + self._backoff

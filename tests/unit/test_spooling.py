@@ -210,6 +210,7 @@ def test_requests_leave_a_batch_at_a_time_in_the_order_written(
     spooled: tuple[Spooler, Counts], http_receiver: Receiver
 ) -> None:
     spooler, _ = spooled
+    spooler._sent_at = time.monotonic() + 3600  # no partial batch: the delay is not what this is about
     for first in range(0, 1000, 20):
         assert spooler.deliver(LOGS, request(*range(first, first + 20)), {"log": 20})
     wait_until(lambda: len(numbers(http_receiver.logs)) == 1000, 10, what="every record")
@@ -283,3 +284,84 @@ def test_a_spool_that_cannot_take_a_request_says_so_at_the_next_flush(tmp_path: 
     spooler.start()
     assert not spooler._thread.is_alive()  # offline: no thread
     assert spooler.close(time.monotonic() + 1)
+
+
+# -- the sinks that write to it -------------------------------------------------------------------------------
+
+
+def test_the_spool_sinks_write_the_requests_the_otlp_sinks_would_send(tmp_path: Path) -> None:
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    from otel_liveview._internal import encoding
+    from otel_liveview._internal.encoding import LogBatch, MetricPoints, MetricsEncoder
+    from otel_liveview._internal.sinks import SpoolLogSink, SpoolMetricSink
+
+    counts = Counts()
+    spool = Spool(str(tmp_path), count=counts)
+    spooler = Spooler(spool, {}, offline=True)
+    resource, scope = encoding.resource({"service.name": "s"}), encoding.scope("otel_liveview", "1")
+    batch = LogBatch(resource, scope, 128)
+    batch.add({"timestamp": 5, "body": "hello"}, "log", 6)
+    batch.add({"timestamp": 7, "body": "update"}, "metric", 8, calls=3)
+    logs = SpoolLogSink(spooler)
+    assert logs.export(batch, None)
+    encoder = MetricsEncoder(resource, scope)
+    metrics = SpoolMetricSink(spooler, encoder)
+    points = [MetricPoints("m", "", [((("k", "v"),), 1.0), ((("k", "w"),), 2.0)])]
+    assert metrics.export(points, 9, None)
+    logs.shutdown()
+    metrics.shutdown()  # nothing of theirs to close: the spool's thread sends
+    # What each record stands for (1 log and 3 metric calls; 2 points): what a request may carry.
+    assert list(spool._held[0].records.values()) == [4, 2]
+    first = spool.oldest() or []
+    assert [record.kind for record in first] == [LOGS]
+    assert first[0].payload == batch.request.SerializeToString()
+    spool.ack(first[-1])
+    second = spool.oldest() or []
+    assert [record.kind for record in second] == [METRICS]
+    assert second[0].payload == encoder.encode(points, 9)
+    assert len(ExportMetricsServiceRequest.FromString(second[0].payload).resource_metrics) == 1
+    assert spooler.took_all() and counts.dropped == {}
+
+
+def test_segments_other_processes_left_are_taken_only_by_a_process_that_sends_both_signals(
+    tmp_path: Path, http_receiver: Receiver
+) -> None:
+    left = Spool(str(tmp_path))
+    left.append(LOGS, request(1), {"log": 1})
+    left.close()  # its writer is gone: anyone may take it
+    settings = config.load(endpoint=http_receiver.endpoint, protocol="http/protobuf")
+    senders = {signal: OtlpSender(otlp.resolve(settings, signal), Outage()) for signal in ("logs", "metrics")}
+    metrics_only = Spooler(Spool(str(tmp_path)), {"metrics": senders["metrics"]}, offline=False)
+    metrics_only.scan()
+    assert not metrics_only.spool.pending, "a logs segment it could not send is left alone"
+    both = Spooler(Spool(str(tmp_path)), senders, offline=False)
+    both.scan()
+    assert both.spool.pending
+    assert both.flush(time.monotonic() + 5)
+    assert numbers(http_receiver.logs) == [1]
+    for sender in senders.values():
+        sender.close()
+
+
+def test_an_error_while_sending_leaves_the_record_spooled_and_the_thread_running(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken:
+        down = False
+        endpoint = otlp.resolve(config.load(), "logs")
+
+        def send(self, payload: bytes, deadline: float) -> Outcome:
+            raise RuntimeError("a bug in a transport")
+
+    spooler = Spooler(Spool(str(tmp_path)), {"logs": Broken()}, offline=False)  # type: ignore[dict-item]
+    spooler.start()
+    spooler.deliver(LOGS, request(1), {"log": 1})
+    wait_until(lambda: spooler._retry_at > 0, 10, what="the failure taken as an outage")
+    assert spooler._thread.is_alive() and spooler.spool.pending
+    assert "sending spooled telemetry failed" in caplog.text
+    spooler._stopping = True  # close() would try again in this thread
+    spooler._wake.set()
+    spooler._thread.join(5)
+    spooler.spool.close()
+    assert len(list(tmp_path.glob("*.seg"))) == 1
