@@ -74,8 +74,8 @@ class Spooler:
         senders: Mapping[str, OtlpSender],
         *,
         offline: bool,
-        batch_size: int = 512,
-        delay: float = 0.2,
+        batch_size: int,
+        delay: float,
     ) -> None:
         self.spool = spool
         self.offline = offline
@@ -164,8 +164,7 @@ class Spooler:
         endpoint is down: try again after the backoff), None if there was nothing to send."""
         run = self.spool.oldest(max_records=self._batch_size)
         if run is None:
-            with self._counting:
-                self._written = 0
+            self._caught_up(0)
             return None
         self._sent_at = time.monotonic()
         sender = self._senders[SIGNALS[run[0].kind]]
@@ -194,10 +193,14 @@ class Spooler:
                 break
             sent += count
         self.spool.ack(record)
-        # What is left waits for a batch's worth or the delay; caught up, nothing is left.
-        pending = self.spool.pending
+        self._caught_up(sent)
+
+    def _caught_up(self, sent: int) -> None:
+        """`sent` records went out: what is left waits for a batch's worth or the delay; with
+        nothing left, nothing is owed (the check under the lock deliver counts under, so that a
+        record written meanwhile is counted, never forgotten)."""
         with self._counting:
-            self._written = max(0, self._written - sent) if pending else 0
+            self._written = max(0, self._written - sent) if self.spool.pending else 0
 
     def _failed(self) -> bool:
         self._retry_at = time.monotonic() + self._backoff

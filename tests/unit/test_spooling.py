@@ -275,7 +275,9 @@ def test_close_sends_what_is_left_and_leaves_in_the_folder_what_it_could_not(
 
 def test_a_spool_that_cannot_take_a_request_says_so_at_the_next_flush(tmp_path: Path) -> None:
     counts = Counts()
-    spooler = Spooler(Spool(str(tmp_path), max_bytes=10, count=counts), {}, offline=True)
+    spooler = Spooler(
+        Spool(str(tmp_path), max_bytes=10, count=counts), {}, offline=True, batch_size=9, delay=1
+    )
     assert spooler.deliver(LOGS, request(1, 2), {"log": 2})  # True: counted, not raised
     assert counts.dropped == {("log", "spool_full"): 2}
     assert not spooler.took_all()
@@ -298,7 +300,7 @@ def test_the_spool_sinks_write_the_requests_the_otlp_sinks_would_send(tmp_path: 
 
     counts = Counts()
     spool = Spool(str(tmp_path), count=counts)
-    spooler = Spooler(spool, {}, offline=True)
+    spooler = Spooler(spool, {}, offline=True, batch_size=512, delay=0.2)
     resource, scope = encoding.resource({"service.name": "s"}), encoding.scope("otel_liveview", "1")
     batch = LogBatch(resource, scope, 128)
     batch.add({"timestamp": 5, "body": "hello"}, "log", 6)
@@ -332,10 +334,12 @@ def test_segments_other_processes_left_are_taken_only_by_a_process_that_sends_bo
     left.close()  # its writer is gone: anyone may take it
     settings = config.load(endpoint=http_receiver.endpoint, protocol="http/protobuf")
     senders = {signal: OtlpSender(otlp.resolve(settings, signal), Outage()) for signal in ("logs", "metrics")}
-    metrics_only = Spooler(Spool(str(tmp_path)), {"metrics": senders["metrics"]}, offline=False)
+    metrics_only = Spooler(
+        Spool(str(tmp_path)), {"metrics": senders["metrics"]}, offline=False, batch_size=9, delay=1
+    )
     metrics_only.scan()
     assert not metrics_only.spool.pending, "a logs segment it could not send is left alone"
-    both = Spooler(Spool(str(tmp_path)), senders, offline=False)
+    both = Spooler(Spool(str(tmp_path)), senders, offline=False, batch_size=9, delay=1)
     both.scan()
     assert both.spool.pending
     assert both.flush(time.monotonic() + 5)
@@ -354,14 +358,135 @@ def test_an_error_while_sending_leaves_the_record_spooled_and_the_thread_running
         def send(self, payload: bytes, deadline: float) -> Outcome:
             raise RuntimeError("a bug in a transport")
 
-    spooler = Spooler(Spool(str(tmp_path)), {"logs": Broken()}, offline=False)  # type: ignore[dict-item]
+    spooler = Spooler(Spool(str(tmp_path)), {"logs": Broken()}, offline=False, batch_size=9, delay=1)  # type: ignore[dict-item]
     spooler.start()
     spooler.deliver(LOGS, request(1), {"log": 1})
     wait_until(lambda: spooler._retry_at > 0, 10, what="the failure taken as an outage")
     assert spooler._thread.is_alive() and spooler.spool.pending
-    assert "sending spooled telemetry failed" in caplog.text
+    assert "otel-liveview: sending spooled telemetry failed" in [r.getMessage() for r in caplog.records]
     spooler._stopping = True  # close() would try again in this thread
     spooler._wake.set()
     spooler._thread.join(5)
     spooler.spool.close()
     assert len(list(tmp_path.glob("*.seg"))) == 1
+
+
+def test_a_run_of_two_rejected_as_bad_is_sent_again_one_by_one(tmp_path: Path) -> None:
+    run = runs_of(tmp_path, b"bad", b"good")
+    sent: list[bytes] = []
+
+    def send(payload: bytes) -> Outcome:
+        sent.append(payload)
+        return Outcome(False, False, "HTTP 400") if b"bad" in payload else Outcome(True)
+
+    refused: list[Record] = []
+    assert send_run(run, send, taken=lambda record: None, refused=refused.append)
+    assert sent == [b"badgood", b"bad", b"good"] and refused == [run[0]]
+
+
+def test_when_the_next_request_is_due(tmp_path: Path) -> None:
+    spooler = Spooler(Spool(str(tmp_path)), {}, offline=False, batch_size=10, delay=0.5)
+    assert (
+        spooler._thread.name == "otel-liveview-spool" and spooler._thread.daemon
+    )  # the exit never waits for it
+    now = time.monotonic()
+    assert spooler._due(now) == now + 5.0, "nothing written: only the next look at the folder"
+    spooler._sent_at = now - 0.1
+    assert spooler.deliver(LOGS, request(1), {"log": 1})
+    assert spooler._wake.is_set(), "the first record after a pause: the thread sees when it is due"
+    spooler._wake.clear()
+    assert spooler._due(now) == pytest.approx(now + 0.4), "a partial batch: the delay after the last request"
+    spooler.deliver(LOGS, request(2), {"log": 8})
+    assert not spooler._wake.is_set(), "nine of ten: not yet"
+    assert spooler._due(now) == pytest.approx(now + 0.4)
+    spooler.deliver(LOGS, request(3), {"log": 1})
+    assert spooler._wake.is_set() and spooler._due(now) == now, "ten of ten: at once"
+    spooler._retry_at = now + 3
+    assert spooler._due(now) == now + 3, "the endpoint down: after the backoff, whatever is written"
+
+
+def test_the_backoff_doubles_from_one_second_to_ten_and_a_success_resets_it(tmp_path: Path) -> None:
+    spooler = Spooler(Spool(str(tmp_path)), {}, offline=False, batch_size=10, delay=0.5)
+    waits = []
+    for _ in range(6):
+        before = time.monotonic()
+        assert spooler._failed() is False
+        waits.append(round(spooler._retry_at - before))
+    assert waits == [1, 2, 4, 8, 10, 10]
+    spooler.deliver(LOGS, request(1), {"log": 1})
+    (record,) = spooler.spool.oldest() or []
+    spooler._taken(record)
+    assert spooler._retry_at == 0 and spooler._backoff == 1.0
+
+
+def test_what_is_written_and_not_sent_is_counted_down_as_requests_leave(
+    tmp_path: Path, http_receiver: Receiver
+) -> None:
+    settings = config.load(endpoint=http_receiver.endpoint, protocol="http/protobuf")
+    sender = OtlpSender(otlp.resolve(settings, "logs"), Outage())
+    spooler = Spooler(Spool(str(tmp_path)), {"logs": sender}, offline=False, batch_size=100, delay=60)
+    for first in range(0, 120, 40):
+        spooler.deliver(LOGS, request(*range(first, first + 40)), {"log": 40})
+    assert spooler._written == 120
+    assert spooler.send_one(None) is True
+    assert sizes(http_receiver.logs) == [80] and spooler._written == 40, "two writes of 40 fit a batch"
+    assert spooler.send_one(None) is True
+    assert sizes(http_receiver.logs) == [80, 40] and spooler._written == 0
+    spooler._written = 7  # counted, but nothing is left: put right
+    assert spooler.send_one(None) is None and spooler._written == 0
+    sender.close()
+
+
+def test_a_request_that_is_not_a_request_is_counted_as_a_segment_when_refused(
+    spooled: tuple[Spooler, Counts], http_receiver: Receiver
+) -> None:
+    spooler, counts = spooled
+    http_receiver.status = 400
+    spooler.deliver(LOGS, b"\xff\xff", {"log": 1})
+    assert spooler.flush(time.monotonic() + 5)
+    assert counts.dropped == {("segment", "spool_rejected"): 1}
+
+
+def test_flush_and_close_keep_to_their_deadline_behind_a_slow_collector(
+    tmp_path: Path, spooled: tuple[Spooler, Counts], http_receiver: Receiver
+) -> None:
+    spooler, _ = spooled
+    assert spooler.pause(1) and not spooler.pause(0.1), "held: a second pause waits, then gives up"
+    spooler.resume()
+    http_receiver.delay = 3.0  # each request takes 3 s to be answered
+    spooler._sent_at = time.monotonic() + 3600  # a partial batch is the flush's to send
+    spooler.deliver(LOGS, request(1), {"log": 1})
+    started = time.monotonic()
+    assert not spooler.flush(started + 0.3)
+    assert time.monotonic() - started < 1.5, "the request gives up at the flush's deadline"
+    # The thread in the middle of a request (a full batch, at once) when close comes:
+    spooler._retry_at = 0.0
+    attempts = http_receiver.attempts["/v1/logs"]
+    spooler.deliver(LOGS, request(*range(100)), {"log": 100})
+    wait_until(lambda: http_receiver.attempts["/v1/logs"] > attempts, 10, what="the thread's request")
+    started = time.monotonic()
+    assert spooler.close(started + 0.2)
+    assert time.monotonic() - started < 1.1, "close waits for the thread only until its deadline"
+    http_receiver.delay = 0.0
+
+
+def test_a_backlog_left_by_another_process_goes_out_back_to_back(
+    tmp_path: Path, http_receiver: Receiver
+) -> None:
+    left = Spool(str(tmp_path))
+    for kind, payload in ((LOGS, request(1)), (METRICS, b""), (LOGS, request(2))):  # three runs
+        left.append(kind, payload, {"log": 1})
+    left.close()
+    settings = config.load(endpoint=http_receiver.endpoint, protocol="http/protobuf")
+    senders = {signal: OtlpSender(otlp.resolve(settings, signal), Outage()) for signal in ("logs", "metrics")}
+    spooler = Spooler(Spool(str(tmp_path)), senders, offline=False, batch_size=100, delay=60)
+    spooler.scan()
+    now = time.monotonic()
+    for _ in range(2):  # after each request but the last, the next is due at once
+        assert spooler.send_one(None) is True
+        assert spooler._written == 0 and spooler._due(now) == now, "no delay between its requests"
+    assert spooler.send_one(None) is True
+    assert spooler.send_one(None) is None
+    assert numbers(http_receiver.logs) == [1, 2] and len(http_receiver.metrics) == 1
+    for sender in senders.values():
+        sender.close()
