@@ -141,7 +141,6 @@ class Segment:
     open: bool = False  # this process still appends to it
     ack_fd: int | None = None
     key: tuple[int, int, int] = (0, 0, 0)  # (created ns, pid, seq): the order segments are sent in
-    counted: dict[str, int] = field(default_factory=dict)
     # end offset -> publish calls or points, of the records this process wrote and has not sent (to
     # keep requests within a batch); bounded: beyond KNOWN_RECORDS only the byte limit applies.
     records: dict[int, int] = field(default_factory=dict)
@@ -286,8 +285,6 @@ class Spool:
             self._used += len(data)
             if len(segment.records) < KNOWN_RECORDS:
                 segment.records[segment.size] = sum(counts.values())
-            for name, amount in counts.items():
-                segment.counted[name] = segment.counted.get(name, 0) + amount
             return True
 
     def _writable(self, needed: int) -> Segment:

@@ -12,7 +12,21 @@ import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from otel_liveview._internal.config import load
-from otel_liveview._internal.spool import HEADER, LOGS, METRICS, Spool, claim, record_counts
+from otel_liveview._internal.spool import (
+    HEADER,
+    LOGS,
+    MAX_RECORD,
+    METRICS,
+    Damage,
+    Record,
+    Spool,
+    claim,
+    default_directory,
+    directory_segments,
+    read_folder,
+    read_record,
+    record_counts,
+)
 
 
 class Counts:
@@ -192,3 +206,144 @@ def test_writers_sharing_a_folder_share_its_budget(tmp_path: Path) -> None:
     assert all(first.append(LOGS, b"x" * 91, {"log": 1}) for _ in range(8))
     assert [second.append(LOGS, b"x" * 91, {"log": 1}) for _ in range(3)] == [True, True, False]
     assert counts.dropped == {("log", "spool_full"): 1}
+
+
+# -- reading a segment as it is ---------------------------------------------------------------------------
+
+
+def one_segment(tmp_path: Path, *payloads: bytes) -> tuple[Path, bytearray]:
+    writer = Spool(str(tmp_path))
+    for payload in payloads:
+        writer.append(LOGS, payload, {"log": 1})
+    writer.close()
+    (path,) = tmp_path.glob("*.seg")
+    return path, bytearray(path.read_bytes())
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        ("a short header", "a truncated record header"),
+        ("an unknown kind", "not a record header"),
+        ("a length past any record", "not a record header"),
+        ("a short payload", "a truncated record"),
+        ("a flipped byte", "a checksum mismatch"),
+    ],
+)
+def test_damage_is_named_with_its_segment_and_offset(tmp_path: Path, damage: str, reason: str) -> None:
+    path, data = one_segment(tmp_path, b"a" * 10, b"b" * 10)
+    second = HEADER.size + 10
+    if damage == "a short header":
+        data = data[: second + HEADER.size - 1]
+    elif damage == "an unknown kind":
+        data[second] = 9
+    elif damage == "a length past any record":
+        data[second : second + HEADER.size] = HEADER.pack(LOGS, MAX_RECORD + 1, 0)
+    elif damage == "a short payload":
+        data = data[:-1]
+    else:
+        data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    segment = claim(str(path))
+    assert segment is not None
+    first = read_record(segment, 0)
+    assert isinstance(first, Record)
+    assert (first.segment, first.offset, first.end, first.kind, first.payload) == (
+        segment,
+        0,
+        second,
+        LOGS,
+        b"a" * 10,
+    )
+    assert read_record(segment, second) == Damage(segment, second, reason)
+    segment.close()
+
+
+def test_a_record_of_exactly_the_largest_length_is_not_damage_by_its_header(tmp_path: Path) -> None:
+    path, _ = one_segment(tmp_path, b"a")
+    path.write_bytes(HEADER.pack(LOGS, MAX_RECORD, 0))
+    segment = claim(str(path))
+    assert segment is not None
+    assert read_record(segment, 0) == Damage(segment, 0, "a truncated record"), "its length is allowed"
+    segment.close()
+
+
+def test_the_folder_read_as_it_is_oldest_first_to_the_damage_and_left_unchanged(tmp_path: Path) -> None:
+    first = Spool(str(tmp_path))
+    first.append(LOGS, b"one", {"log": 1})
+    first.append(METRICS, b"two", {"points": 1})
+    first.close()
+    second = Spool(str(tmp_path))
+    second.append(LOGS, b"three", {"log": 1})
+    second.append(LOGS, b"four", {"log": 1})  # held: a running writer's segment is read too
+    (tmp_path / "notes.txt").write_text("not a segment")
+    newest = max(tmp_path.glob("*.seg"), key=lambda path: path.stat().st_mtime_ns)
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    segments = list(directory_segments(str(tmp_path)))
+    assert len(segments) == 2 and segments[-1] == str(newest)
+    assert list(read_folder(str(tmp_path))) == [
+        (LOGS, b"one"),
+        (METRICS, b"two"),
+        (LOGS, b"three"),
+        (LOGS, b"four"),
+    ]
+    with newest.open("r+b") as file:  # the last byte of "four" flipped: read up to it
+        file.seek(-1, os.SEEK_END)
+        file.write(b"\x00")
+    assert [payload for _, payload in read_folder(str(tmp_path))] == [b"one", b"two", b"three"]
+    after = {path.name for path in tmp_path.iterdir()}
+    assert after == set(before), "nothing removed, nothing acknowledged"
+    assert (
+        list(read_folder(str(tmp_path / "missing"))) == []
+        and list(directory_segments(str(tmp_path / "missing"))) == []
+    )
+    second.close()
+
+
+def test_an_offline_run_without_a_folder_spools_under_the_state_directory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", "/state")
+    assert default_directory() == "/state/otel-liveview/spool"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", "/home/someone")
+    assert default_directory() == "/home/someone/.local/state/otel-liveview/spool"
+    monkeypatch.setenv("XDG_STATE_HOME", "")  # empty: as if unset, as the XDG specification says
+    assert default_directory() == "/home/someone/.local/state/otel-liveview/spool"
+
+
+def test_progress_that_cannot_be_recorded_is_said_once_and_kept_in_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = Spool(str(tmp_path))
+    for payload in (b"a", b"b", b"c"):
+        spool.append(LOGS, payload, {"log": 1})
+    (tmp_path / f"{spool._held[0].path}.ack").mkdir()  # an .ack that cannot be opened as a file
+    for _ in range(2):
+        run = spool.oldest(max_bytes=1)
+        assert run is not None
+        spool.ack(run[-1])
+    warnings = [
+        record.getMessage() for record in caplog.records if "cannot record progress" in record.getMessage()
+    ]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"otel-liveview: cannot record progress in {tmp_path}: "
+    )
+    assert "Is a directory" in warnings[0]
+    run = spool.oldest(max_bytes=1)
+    assert run is not None and run[0].payload == b"c", "what was sent is not sent again"
+
+
+def test_record_counts_read_a_metrics_request_by_points() -> None:
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    request = ExportMetricsServiceRequest()
+    scope = request.resource_metrics.add().scope_metrics.add()
+    scope.metrics.add(name="g").gauge.data_points.add()
+    total = scope.metrics.add(name="s").sum
+    total.data_points.add()
+    total.data_points.add()
+    second = request.resource_metrics.add().scope_metrics.add()
+    second.metrics.add(name="g").gauge.data_points.add()
+    assert record_counts(METRICS, request.SerializeToString()) == {"points": 4}
+    assert record_counts(METRICS, b"") == {}
