@@ -102,10 +102,10 @@ class Spooler:
         """Write `payload` to the spool for the thread to send; `counts` (kind -> publish calls or
         points) is what is counted as dropped when the spool cannot take it (then `took_all()` says
         so). Always True: the record is the spool's now, sent or counted."""
-        if not self.spool.append(kind, payload, counts):
-            self._lost = True  # counted by the spool (spool_full, disk_full, spool_error)
-            return True
-        with self._counting:
+        with self._counting:  # written and counted at once: the thread sees both or neither
+            if not self.spool.append(kind, payload, counts):
+                self._lost = True  # counted by the spool (spool_full, disk_full, spool_error)
+                return True
             idle = not self._written
             self._written += sum(counts.values())
             wake = idle or self._written >= self._batch_size
@@ -151,12 +151,13 @@ class Spooler:
         after the backoff while the endpoint is down."""
         if now < self._retry_at:
             return self._retry_at
-        if self._written >= self._batch_size:
+        with self._counting:
+            written = self._written
+            backlog = not written and self.spool.pending  # left by a dead process or an earlier run
+        if written >= self._batch_size or backlog:
             return now
-        if self._written:
+        if written:
             return self._sent_at + self._delay
-        if self.spool.pending:  # left by a dead process, or by an earlier run in this folder
-            return now
         return now + SCAN_EVERY
 
     def send_one(self, deadline: float | None) -> bool | None:
