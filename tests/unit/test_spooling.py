@@ -490,3 +490,14 @@ def test_a_backlog_left_by_another_process_goes_out_back_to_back(
     assert numbers(http_receiver.logs) == [1, 2] and len(http_receiver.metrics) == 1
     for sender in senders.values():
         sender.close()
+
+
+def test_an_idle_thread_looks_at_the_folder_once_and_then_waits(tmp_path: Path) -> None:
+    spooler = Spooler(Spool(str(tmp_path)), {}, offline=False, batch_size=10, delay=0.5)
+    scans: list[float] = []
+    spooler.scan = lambda: scans.append(time.monotonic())  # type: ignore[method-assign]
+    spooler.start()
+    time.sleep(0.5)  # what is asserted is that nothing happens meanwhile: there is nothing to poll
+    assert len(scans) <= 1, "the next look comes after SCAN_EVERY (5 s), not on every pass"
+    spooler.close(time.monotonic() + 2)
+    assert not spooler._thread.is_alive()
