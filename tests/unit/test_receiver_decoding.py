@@ -41,7 +41,7 @@ except ImportError:
 
 from otel_liveview.view import receiver as rx
 from otel_liveview.view.receiver import ListenError, OtlpReceiver, format_address, parse_address
-from tests.support import free_port
+from tests.support import free_port, unavailable
 
 METRICS = ExportMetricsServiceRequest(
     resource_metrics=[
@@ -600,12 +600,12 @@ def test_an_unresolvable_host_is_a_listen_error(sink: Recorder) -> None:
 
 def test_ipv6_loopback_is_served_and_reported_bracketed(sink: Recorder) -> None:
     if not socket.has_ipv6:
-        pytest.skip("no IPv6")
+        unavailable("this Python has no IPv6")
     try:
         with socket.socket(socket.AF_INET6) as probe:
             probe.bind(("::1", 0))
     except OSError:
-        pytest.skip("no IPv6 loopback")
+        unavailable("no IPv6 loopback (::1) on this machine")
     with OtlpReceiver(sink, grpc_address="[::1]:0", http_address="[::1]:0") as receiver:
         assert (receiver.http_bound or "").startswith("[::1]:")
         assert (receiver.grpc_bound or "").startswith("[::1]:")
