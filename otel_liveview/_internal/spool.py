@@ -113,14 +113,15 @@ def read_run(
     if not isinstance(first, Record):
         return first
     run, size, records = [first], len(first.payload), segment.records.get(first.end, 0)
-    while isinstance(found := read_record(segment, run[-1].end), Record):
-        size += len(found.payload)
-        records += segment.records.get(found.end, 0)
-        if (
-            found.kind != first.kind
-            or size > max_bytes
-            or (max_records is not None and records > max_records)
-        ):
+    while len(header := os.pread(segment.fd, HEADER.size, run[-1].end)) == HEADER.size:
+        # Decided on the header: a record that does not join the run is read once, by the next run.
+        kind, length, _ = HEADER.unpack(header)
+        size += length
+        records += segment.records.get(run[-1].end + HEADER.size + length, 0)
+        if kind != first.kind or size > max_bytes or (max_records is not None and records > max_records):
+            break
+        found = read_record(segment, run[-1].end)
+        if not isinstance(found, Record):  # damage: the next run reports it
             break
         run.append(found)
     return run

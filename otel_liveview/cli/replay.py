@@ -156,11 +156,16 @@ class Replay:
 
         def taken(last: Record) -> None:
             nonlocal done
+            sent: Counter[str] = Counter()
+            lost: Counter[str] = Counter()
+            for record in run:  # parsed before the lock: the other jobs' threads do not wait for it
+                if done <= record.offset < last.end:
+                    (lost if record.offset in refused else sent).update(
+                        record_counts(record.kind, record.payload)
+                    )
             with progress.lock:
-                for record in run:
-                    if done <= record.offset < last.end:
-                        counts = record_counts(record.kind, record.payload)
-                        (progress.rejected if record.offset in refused else progress.records).update(counts)
+                progress.records.update(sent)
+                progress.rejected.update(lost)
                 progress.requests += 1
                 progress.sent_bytes += last.end - done
             done = last.end
