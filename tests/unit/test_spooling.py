@@ -458,7 +458,7 @@ def test_flush_and_close_keep_to_their_deadline_behind_a_slow_collector(
     spooler.deliver(LOGS, request(1), {"log": 1})
     started = time.monotonic()
     assert not spooler.flush(started + 0.3)
-    assert time.monotonic() - started < 1.5, "the request gives up at the flush's deadline"
+    assert time.monotonic() - started < 2.5, "the request gives up at the flush's deadline, not after 3 s"
     # The thread in the middle of a request (a full batch, at once) when close comes:
     spooler._retry_at = 0.0
     attempts = http_receiver.attempts["/v1/logs"]
@@ -466,7 +466,7 @@ def test_flush_and_close_keep_to_their_deadline_behind_a_slow_collector(
     wait_until(lambda: http_receiver.attempts["/v1/logs"] > attempts, 10, what="the thread's request")
     started = time.monotonic()
     assert spooler.close(started + 0.2)
-    assert time.monotonic() - started < 1.1, "close waits for the thread only until its deadline"
+    assert time.monotonic() - started < 2.5, "close waits for the thread only until its deadline, not 3 s"
     http_receiver.delay = 0.0
 
 

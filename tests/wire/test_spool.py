@@ -120,9 +120,9 @@ def test_a_publisher_killed_mid_run_loses_only_what_it_had_not_yet_written(tmp_p
     assert len(received) == len(set(received))
     lost = published - len([seq for seq in received if seq < published])
     print(f"\n{published} published before SIGKILL, {len(received)} replayed, {lost} of them lost")
-    # What was not yet written: 20 ms of publishing, 40 records; allowed half a second (1,000), for
-    # a loaded machine, a tenth of what waiting for the batch could lose.
-    assert 0 <= lost <= 1000
+    # What was not yet written: 20 ms of publishing, 40 records; allowed a second (2,000), for a
+    # loaded machine, a third of what waiting for the batch lost here (all 6,000).
+    assert 0 <= lost <= 2000
     assert received == sorted(received), "replayed oldest first"
 
 
