@@ -29,21 +29,16 @@ from urllib.parse import unquote, urlsplit
 import certifi
 import urllib3
 from google.protobuf.message import Message
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 
-from otel_liveview._internal import config
+from otel_liveview._internal import config, grpc_client
 from otel_liveview._internal.config import Settings
 
 _log = logging.getLogger("otel_liveview")
 
 SIGNALS = ("metrics", "logs")
-_GRPC_METHODS: dict[str, tuple[str, type[Message]]] = {  # signal -> (method, its response message)
-    "metrics": (
-        "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
-        ExportMetricsServiceResponse,
-    ),
-    "logs": ("/opentelemetry.proto.collector.logs.v1.LogsService/Export", ExportLogsServiceResponse),
+_GRPC_METHODS = {
+    "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+    "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
 }
 _RETRYABLE_HTTP = frozenset((429, 502, 503, 504))  # the OTLP/HTTP specification's list
 _RETRYABLE_GRPC = frozenset(
@@ -254,36 +249,24 @@ def _proxy_for(url: str) -> str | None:
 
 
 class _GrpcTransport:
-    def __init__(self, endpoint: Endpoint) -> None:
-        import grpc  # imported here: an HTTP-only process need not load it
+    """OTLP/gRPC through `grpc_client` (pure Python, so that a fork never meets a call in flight)."""
 
-        self._grpc = grpc
-        parts = urlsplit(endpoint.url if "://" in endpoint.url else f"//{endpoint.url}")
-        target = parts.netloc or endpoint.url
-        if endpoint.insecure:
-            self._channel = grpc.insecure_channel(target)
-        else:
-            self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(*_tls_files(endpoint)))
-        method, response = _GRPC_METHODS[endpoint.signal]
-        self._call = self._channel.unary_unary(
-            method,
-            request_serializer=lambda payload: payload,
-            response_deserializer=response.FromString,
-        )
-        self._metadata = tuple(endpoint.headers.items())
-        self._compression = grpc.Compression.Gzip if endpoint.compression else None
+    def __init__(self, endpoint: Endpoint) -> None:
+        self._client = grpc_client.GrpcClient(endpoint, _GRPC_METHODS[endpoint.signal])
 
     def send(self, payload: bytes, timeout: float) -> Outcome:
         try:
-            self._call(payload, timeout=timeout, metadata=self._metadata, compression=self._compression)
-        except self._grpc.RpcError as error:
-            code = error.code()
-            details = error.details() or ""
-            return Outcome(False, code.name in _RETRYABLE_GRPC, f"{code.name} {_short(details)}".strip())
-        return OK
+            status = self._client.call(payload, timeout)
+        except grpc_client.CallFailed as failure:
+            status = failure.status
+        if status.code == "OK":
+            return OK
+        return Outcome(
+            False, status.code in _RETRYABLE_GRPC, f"{status.code} {_short(status.message)}".strip()
+        )
 
     def close(self) -> None:
-        self._channel.close()
+        self._client.close()
 
 
 class _Unusable:
@@ -315,16 +298,6 @@ def _transport_for(endpoint: Endpoint) -> _HttpTransport | _GrpcTransport | _Unu
             _OFF,
         )
         return _Unusable(reason)
-
-
-def _tls_files(endpoint: Endpoint) -> tuple[bytes | None, bytes | None, bytes | None]:
-    def read(path: str | None) -> bytes | None:
-        if path is None:
-            return None
-        with open(path, "rb") as file:
-            return file.read()
-
-    return read(endpoint.certificate), read(endpoint.client_key), read(endpoint.client_certificate)
 
 
 def _short(error: object) -> str:

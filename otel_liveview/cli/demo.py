@@ -27,7 +27,7 @@ import otel_liveview
 from otel_liveview import ExperimentBroadcaster, LiveViewExperiment
 from otel_liveview._internal import config
 from otel_liveview.cli import check
-from otel_liveview.cli.extras import is_missing
+from otel_liveview.cli.extras import distribution, is_missing
 
 STEPS_PER_EPOCH = 50
 TRAIN_STEPS = 20 * STEPS_PER_EPOCH
@@ -65,19 +65,20 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="show it in this terminal through an embedded view instead of sending it to a collector",
     )
     view = _view_module()
-    if view is not None:  # without the view extra, --view says what to install
+    if not isinstance(view, str):  # without the view extra, --view says what to install
         view.add_view_arguments(parser.add_argument_group("with --view"))
     parser.set_defaults(run=run)
 
 
-def _view_module() -> ModuleType | None:
-    """otel_liveview.cli.view, or None when its extra (rich) is not installed."""
+def _view_module() -> ModuleType | str:
+    """otel_liveview.cli.view, or the name of what its extra installs and is missing (rich, grpcio)."""
     try:
         from otel_liveview.cli import view
     except ModuleNotFoundError as error:
-        if not is_missing(error, "rich"):
+        missing = next((module for module in ("rich", "grpc") if is_missing(error, module)), None)
+        if missing is None:
             raise
-        return None
+        return distribution(missing)
     return view
 
 
@@ -89,8 +90,10 @@ def run(args: argparse.Namespace) -> int:
     session = None
     if getattr(args, "view", False):
         view = _view_module()
-        if view is None:
-            print("otel-liveview demo: --view needs rich: pip install 'otel-liveview[view]'", file=sys.stderr)
+        if isinstance(view, str):
+            print(
+                f"otel-liveview demo: --view needs {view}: pip install 'otel-liveview[view]'", file=sys.stderr
+            )
             return 2
         opened = view.open_session(args)
         if isinstance(opened, int):

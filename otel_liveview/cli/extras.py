@@ -8,4 +8,15 @@ def is_missing(error: ModuleNotFoundError, package: str) -> bool:
     return error.name is not None and error.name.split(".")[0] == package
 
 
-__all__ = ["is_missing"]
+_DISTRIBUTIONS = {
+    "yaml": "PyYAML",
+    "grpc": "grpcio",
+}  # what pip calls a module's package, where the names differ
+
+
+def distribution(module: str) -> str:
+    """What `pip install` calls the package of `module`."""
+    return _DISTRIBUTIONS.get(module, module)
+
+
+__all__ = ["distribution", "is_missing"]

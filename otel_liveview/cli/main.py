@@ -14,17 +14,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from otel_liveview._internal.pipeline import VERSION
-from otel_liveview.cli.extras import is_missing
+from otel_liveview.cli.extras import distribution, is_missing
 
-# subcommand -> (the module beyond the core it needs, the extra that installs it)
-_SUBCOMMANDS = {
+# subcommand -> (the modules beyond the core it needs, the extra that installs them)
+_SUBCOMMANDS: dict[str, tuple[tuple[str, ...], str] | None] = {
     "demo": None,
-    "view": ("rich", "view"),
-    "alerts": ("yaml", "alerts"),
+    "view": (("rich", "grpc"), "view"),
+    "alerts": (("yaml",), "alerts"),
     "check": None,
     "replay": None,
 }
-_DISTRIBUTIONS = {"yaml": "PyYAML"}  # what pip calls a module's package, where the names differ
 _HELP_WITHOUT_EXTRA = {
     "view": "receive OTLP locally and show the LiveView panels in this terminal",
     "alerts": "render Prometheus rules and Grafana alerting from a thresholds file",
@@ -62,9 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module: Any = importlib.import_module(f"otel_liveview.cli.{name}")
         except ModuleNotFoundError as error:
-            if needs is None or not is_missing(error, needs[0]):
+            missing = None if needs is None else next((m for m in needs[0] if is_missing(error, m)), None)
+            if needs is None or missing is None:
                 raise
-            _register_missing(commands, name, extra=needs[1], module=needs[0])
+            _register_missing(commands, name, extra=needs[1], module=missing)
         else:
             module.register(commands)
     return parser
@@ -79,7 +79,7 @@ def _register_missing(
 
     def missing(args: argparse.Namespace) -> int:
         print(
-            f"otel-liveview {name}: needs {_DISTRIBUTIONS.get(module, module)}, which is not installed: "
+            f"otel-liveview {name}: needs {distribution(module)}, which is not installed: "
             f"pip install 'otel-liveview[{extra}]'",
             file=sys.stderr,
         )

@@ -313,15 +313,19 @@ class _Service:
         return self.reply()
 
 
-def start_grpc(receiver: Receiver, port: int = 0) -> grpc.Server:
+def start_grpc(receiver: Receiver, port: int = 0, tls: grpc.ServerCredentials | None = None) -> grpc.Server:
+    """Serve OTLP/gRPC on 127.0.0.1 (over TLS with `tls`)."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     logs = _Service(receiver, logs_service_pb2.ExportLogsServiceResponse)
     metrics = _Service(receiver, metrics_service_pb2.ExportMetricsServiceResponse)
     logs_service_pb2_grpc.add_LogsServiceServicer_to_server(logs, server)
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(metrics, server)
-    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    if tls is None:
+        bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    else:
+        bound = server.add_secure_port(f"127.0.0.1:{port}", tls)
     server.start()
-    receiver.endpoint = f"http://127.0.0.1:{bound}"
+    receiver.endpoint = f"{'http' if tls is None else 'https'}://127.0.0.1:{bound}"
     return server
 
 

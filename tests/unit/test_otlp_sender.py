@@ -571,18 +571,6 @@ def test_a_grpc_server_that_is_not_tls_fails_a_secure_channel(
     assert grpc_receiver.metrics == []
 
 
-def test_grpc_reads_the_tls_files(tmp_path: Path) -> None:
-    (tmp_path / "ca.pem").write_bytes(b"ca")
-    (tmp_path / "key.pem").write_bytes(b"key")
-    endpoint = grpc_endpoint(
-        "https://h:1", certificate=str(tmp_path / "ca.pem"), client_key=str(tmp_path / "key.pem")
-    )
-    assert otlp._tls_files(endpoint) == (b"ca", b"key", None)
-    (tmp_path / "cert.pem").write_bytes(b"cert")
-    with_cert = grpc_endpoint("https://h:1", client_certificate=str(tmp_path / "cert.pem"))
-    assert otlp._tls_files(with_cert) == (None, None, b"cert")
-
-
 # -- outages ---------------------------------------------------------------------------------------------------
 
 

@@ -249,10 +249,10 @@ def test_demo_progress_rewrites_a_line_only_on_a_terminal(out: io.StringIO, expe
 
 
 def test_a_missing_extra_is_one_line_naming_it() -> None:
-    """rich, PyYAML and prometheus-client hidden, as after `pip install .`."""
+    """rich, grpcio, PyYAML and prometheus-client hidden, as after `pip install .`."""
     script = (
         "import sys\n"
-        "for name in ('rich', 'yaml', 'prometheus_client'):\n"
+        "for name in ('rich', 'grpc', 'yaml', 'prometheus_client'):\n"
         "    sys.modules[name] = None  # import raises ModuleNotFoundError\n"
         "from otel_liveview.cli import main as cli\n"
         "sys.exit(cli.main(sys.argv[1:]))\n"

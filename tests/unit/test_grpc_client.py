@@ -1,0 +1,403 @@
+"""OTLP/gRPC in pure Python (otel_liveview/_internal/grpc_client.py) against grpcio's server: TLS and
+client certificates, proxies, flow control, statuses, a server that goes away, and fork."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import h2.events
+import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, ResourceMetrics, ScopeMetrics
+
+from otel_liveview._internal import grpc_client
+from otel_liveview._internal.grpc_client import CallFailed, GrpcClient, Status
+from otel_liveview._internal.otlp import Endpoint
+from tests.support.receiver import Receiver, silent_listener, start_grpc, wait_until
+
+METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+
+
+def request(metrics: int = 1, name: str = "m") -> bytes:
+    return ExportMetricsServiceRequest(
+        resource_metrics=[
+            ResourceMetrics(scope_metrics=[ScopeMetrics(metrics=[Metric(name=name) for _ in range(metrics)])])
+        ]
+    ).SerializeToString()
+
+
+def client(url: str, **changes: Any) -> GrpcClient:
+    values: dict[str, Any] = {"signal": "metrics", "protocol": "grpc", "url": url, "insecure": True}
+    values.update(changes)
+    return GrpcClient(Endpoint(**values), METHOD)
+
+
+def call(target: GrpcClient, payload: bytes, timeout: float = 5.0) -> Status:
+    """The status of one call, whether the server gave it or the client did (CallFailed)."""
+    try:
+        return target.call(payload, timeout)
+    except CallFailed as failure:
+        return failure.status
+
+
+@pytest.fixture(autouse=True)
+def no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in list(os.environ):
+        if var.lower().endswith("_proxy"):
+            monkeypatch.delenv(var)
+
+
+# -- calls -------------------------------------------------------------------------------------------------
+
+
+def test_calls_arrive_with_or_without_gzip_and_their_metadata(grpc_receiver: Receiver) -> None:
+    plain = client(grpc_receiver.endpoint, headers={"X-Key": "v"})
+    assert call(plain, request(name="a")) == Status("OK")
+    assert call(plain, request(name="b")) == Status("OK")  # the same connection, the next stream
+    gzipped = client(grpc_receiver.endpoint.removeprefix("http://"), compression="gzip")
+    assert call(gzipped, request(name="c")) == Status("OK")
+    names = [
+        m.name
+        for r in grpc_receiver.metrics
+        for rm in r.resource_metrics
+        for s in rm.scope_metrics
+        for m in s.metrics
+    ]
+    assert names == ["a", "b", "c"]
+
+
+def test_a_message_larger_than_the_flow_control_windows_arrives_whole(grpc_receiver: Receiver) -> None:
+    big = request(metrics=80_000, name="x" * 10)  # over 1 MB: many times HTTP/2's initial 64 KiB windows
+    assert len(big) > 16 * 65_535
+    assert call(client(grpc_receiver.endpoint), big, timeout=20) == Status("OK")
+    (received,) = grpc_receiver.metrics
+    assert received.SerializeToString() == big
+
+
+def test_the_servers_status_and_message(grpc_receiver: Receiver) -> None:
+    grpc_receiver.status = 503
+    assert call(client(grpc_receiver.endpoint), request()) == Status("UNAVAILABLE", "receiver told to fail")
+
+
+def test_nothing_listening_is_unavailable_at_once() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    status = call(client(f"http://127.0.0.1:{port}"), request(), timeout=5)
+    assert status.code == "UNAVAILABLE" and "refused" in status.message.lower()
+    assert time.monotonic() - started < 4  # refused, not waited out
+
+
+def test_a_server_that_never_answers_costs_the_timeout_and_no_more() -> None:
+    with silent_listener() as hole:
+        target = client(hole.url)
+        started = time.monotonic()
+        assert call(target, request(), timeout=0.5) == Status("DEADLINE_EXCEEDED", "timed out")
+        assert 0.4 < time.monotonic() - started < 3.0
+        assert target._socket is None  # the connection is dropped: the next call dials again
+
+
+def test_a_server_that_does_not_speak_http2_is_unavailable(tmp_path: Path) -> None:
+    from tests.support.receiver import serving_http
+
+    with serving_http() as http1:
+        status = call(client(http1.endpoint), request(), timeout=5)
+    assert status.code == "UNAVAILABLE"
+
+
+def test_a_server_restarted_between_calls_costs_no_failed_call() -> None:
+    receiver = Receiver()
+    server = start_grpc(receiver)
+    port = int(receiver.endpoint.rsplit(":", 1)[1])
+    target = client(receiver.endpoint)
+    assert call(target, request(name="before")) == Status("OK")
+    server.stop(None).wait()
+    server = start_grpc(receiver, port=port)
+    try:
+        # The closed connection is seen before the call, which dials again instead of failing.
+        assert call(target, request(name="after")) == Status("OK")
+    finally:
+        server.stop(None)
+    assert len(receiver.metrics) == 2
+
+
+def test_close_ends_a_call_in_flight_at_once() -> None:
+    with silent_listener() as hole:
+        target = client(hole.url)
+        statuses: list[Status] = []
+        thread = threading.Thread(target=lambda: statuses.append(call(target, request(), timeout=30)))
+        thread.start()
+        wait_until(lambda: target._lock.locked() and hole.connections, timeout=10)
+        started = time.monotonic()
+        target.close()
+        thread.join(10)
+        assert time.monotonic() - started < 5  # not the call's 30 s
+        assert [status.code for status in statuses] == ["UNAVAILABLE"]
+
+
+# -- the answer and the deadline header ----------------------------------------------------------------
+
+
+def event(kind: type[Any], **fields: Any) -> Any:
+    return kind(stream_id=1, **fields)
+
+
+@pytest.mark.parametrize(
+    ("events", "status"),
+    [
+        # a trailers-only answer: the status in the headers
+        (
+            [event(h2.events.ResponseReceived, headers=[(b":status", b"200"), (b"grpc-status", b"14")]),
+             event(h2.events.StreamEnded)],
+            Status("UNAVAILABLE"),
+        ),
+        (
+            [event(h2.events.ResponseReceived, headers=[(b":status", b"200")]),
+             event(h2.events.TrailersReceived, headers=[(b"grpc-status", b"3"), (b"grpc-message", b"bad%20field%25")]),
+             event(h2.events.StreamEnded)],
+            Status("INVALID_ARGUMENT", "bad field%"),
+        ),
+        (
+            [event(h2.events.ResponseReceived, headers=[(b":status", b"503")]), event(h2.events.StreamEnded)],
+            Status("UNAVAILABLE", "HTTP 503 without a gRPC status"),
+        ),
+        (
+            [event(h2.events.ResponseReceived, headers=[(b":status", b"200")]), event(h2.events.StreamEnded)],
+            Status("UNKNOWN", "HTTP 200 without a gRPC status"),
+        ),
+        (
+            [event(h2.events.TrailersReceived, headers=[(b"grpc-status", b"99")]), event(h2.events.StreamEnded)],
+            Status("UNKNOWN"),
+        ),
+        ([event(h2.events.StreamReset, error_code=7)], Status("UNAVAILABLE", "stream reset by the server (HTTP/2 error 7)")),
+        ([event(h2.events.StreamReset, error_code=8)], Status("CANCELLED", "stream reset by the server (HTTP/2 error 8)")),
+        ([event(h2.events.StreamReset, error_code=2)], Status("INTERNAL", "stream reset by the server (HTTP/2 error 2)")),
+    ],
+)  # fmt: skip
+def test_the_status_of_an_answer(events: list[Any], status: Status) -> None:
+    answer = grpc_client._Answer()
+    answer.take(events)
+    assert answer.ended
+    assert answer.status() == status
+
+
+def test_an_answer_still_coming_has_not_ended() -> None:
+    answer = grpc_client._Answer()
+    answer.take([event(h2.events.ResponseReceived, headers=[(b":status", b"200")])])
+    assert not answer.ended
+
+
+@pytest.mark.parametrize(
+    ("seconds", "header"),
+    [(0.0001, "1m"), (2.5, "2500m"), (99_999.999, "99999999m"), (100_000.0, "100000S"), (1e12, "99999999S")],
+)
+def test_the_grpc_timeout_header(seconds: float, header: str) -> None:
+    assert grpc_client._grpc_timeout(seconds) == header
+
+
+def test_the_status_names_are_grpcs() -> None:
+    assert [code.name for code in sorted(grpc.StatusCode, key=lambda c: c.value[0])] == list(
+        grpc_client.STATUS_NAMES
+    )
+
+
+# -- TLS ----------------------------------------------------------------------------------------------------
+
+
+def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@contextlib.contextmanager
+def tls_server(credentials: grpc.ServerCredentials) -> Iterator[Receiver]:
+    receiver = Receiver()
+    server = start_grpc(receiver, tls=credentials)
+    try:
+        yield receiver
+    finally:
+        server.stop(None)
+
+
+def test_tls_with_the_servers_certificate_and_not_without(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path, "server")
+    with tls_server(grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])) as receiver:
+        assert receiver.endpoint.startswith("https://")
+        assert call(client(receiver.endpoint, insecure=False, certificate=str(cert)), request()) == Status(
+            "OK"
+        )
+        unknown = call(client(receiver.endpoint, insecure=False), request())
+        assert unknown.code == "UNAVAILABLE" and "TLS error" in unknown.message
+        plaintext = call(client(receiver.endpoint, insecure=True), request(), timeout=2)
+        assert plaintext.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+    assert len(receiver.metrics) == 1
+
+
+def test_a_client_certificate_when_the_server_asks_for_one(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path, "server")
+    client_cert, client_key = self_signed(tmp_path, "client")
+    credentials = grpc.ssl_server_credentials(
+        [(key.read_bytes(), cert.read_bytes())],
+        root_certificates=client_cert.read_bytes(),
+        require_client_auth=True,
+    )
+    with tls_server(credentials) as receiver:
+        secure = {"insecure": False, "certificate": str(cert)}
+        without = call(client(receiver.endpoint, **secure), request(), timeout=3)
+        assert without.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+        mutual = client(
+            receiver.endpoint, client_certificate=str(client_cert), client_key=str(client_key), **secure
+        )
+        assert call(mutual, request()) == Status("OK")
+    assert len(receiver.metrics) == 1
+
+
+def test_tls_files_that_cannot_be_read_fail_at_construction(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        client("https://127.0.0.1:1", insecure=False, certificate=str(tmp_path / "missing.pem"))
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    with pytest.raises(OSError):  # ssl.SSLError
+        client("https://127.0.0.1:1", insecure=False, certificate=str(tmp_path / "junk.pem"))
+
+
+# -- proxies --------------------------------------------------------------------------------------------------
+
+
+class ConnectProxy:
+    """A forward proxy for CONNECT: it keeps each request's head and relays the bytes both ways."""
+
+    def __init__(self, answer: bytes = b"HTTP/1.1 200 Connection established\r\n\r\n") -> None:
+        self.heads: list[str] = []
+        self._answer = answer
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                downstream, _ = self._server.accept()
+                threading.Thread(target=self._tunnel, args=(downstream,), daemon=True).start()
+
+    def _tunnel(self, downstream: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += downstream.recv(4096)
+        self.heads.append(head.decode())
+        downstream.sendall(self._answer)
+        if not self._answer.startswith(b"HTTP/1.1 200"):
+            downstream.close()
+            return
+        host, port = head.split()[1].decode().rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)))
+        for source, sink in ((downstream, upstream), (upstream, downstream)):
+            threading.Thread(target=self._relay, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _relay(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65_536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self._server.close()
+
+
+@pytest.fixture
+def proxy() -> Iterator[ConnectProxy]:
+    running = ConnectProxy()
+    yield running
+    running.close()
+
+
+def test_grpc_proxy_is_tunnelled_through_with_its_credentials(
+    grpc_receiver: Receiver, proxy: ConnectProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("grpc_proxy", proxy.url.replace("http://", "http://us%20er:pa%3Ass@"))
+    assert call(client(grpc_receiver.endpoint), request()) == Status("OK")
+    (head,) = proxy.heads
+    target = grpc_receiver.endpoint.removeprefix("http://")
+    assert head.startswith(f"CONNECT {target} HTTP/1.1\r\n")
+    assert "Proxy-Authorization: Basic dXMgZXI6cGE6c3M=\r\n" in head  # base64 of "us er:pa:ss"
+    assert len(grpc_receiver.metrics) == 1
+
+
+def test_https_proxy_serves_when_grpc_proxy_is_not_set_and_no_proxy_skips_it(
+    grpc_receiver: Receiver, proxy: ConnectProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("https_proxy", proxy.url)
+    assert call(client(grpc_receiver.endpoint), request()) == Status("OK")
+    assert len(proxy.heads) == 1
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    assert call(client(grpc_receiver.endpoint), request()) == Status("OK")
+    monkeypatch.delenv("no_proxy")
+    monkeypatch.setenv("no_grpc_proxy", "localhost, 127.0.0.1")
+    assert call(client(grpc_receiver.endpoint), request()) == Status("OK")
+    assert len(proxy.heads) == 1  # both went straight to the server
+    assert len(grpc_receiver.metrics) == 3
+
+
+def test_a_proxy_that_refuses_is_unavailable(
+    grpc_receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refusing = ConnectProxy(answer=b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
+    monkeypatch.setenv("grpc_proxy", refusing.url)
+    try:
+        status = call(client(grpc_receiver.endpoint), request())
+    finally:
+        refusing.close()
+    assert status.code == "UNAVAILABLE" and "407" in status.message
+    assert grpc_receiver.metrics == []
+
+
+# -- fork ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_dials_its_own_connection_while_the_parents_call_is_in_flight(
+    grpc_receiver: Receiver,
+) -> None:
+    shared = client(grpc_receiver.endpoint)
+    assert call(shared, request(name="parent")) == Status("OK")
+    parents_socket = shared._socket
+    with silent_listener() as hole:
+        hung = client(hole.url)
+        in_flight = threading.Thread(target=call, args=(hung, request(), 3.0))
+        in_flight.start()
+        wait_until(lambda: hung._lock.locked() and hole.connections, timeout=10)
+        pid = os.fork()
+        if pid == 0:  # the child: no thread holds its lock, its calls are its own
+            code = 0
+            try:
+                if call(hung, request(), timeout=0.3).code != "DEADLINE_EXCEEDED":
+                    code = 1
+                elif call(shared, request(name="child")) != Status("OK"):
+                    code = 2
+            except BaseException:
+                code = 3
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        in_flight.join(10)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The parent's connection lives on, untouched by the child that closed its copy.
+    assert shared._socket is parents_socket
+    assert call(shared, request(name="parent again")) == Status("OK")
+    names = [rm.scope_metrics[0].metrics[0].name for r in grpc_receiver.metrics for rm in r.resource_metrics]
+    assert names == ["parent", "child", "parent again"]
