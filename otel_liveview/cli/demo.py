@@ -27,7 +27,7 @@ import otel_liveview
 from otel_liveview import ExperimentBroadcaster, LiveViewExperiment
 from otel_liveview._internal import config
 from otel_liveview.cli import check
-from otel_liveview.cli.extras import distribution, is_missing
+from otel_liveview.cli.extras import VIEW, absent
 
 STEPS_PER_EPOCH = 50
 TRAIN_STEPS = 20 * STEPS_PER_EPOCH
@@ -75,10 +75,10 @@ def _view_module() -> ModuleType | str:
     try:
         from otel_liveview.cli import view
     except ModuleNotFoundError as error:
-        missing = next((module for module in ("rich", "grpc") if is_missing(error, module)), None)
+        missing = absent(error, VIEW)
         if missing is None:
             raise
-        return distribution(missing)
+        return missing
     return view
 
 

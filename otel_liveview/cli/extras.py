@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import importlib
 
-def is_missing(error: ModuleNotFoundError, package: str) -> bool:
-    """The module `error` could not find is `package` or one of its submodules (`rich.cells`)."""
-    return error.name is not None and error.name.split(".")[0] == package
-
-
+VIEW = ("rich", "grpc")  # what the view extra installs, by module name: the screen, the gRPC receiver
 _DISTRIBUTIONS = {
     "yaml": "PyYAML",
     "grpc": "grpcio",
 }  # what pip calls a module's package, where the names differ
 
 
-def distribution(module: str) -> str:
-    """What `pip install` calls the package of `module`."""
-    return _DISTRIBUTIONS.get(module, module)
+def is_missing(error: ModuleNotFoundError, package: str) -> bool:
+    """The module `error` could not find is `package` or one of its submodules (`rich.cells`)."""
+    return error.name is not None and error.name.split(".")[0] == package
 
 
-__all__ = ["distribution", "is_missing"]
+def absent(error: ModuleNotFoundError, modules: tuple[str, ...]) -> str | None:
+    """If `error` is one of `modules` missing, which of them are not installed, as pip names them
+    ("rich and grpcio"); None if the error is about something else."""
+    if not any(is_missing(error, module) for module in modules):
+        return None
+    missing = []
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(_DISTRIBUTIONS.get(module, module))
+    return " and ".join(missing)
+
+
+__all__ = ["VIEW", "absent", "is_missing"]

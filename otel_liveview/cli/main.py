@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from otel_liveview._internal.pipeline import VERSION
-from otel_liveview.cli.extras import distribution, is_missing
+from otel_liveview.cli.extras import VIEW, absent
 
 # subcommand -> (the modules beyond the core it needs, the extra that installs them)
 _SUBCOMMANDS: dict[str, tuple[tuple[str, ...], str] | None] = {
     "demo": None,
-    "view": (("rich", "grpc"), "view"),
+    "view": (VIEW, "view"),
     "alerts": (("yaml",), "alerts"),
     "check": None,
     "replay": None,
@@ -61,31 +61,31 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module: Any = importlib.import_module(f"otel_liveview.cli.{name}")
         except ModuleNotFoundError as error:
-            missing = None if needs is None else next((m for m in needs[0] if is_missing(error, m)), None)
+            missing = None if needs is None else absent(error, needs[0])
             if needs is None or missing is None:
                 raise
-            _register_missing(commands, name, extra=needs[1], module=missing)
+            _register_missing(commands, name, extra=needs[1], missing=missing)
         else:
             module.register(commands)
     return parser
 
 
 def _register_missing(
-    commands: argparse._SubParsersAction[CommandParser], name: str, *, extra: str, module: str
+    commands: argparse._SubParsersAction[CommandParser], name: str, *, extra: str, missing: str
 ) -> None:
-    """A subcommand whose extra is not installed: it says which to install."""
+    """A subcommand whose extra is not installed: it says what is missing and which extra to install."""
     parser = commands.add_parser(name, help=f"{_HELP_WITHOUT_EXTRA[name]} (needs the '{extra}' extra)")
     parser.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    verb = "are" if " and " in missing else "is"
 
-    def missing(args: argparse.Namespace) -> int:
+    def refuse(args: argparse.Namespace) -> int:
         print(
-            f"otel-liveview {name}: needs {distribution(module)}, which is not installed: "
-            f"pip install 'otel-liveview[{extra}]'",
+            f"otel-liveview {name}: needs {missing}, which {verb} not installed: pip install 'otel-liveview[{extra}]'",
             file=sys.stderr,
         )
         return 2
 
-    parser.set_defaults(run=missing)
+    parser.set_defaults(run=refuse)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -269,22 +269,41 @@ def test_a_missing_extra_is_one_line_naming_it() -> None:
             timeout=60,
         )
 
-    for args, extra, module in ((["view"], "view", "rich"), (["alerts", "x.yaml"], "alerts", "PyYAML")):
+    for args, extra, missing in (
+        (["view"], "view", "rich and grpcio, which are"),
+        (["alerts", "x.yaml"], "alerts", "PyYAML, which is"),
+    ):
         result = command(*args)
         assert (result.returncode, result.stdout) == (2, ""), result.stderr
         assert result.stderr == (
-            f"otel-liveview {args[0]}: needs {module}, which is not installed: pip install 'otel-liveview[{extra}]'\n"
+            f"otel-liveview {args[0]}: needs {missing} not installed: pip install 'otel-liveview[{extra}]'\n"
         )
     result = command("demo", "--view", "--duration", "1")
     assert (result.returncode, result.stderr) == (
         2,
-        "otel-liveview demo: --view needs rich: pip install 'otel-liveview[view]'\n",
+        "otel-liveview demo: --view needs rich and grpcio: pip install 'otel-liveview[view]'\n",
     )
     result = command(
         "demo", "--duration", "0.5", "--step-seconds", "0.1"
     )  # the core is enough without --view
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "done"
+
+
+def test_the_view_without_grpcio_names_only_grpcio() -> None:
+    script = (
+        "import sys\n"
+        "sys.modules['grpc'] = None  # rich installed, grpcio not\n"
+        "from otel_liveview.cli import main as cli\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, "view"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert (result.returncode, result.stderr) == (
+        2,
+        "otel-liveview view: needs grpcio, which is not installed: pip install 'otel-liveview[view]'\n",
+    )
 
 
 def test_pull_mode_without_its_extra_warns_once_and_the_experiment_goes_on() -> None:
