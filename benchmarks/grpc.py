@@ -87,6 +87,12 @@ def serve() -> None:
     server.stop(None)
 
 
+def call_ok(client: GrpcClient, payload: bytes) -> None:
+    status = client.call(payload, 10)
+    if status.code != "OK":  # grpcio's call raises on its own
+        raise RuntimeError(f"the call failed: {status}")
+
+
 def measure(send: Callable[[bytes], None], payload: bytes, requests: int) -> tuple[float, float]:
     """(CPU µs per call, median wall µs per call) over `requests` calls, after a warm-up."""
     for _ in range(20):
@@ -129,7 +135,7 @@ def main() -> None:
                 Endpoint(signal="logs", protocol="grpc", url=f"http://{target}", insecure=True), method
             )
             grpcio_cpu, grpcio_wall = measure(functools.partial(call, timeout=10), payload, args.requests)
-            h2_cpu, h2_wall = measure(functools.partial(client.call, timeout=10), payload, args.requests)
+            h2_cpu, h2_wall = measure(functools.partial(call_ok, client), payload, args.requests)
             client.close()
             print(
                 f"{name:<22} {len(payload):>8} {grpcio_cpu:>14.1f} {h2_cpu:>10.1f} {h2_cpu / grpcio_cpu:>6.2f} {grpcio_wall:>15.1f} {h2_wall:>11.1f}"

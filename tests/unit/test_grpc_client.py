@@ -75,6 +75,13 @@ def test_calls_arrive_with_or_without_gzip_and_their_metadata(grpc_receiver: Rec
     assert names == ["a", "b", "c"]
 
 
+@pytest.mark.parametrize("headers", [{"bad key": "v"}, {"x-key": "line\nbreak"}, {"connection": "close"}])
+def test_a_header_http2_does_not_allow_is_refused_at_construction(headers: dict[str, str]) -> None:
+    # otlp turns the ValueError into an exporter that is off, with one warning line.
+    with pytest.raises(ValueError, match="a request header HTTP/2 does not allow"):
+        client("http://127.0.0.1:4317", headers=headers)
+
+
 def test_a_message_larger_than_the_flow_control_windows_arrives_whole(grpc_receiver: Receiver) -> None:
     big = request(metrics=80_000, name="x" * 10)  # over 1 MB: many times HTTP/2's initial 64 KiB windows
     assert len(big) > 16 * 65_535
