@@ -6,8 +6,10 @@ import logging
 
 from otel_liveview.broadcaster import ExperimentBroadcaster
 
-# Records from the exporters themselves must not loop back into the pipeline they report on.
-_OWN_LOGGERS = ("opentelemetry", "otel_liveview", "urllib3", "grpc")
+# Records from the exporters themselves must not loop back into the pipeline they report on: the
+# OTLP/HTTP (urllib3) and OTLP/gRPC (h2, which logs through hpack) clients, the embedded view's
+# receiver (grpc).
+_OWN_LOGGERS = frozenset(("opentelemetry", "otel_liveview", "urllib3", "h2", "hpack", "hyperframe", "grpc"))
 
 
 class LiveViewHandler(logging.Handler):
@@ -22,7 +24,7 @@ class LiveViewHandler(logging.Handler):
         self.broadcaster = broadcaster or ExperimentBroadcaster()
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name.startswith(_OWN_LOGGERS):
+        if record.name.partition(".")[0] in _OWN_LOGGERS:
             return
         try:
             attributes: dict[str, object] = {

@@ -153,7 +153,6 @@ def run(args: argparse.Namespace) -> int:
     if settings.disabled:
         print("OTEL_SDK_DISABLED: publishing does nothing, no connection is made")
         return 1 if failures else 0
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # gRPC's own log lines would repeat the verdict
     exporters = {"metrics": settings.metrics_exporter, "logs": settings.logs_exporter}
     for signal in otlp.SIGNALS:
         others = [name for name in exporters[signal] if name != "otlp"]

@@ -232,7 +232,6 @@ def test_logging_bridge_keeps_time_level_and_exception() -> None:
             raise ValueError("bad batch")
         except ValueError:
             logger.exception("step failed")
-        logging.getLogger("opentelemetry.exporter").warning("must not loop back")
     finally:
         logger.removeHandler(handler)
     found = records("unit:bridge")
@@ -240,6 +239,21 @@ def test_logging_bridge_keeps_time_level_and_exception() -> None:
     assert found[0].attributes["logger.name"] == "experiment.bridge"
     assert found[1].attributes["exception.type"] == "ValueError"
     assert "bad batch" in found[1].attributes["exception.stacktrace"]
+
+
+@pytest.mark.parametrize(
+    "name", ["opentelemetry.exporter", "otel_liveview", "urllib3.connectionpool", "h2.connection", "hpack.hpack",
+             "hyperframe.frame", "grpc._server"],
+)  # fmt: skip
+def test_logging_bridge_skips_the_exporters_own_loggers(name: str) -> None:
+    """A root handler at DEBUG sees the export path's own records (hpack logs every header it
+    encodes): sent down the same path, each export would make more."""
+    broadcaster = ExperimentBroadcaster(base_topic=f"unit:own:{name}")
+    handler = LiveViewHandler(broadcaster)
+    handler.handle(logging.LogRecord(name, logging.DEBUG, __file__, 1, "must not loop back", None, None))
+    another = name.partition(".")[0] + "_plugin"  # a package whose name only begins like it (h2_plugin)
+    handler.handle(logging.LogRecord(another, logging.DEBUG, __file__, 1, "another library's", None, None))
+    assert [r.body for r in records(f"unit:own:{name}")] == ["another library's"]
 
 
 def test_metric_series_cap_counts_cardinality_drops() -> None:
