@@ -34,7 +34,6 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 )
 
 from otel_liveview._internal.grpc_client import GrpcClient
-from otel_liveview._internal.otlp import Endpoint
 
 LOGS = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 METRICS = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
@@ -131,9 +130,7 @@ def main() -> None:
             call = channel.unary_unary(
                 method, request_serializer=lambda b: b, response_deserializer=lambda b: b
             )
-            client = GrpcClient(
-                Endpoint(signal="logs", protocol="grpc", url=f"http://{target}", insecure=True), method
-            )
+            client = GrpcClient(target, method)
             grpcio_cpu, grpcio_wall = measure(functools.partial(call, timeout=10), payload, args.requests)
             h2_cpu, h2_wall = measure(functools.partial(call_ok, client), payload, args.requests)
             client.close()

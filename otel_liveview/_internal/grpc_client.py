@@ -25,8 +25,8 @@ import ssl
 import threading
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, unquote, urlsplit
 
 import certifi
@@ -36,9 +36,6 @@ import h2.events
 import h2.exceptions
 
 from otel_liveview._internal import bounded
-
-if TYPE_CHECKING:
-    from otel_liveview._internal.otlp import Endpoint
 
 # grpc/doc/statuscodes.md, by number.
 STATUS_NAMES = (
@@ -64,9 +61,8 @@ STATUS_NAMES = (
 _HTTP_STATUS = {400: "INTERNAL", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "UNIMPLEMENTED",
                 429: "UNAVAILABLE", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "UNAVAILABLE"}  # fmt: skip
 _READ_SIZE = 65_536
-_TOKEN = re.compile(
-    r"[!#$%&'*+\-.^_`|~0-9a-z]+"
-)  # a field name (RFC 9110 5.1), in lower case as HTTP/2 wants
+# A field name (RFC 9110 5.1) in lower case, as HTTP/2 wants; a value without NUL, CR or LF.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")
 _BAD_VALUE = re.compile(r"[\x00\r\n]")
 _CONNECTION_SPECIFIC = frozenset(
     ("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade")
@@ -106,27 +102,36 @@ class GrpcClient:
     Thread-safe: calls take turns on the connection, each waiting no longer than its own deadline.
     """
 
-    def __init__(self, endpoint: Endpoint, method: str) -> None:
-        parts = urlsplit(endpoint.url if "://" in endpoint.url else f"//{endpoint.url}")
+    def __init__(
+        self,
+        target: str,
+        method: str,
+        *,
+        tls: ssl.SSLContext | None = None,
+        metadata: Mapping[str, str] | None = None,
+        compress: bool = False,
+    ) -> None:
+        """`target`: host:port, or a URL whose scheme is ignored (`tls` decides); `metadata`: sent
+        with every call; `compress`: gzip the messages."""
+        parts = urlsplit(target if "://" in target else f"//{target}")
         if parts.hostname is None:
-            raise ValueError(f"no host in {endpoint.url!r}")
+            raise ValueError(f"no host in {target!r}")
         self._host = parts.hostname
-        self._port = parts.port or (80 if endpoint.insecure else 443)
-        self._tls = None if endpoint.insecure else _tls_context(endpoint)
+        self._port = parts.port or (80 if tls is None else 443)
+        self._tls = tls
         self._proxy = _proxy_for(self._host)
-        authority = parts.netloc.rpartition("@")[2]
         self._request_headers = _checked([
             (":method", "POST"),
-            (":scheme", "http" if self._tls is None else "https"),
+            (":scheme", "http" if tls is None else "https"),
             (":path", method),
-            (":authority", authority),
+            (":authority", parts.netloc.rpartition("@")[2]),
             ("te", "trailers"),
             ("content-type", "application/grpc"),
             ("user-agent", "otel-liveview"),
-            *((("grpc-encoding", "gzip"),) if endpoint.compression else ()),
-            *((key.lower(), value) for key, value in endpoint.headers.items()),
+            *((("grpc-encoding", "gzip"),) if compress else ()),
+            *((key.lower(), value) for key, value in (metadata or {}).items()),
         ])  # fmt: skip
-        self._compress = endpoint.compression == "gzip"
+        self._compress = compress
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._socket: socket.socket | None = None
@@ -381,16 +386,19 @@ def _grpc_timeout(seconds: float) -> str:
     return f"{millis}m" if millis < 100_000_000 else f"{min(math.ceil(seconds), 99_999_999)}S"
 
 
-def _tls_context(endpoint: Endpoint) -> ssl.SSLContext:
-    """The server verified against OTEL_EXPORTER_OTLP_CERTIFICATE, else GRPC_DEFAULT_SSL_ROOTS_FILE_PATH
-    (what grpcio reads), else certifi's bundle; the client's own certificate if one is configured."""
-    roots = endpoint.certificate or os.environ.get("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH") or certifi.where()
-    for path in (roots, endpoint.client_certificate, endpoint.client_key):
+def tls_context(
+    certificate: str | None = None, client_certificate: str | None = None, client_key: str | None = None
+) -> ssl.SSLContext:
+    """The server verified against `certificate` (OTEL_EXPORTER_OTLP_CERTIFICATE), else
+    GRPC_DEFAULT_SSL_ROOTS_FILE_PATH (what grpcio reads), else certifi's bundle; the client's own
+    certificate if one is given."""
+    roots = certificate or os.environ.get("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH") or certifi.where()
+    for path in (roots, client_certificate, client_key):
         if path:
             open(path, "rb").close()  # ssl's own error would not name the file
     context = ssl.create_default_context(cafile=roots)
-    if endpoint.client_certificate:
-        context.load_cert_chain(endpoint.client_certificate, endpoint.client_key)
+    if client_certificate:
+        context.load_cert_chain(client_certificate, client_key)
     context.set_alpn_protocols(["h2"])
     return context
 

@@ -252,7 +252,18 @@ class _GrpcTransport:
     """OTLP/gRPC through `grpc_client` (pure Python, so that a fork never meets a call in flight)."""
 
     def __init__(self, endpoint: Endpoint) -> None:
-        self._client = grpc_client.GrpcClient(endpoint, _GRPC_METHODS[endpoint.signal])
+        tls = None
+        if not endpoint.insecure:
+            tls = grpc_client.tls_context(
+                endpoint.certificate, endpoint.client_certificate, endpoint.client_key
+            )
+        self._client = grpc_client.GrpcClient(
+            endpoint.url,
+            _GRPC_METHODS[endpoint.signal],
+            tls=tls,
+            metadata=endpoint.headers,
+            compress=endpoint.compression == "gzip",
+        )
 
     def send(self, payload: bytes, timeout: float) -> Outcome:
         try:

@@ -21,7 +21,6 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, ResourceMetrics, 
 
 from otel_liveview._internal import grpc_client
 from otel_liveview._internal.grpc_client import CallFailed, GrpcClient, Status
-from otel_liveview._internal.otlp import Endpoint
 from tests.support.receiver import Receiver, silent_listener, start_grpc, wait_until
 
 METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
@@ -35,10 +34,9 @@ def request(metrics: int = 1, name: str = "m") -> bytes:
     ).SerializeToString()
 
 
-def client(url: str, **changes: Any) -> GrpcClient:
-    values: dict[str, Any] = {"signal": "metrics", "protocol": "grpc", "url": url, "insecure": True}
-    values.update(changes)
-    return GrpcClient(Endpoint(**values), METHOD)
+def client(url: str, *, secure: bool = False, **tls: str) -> GrpcClient:
+    """A client of the metrics service at `url`; with `secure`, over TLS with `tls`'s files."""
+    return GrpcClient(url, METHOD, tls=grpc_client.tls_context(**tls) if secure else None)
 
 
 def call(target: GrpcClient, payload: bytes, timeout: float = 5.0) -> Status:
@@ -60,10 +58,10 @@ def no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_calls_arrive_with_or_without_gzip_and_their_metadata(grpc_receiver: Receiver) -> None:
-    plain = client(grpc_receiver.endpoint, headers={"X-Key": "v"})
+    plain = GrpcClient(grpc_receiver.endpoint, METHOD, metadata={"X-Key": "v"})
     assert call(plain, request(name="a")) == Status("OK")
     assert call(plain, request(name="b")) == Status("OK")  # the same connection, the next stream
-    gzipped = client(grpc_receiver.endpoint.removeprefix("http://"), compression="gzip")
+    gzipped = GrpcClient(grpc_receiver.endpoint.removeprefix("http://"), METHOD, compress=True)
     assert call(gzipped, request(name="c")) == Status("OK")
     names = [
         m.name
@@ -79,7 +77,7 @@ def test_calls_arrive_with_or_without_gzip_and_their_metadata(grpc_receiver: Rec
 def test_a_header_http2_does_not_allow_is_refused_at_construction(headers: dict[str, str]) -> None:
     # otlp turns the ValueError into an exporter that is off, with one warning line.
     with pytest.raises(ValueError, match="a request header HTTP/2 does not allow"):
-        client("http://127.0.0.1:4317", headers=headers)
+        GrpcClient("http://127.0.0.1:4317", METHOD, metadata=headers)
 
 
 def test_a_message_larger_than_the_flow_control_windows_arrives_whole(grpc_receiver: Receiver) -> None:
@@ -245,12 +243,10 @@ def test_tls_with_the_servers_certificate_and_not_without(tmp_path: Path) -> Non
     cert, key = self_signed(tmp_path, "server")
     with tls_server(grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])) as receiver:
         assert receiver.endpoint.startswith("https://")
-        assert call(client(receiver.endpoint, insecure=False, certificate=str(cert)), request()) == Status(
-            "OK"
-        )
-        unknown = call(client(receiver.endpoint, insecure=False), request())
+        assert call(client(receiver.endpoint, secure=True, certificate=str(cert)), request()) == Status("OK")
+        unknown = call(client(receiver.endpoint, secure=True), request())
         assert unknown.code == "UNAVAILABLE" and "TLS error" in unknown.message
-        plaintext = call(client(receiver.endpoint, insecure=True), request(), timeout=2)
+        plaintext = call(client(receiver.endpoint), request(), timeout=2)
         assert plaintext.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
     assert len(receiver.metrics) == 1
 
@@ -264,11 +260,14 @@ def test_a_client_certificate_when_the_server_asks_for_one(tmp_path: Path) -> No
         require_client_auth=True,
     )
     with tls_server(credentials) as receiver:
-        secure = {"insecure": False, "certificate": str(cert)}
-        without = call(client(receiver.endpoint, **secure), request(), timeout=3)
+        without = call(client(receiver.endpoint, secure=True, certificate=str(cert)), request(), timeout=3)
         assert without.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
         mutual = client(
-            receiver.endpoint, client_certificate=str(client_cert), client_key=str(client_key), **secure
+            receiver.endpoint,
+            secure=True,
+            certificate=str(cert),
+            client_certificate=str(client_cert),
+            client_key=str(client_key),
         )
         assert call(mutual, request()) == Status("OK")
     assert len(receiver.metrics) == 1
@@ -276,10 +275,10 @@ def test_a_client_certificate_when_the_server_asks_for_one(tmp_path: Path) -> No
 
 def test_tls_files_that_cannot_be_read_fail_at_construction(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
-        client("https://127.0.0.1:1", insecure=False, certificate=str(tmp_path / "missing.pem"))
+        client("https://127.0.0.1:1", secure=True, certificate=str(tmp_path / "missing.pem"))
     (tmp_path / "junk.pem").write_text("not a certificate")
     with pytest.raises(OSError):  # ssl.SSLError
-        client("https://127.0.0.1:1", insecure=False, certificate=str(tmp_path / "junk.pem"))
+        client("https://127.0.0.1:1", secure=True, certificate=str(tmp_path / "junk.pem"))
 
 
 # -- proxies --------------------------------------------------------------------------------------------------
