@@ -57,9 +57,10 @@ STATUS_NAMES = (
     "DATA_LOSS",
     "UNAUTHENTICATED",
 )
+_BY_NUMBER = {str(number): name for number, name in enumerate(STATUS_NAMES)}  # grpc-status's text -> name
 # The status a client reports for an HTTP answer without one (grpc/doc/http-grpc-status-mapping.md).
-_HTTP_STATUS = {400: "INTERNAL", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "UNIMPLEMENTED",
-                429: "UNAVAILABLE", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "UNAVAILABLE"}  # fmt: skip
+_HTTP_STATUS = {"400": "INTERNAL", "401": "UNAUTHENTICATED", "403": "PERMISSION_DENIED", "404": "UNIMPLEMENTED",
+                "429": "UNAVAILABLE", "502": "UNAVAILABLE", "503": "UNAVAILABLE", "504": "UNAVAILABLE"}  # fmt: skip
 _READ_SIZE = 65_536
 # A field name (RFC 9110 5.1) in lower case, as HTTP/2 wants; a value without NUL, CR or LF.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")
@@ -334,12 +335,9 @@ class _Answer:
             return Status(code, f"stream reset by the server (HTTP/2 error {self.reset})")
         raw = self.fields.get("grpc-status")
         if raw is None:
-            http = int(self.http_status) if self.http_status.isdigit() else 0
-            code = "UNKNOWN" if http == 200 else _HTTP_STATUS.get(http, "UNKNOWN")
+            code = _HTTP_STATUS.get(self.http_status, "UNKNOWN")
             return Status(code, f"HTTP {self.http_status or '?'} without a gRPC status")
-        number = int(raw) if raw.isdigit() else -1
-        code = STATUS_NAMES[number] if 0 <= number < len(STATUS_NAMES) else "UNKNOWN"
-        return Status(code, unquote(self.fields.get("grpc-message", "")))
+        return Status(_BY_NUMBER.get(raw, "UNKNOWN"), unquote(self.fields.get("grpc-message", "")))
 
 
 def _checked(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

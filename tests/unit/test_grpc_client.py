@@ -4,17 +4,21 @@ client certificates, proxies, flow control, statuses, a server that goes away, a
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
+import h2.config
+import h2.connection
 import h2.events
+import h2.settings
 import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, ResourceMetrics, ScopeMetrics
@@ -148,6 +152,161 @@ def test_close_ends_a_call_in_flight_at_once() -> None:
         thread.join(10)
         assert time.monotonic() - started < 5  # not the call's 30 s
         assert [status.code for status in statuses] == ["UNAVAILABLE"]
+
+
+# -- on the wire, against a scripted HTTP/2 server ------------------------------------------------------
+
+
+def answer_ok(connection: h2.connection.H2Connection, stream: int) -> bool:
+    connection.send_headers(stream, [(":status", "200"), ("content-type", "application/grpc")])
+    connection.send_data(stream, b"\x00\x00\x00\x00\x00")
+    connection.send_headers(stream, [("grpc-status", "0")], end_stream=True)
+    return True
+
+
+def answer_goaway(connection: h2.connection.H2Connection, stream: int) -> bool:
+    connection.close_connection()
+    return False  # and hang up
+
+
+class ScriptedServer:
+    """HTTP/2 on a raw socket (h2's server side): keeps each request's headers and body, and answers
+    each as `answer` says (True: keep the connection). With `window`, the client may send that much
+    and the server never makes more room; `on_data` then answers the first DATA frame instead."""
+
+    def __init__(
+        self,
+        answer: Callable[[h2.connection.H2Connection, int], bool] = answer_ok,
+        window: int | None = None,
+        on_data: Callable[[h2.connection.H2Connection, int], bool] | None = None,
+    ) -> None:
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.connections = 0
+        self._answer, self._window, self._on_data = answer, window, on_data
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                sock, _ = self._listener.accept()
+                self.connections += 1
+                threading.Thread(target=self._converse, args=(sock,), daemon=True).start()
+
+    def _converse(self, sock: socket.socket) -> None:
+        with sock, contextlib.suppress(OSError):
+            self._answer_all(sock)
+            # Hang up gracefully: a FIN, then read to the client's end (closing with bytes unread
+            # would reset the connection instead).
+            sock.shutdown(socket.SHUT_WR)
+            while sock.recv(65_536):
+                pass
+
+    def _answer_all(self, sock: socket.socket) -> None:
+        connection = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+        )
+        connection.initiate_connection()
+        if self._window is not None:
+            connection.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: self._window})
+        sock.sendall(connection.data_to_send())
+        headers: dict[int, dict[str, str]] = {}
+        bodies: dict[int, bytes] = {}
+        while data := sock.recv(65_536):
+            for event in connection.receive_data(data):
+                if isinstance(event, h2.events.RequestReceived):
+                    headers[event.stream_id] = dict(event.headers)  # type: ignore[arg-type]
+                    bodies[event.stream_id] = b""
+                elif isinstance(event, h2.events.DataReceived):
+                    bodies[event.stream_id] += event.data
+                    if self._on_data is not None and not self._on_data(connection, event.stream_id):
+                        sock.sendall(connection.data_to_send())
+                        return
+                    if self._window is None:
+                        connection.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.StreamEnded):
+                    self.requests.append((headers[event.stream_id], bodies[event.stream_id]))
+                    keep = self._answer(connection, event.stream_id)
+                    sock.sendall(connection.data_to_send())
+                    if not keep:
+                        return
+            sock.sendall(connection.data_to_send())
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_the_request_on_the_wire() -> None:
+    server = ScriptedServer()
+    try:
+        plain = GrpcClient(server.url, METHOD, metadata={"X-Key": "v"})
+        assert call(plain, b"message", timeout=3) == Status("OK")
+        assert call(GrpcClient(server.url, METHOD, compress=True), b"message") == Status("OK")
+    finally:
+        server.close()
+    (headers, body), (gzipped_headers, gzipped_body) = server.requests
+    timeout = headers.pop("grpc-timeout")
+    assert timeout.endswith("m") and 2000 < int(timeout[:-1]) <= 3000  # the call's own timeout
+    assert headers == {
+        ":method": "POST",
+        ":scheme": "http",
+        ":path": METHOD,
+        ":authority": server.url.removeprefix("http://"),
+        "te": "trailers",
+        "content-type": "application/grpc",
+        "user-agent": "otel-liveview",
+        "x-key": "v",
+    }
+    assert body == b"\x00" + (7).to_bytes(4, "big") + b"message"  # uncompressed, its length, the message
+    assert gzipped_headers["grpc-encoding"] == "gzip" and "grpc-encoding" not in headers
+    assert gzipped_body[:1] == b"\x01" and int.from_bytes(gzipped_body[1:5], "big") == len(gzipped_body) - 5
+    assert gzip.decompress(gzipped_body[5:]) == b"message"
+
+
+def test_over_tls_the_scheme_is_https_and_the_port_443_unless_given() -> None:
+    secure = GrpcClient("collector.example", METHOD, tls=grpc_client.tls_context())
+    plain = GrpcClient("collector.example", METHOD)
+    assert (secure._port, plain._port) == (443, 80)
+    assert (b":scheme", b"https") in secure._request_headers
+    assert (b":scheme", b"http") in plain._request_headers
+    with pytest.raises(ValueError, match="no host in 'http://:4317'"):
+        GrpcClient("http://:4317", METHOD)
+
+
+def test_a_goaway_instead_of_an_answer_is_unavailable_and_the_next_call_dials_again() -> None:
+    server = ScriptedServer(answer=answer_goaway)
+    try:
+        target = GrpcClient(server.url, METHOD)
+        failed = Status("UNAVAILABLE", "the server ended the connection (GOAWAY)")
+        assert call(target, request()) == failed
+        assert call(target, request()) == failed
+    finally:
+        server.close()
+    assert server.connections == 2 and len(server.requests) == 2
+
+
+def test_a_goaway_while_the_client_waits_for_room_to_send() -> None:
+    server = ScriptedServer(window=1_000, on_data=answer_goaway)  # room for 1,000 bytes, then GOAWAY
+    try:
+        status = call(GrpcClient(server.url, METHOD), b"x" * 5_000, timeout=5)
+    finally:
+        server.close()
+    assert status == Status("UNAVAILABLE", "the server ended the connection (GOAWAY)")
+
+
+def test_a_server_that_hangs_up_without_an_answer() -> None:
+    server = ScriptedServer(answer=lambda connection, stream: False)
+    try:
+        status = call(GrpcClient(server.url, METHOD), request())
+    finally:
+        server.close()
+    assert status == Status("UNAVAILABLE", "the server closed the connection")
+
+
+def test_a_failed_call_says_its_status() -> None:
+    assert str(CallFailed(Status("UNAVAILABLE", "refused"))) == "UNAVAILABLE refused"
+    assert str(CallFailed(Status("DEADLINE_EXCEEDED"))) == "DEADLINE_EXCEEDED"
 
 
 # -- the answer and the deadline header ----------------------------------------------------------------
