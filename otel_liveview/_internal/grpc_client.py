@@ -163,6 +163,9 @@ class GrpcClient:
         except (OSError, h2.exceptions.ProtocolError) as error:
             self._drop()
             raise CallFailed(Status("UNAVAILABLE", str(error) or type(error).__name__)) from None
+        except Exception as error:  # a fault of this client's own: the call fails, never the export thread
+            self._drop()
+            raise CallFailed(Status("INTERNAL", f"{type(error).__name__}: {error}")) from None
         finally:
             self._lock.release()
 
@@ -250,7 +253,7 @@ class GrpcClient:
         assert self._socket is not None and self._h2 is not None
         try:
             self._socket.settimeout(_remaining(deadline))
-            while select.select([self._socket], [], [], 0)[0]:
+            while _readable(self._socket):
                 data = self._socket.recv(_READ_SIZE)
                 if not data:
                     return True
@@ -369,6 +372,16 @@ def _check_preface(data: bytes) -> None:
 
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether a read would not block. poll, not select: select refuses a descriptor above 1023,
+    and a process with many files open (data loaders, checkpoints) has those."""
+    if not hasattr(select, "poll"):  # Windows, where select has no such limit
+        return bool(select.select([sock], [], [], 0)[0])
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _remaining(deadline: float) -> float:

@@ -140,6 +140,38 @@ def test_a_server_restarted_between_calls_costs_no_failed_call() -> None:
     assert len(receiver.metrics) == 2
 
 
+def test_a_connection_on_a_descriptor_above_1023(grpc_receiver: Receiver) -> None:
+    """select() refuses such a descriptor; a process with many files open has them."""
+    held = []
+    try:
+        while not held or held[-1] < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        target = client(grpc_receiver.endpoint)
+        assert call(target, request()) == Status("OK")
+        assert target._socket is not None and target._socket.fileno() > 1023
+        assert call(target, request()) == Status("OK")  # the look between calls, on that descriptor
+    finally:
+        for descriptor in held:
+            os.close(descriptor)
+    assert len(grpc_receiver.metrics) == 2
+
+
+def test_an_unexpected_error_fails_the_call_not_its_caller(
+    grpc_receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = client(grpc_receiver.endpoint)
+    assert call(target, request()) == Status("OK")
+
+    def broken(self: GrpcClient, message: bytes, deadline: float) -> Status:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(GrpcClient, "_call", broken)
+    assert call(target, request()) == Status("INTERNAL", "KeyError: 'a bug'")  # not retried: INTERNAL
+    assert target._socket is None  # and the connection is dropped
+    monkeypatch.undo()
+    assert call(target, request()) == Status("OK")
+
+
 def test_close_ends_a_call_in_flight_at_once() -> None:
     with silent_listener() as hole:
         target = client(hole.url)
