@@ -32,6 +32,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 import certifi
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.exceptions
 
@@ -62,6 +63,9 @@ _BY_NUMBER = {str(number): name for number, name in enumerate(STATUS_NAMES)}  # 
 _HTTP_STATUS = {"400": "INTERNAL", "401": "UNAUTHENTICATED", "403": "PERMISSION_DENIED", "404": "UNIMPLEMENTED",
                 "429": "UNAVAILABLE", "502": "UNAVAILABLE", "503": "UNAVAILABLE", "504": "UNAVAILABLE"}  # fmt: skip
 _READ_SIZE = 65_536
+_LONGEST = 86_400.0 * 365  # seconds: a longer timeout (inf) would overflow the lock's and socket's
+# A stream reset before any status, as gRPC reads its HTTP/2 error code (PROTOCOL-HTTP2.md, "Errors").
+_RESET_STATUS = {7: "UNAVAILABLE", 8: "CANCELLED", 11: "RESOURCE_EXHAUSTED", 12: "PERMISSION_DENIED"}
 # A field name (RFC 9110 5.1) in lower case, as HTTP/2 wants; a value without NUL, CR or LF.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")
 _BAD_VALUE = re.compile(r"[\x00\r\n]")
@@ -139,10 +143,11 @@ class GrpcClient:
         self._h2: h2.connection.H2Connection | None = None
         self._goaway = False  # the server said it takes no more calls on this connection
         self._spoken = False  # the server's first bytes on this connection were HTTP/2's
+        self._unread = b""  # bytes read from the socket and not yet a whole frame
 
     def call(self, message: bytes, timeout: float) -> Status:
         """Send `message`; the status the server gave, or `CallFailed` if it gave none in `timeout` s."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + min(timeout, _LONGEST)
         self._forget_parent()
         if not bounded.acquire(self._lock, deadline):
             raise CallFailed(Status("DEADLINE_EXCEEDED", "another call held the connection"))
@@ -166,6 +171,9 @@ class GrpcClient:
         except Exception as error:  # a fault of this client's own: the call fails, never the export thread
             self._drop()
             raise CallFailed(Status("INTERNAL", f"{type(error).__name__}: {error}")) from None
+        except BaseException:  # KeyboardInterrupt mid-send: a frame may be half written
+            self._drop()
+            raise
         finally:
             self._lock.release()
 
@@ -206,18 +214,23 @@ class GrpcClient:
         body = memoryview(
             b"".join((b"\x01" if self._compress else b"\x00", len(message).to_bytes(4, "big"), message))
         )
+        answer = _Answer()
         while body:
             room = min(connection.local_flow_control_window(stream), connection.max_outbound_frame_size)
             if room <= 0:  # the server has not made room yet: send what is ready, read its WINDOW_UPDATE
                 self._send(deadline)
-                self._read(stream, deadline)
+                answer.take(self._read(stream, deadline))
+                if answer.ended:  # it answered (a refusal) before taking the whole message
+                    if answer.reset is None:
+                        connection.reset_stream(stream, h2.errors.ErrorCodes.CANCEL)
+                        self._send(deadline)
+                    return answer.status()
                 if self._goaway:
                     raise CallFailed(Status("UNAVAILABLE", "the server ended the connection (GOAWAY)"))
                 continue
             connection.send_data(stream, body[:room], end_stream=len(body) <= room)
             body = body[room:]
         self._send(deadline)
-        answer = _Answer()
         while not answer.ended:
             if self._goaway:
                 raise CallFailed(Status("UNAVAILABLE", "the server ended the connection (GOAWAY)"))
@@ -226,25 +239,36 @@ class GrpcClient:
 
     def _read(self, stream: int, deadline: float) -> list[h2.events.Event]:
         """The events of one read from the socket that concern `stream` (acknowledging its data)."""
-        assert self._socket is not None and self._h2 is not None
+        assert self._socket is not None
         self._socket.settimeout(_remaining(deadline))
         data = self._socket.recv(_READ_SIZE)
         if not data:
             raise CallFailed(Status("UNAVAILABLE", "the server closed the connection"))
-        if not self._spoken:
-            _check_preface(data)
-            self._spoken = True
-        events = []
-        for event in self._h2.receive_data(data):
-            if isinstance(event, h2.events.ConnectionTerminated):
-                self._goaway = True  # what came before it still counts
-                break
-            if isinstance(event, h2.events.DataReceived):
-                self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-            if getattr(event, "stream_id", None) == stream:
-                events.append(event)
+        events = [event for event in self._take(data) if getattr(event, "stream_id", None) == stream]
         if not self._goaway:
             self._send(deadline)  # acknowledgements of settings, pings and data
+        return events
+
+    def _take(self, data: bytes) -> list[h2.events.Event]:
+        """`data` given to h2 a whole frame at a time, up to a GOAWAY: h2 refuses any frame after one,
+        and would lose with it the answer that came before (grpc-go closes with GOAWAY, then PING)."""
+        assert self._h2 is not None
+        self._unread += data
+        if not self._spoken and len(self._unread) >= 4:
+            _check_preface(self._unread)
+            self._spoken = True
+        events: list[h2.events.Event] = []
+        while not self._goaway and len(self._unread) >= 9:
+            end = 9 + int.from_bytes(self._unread[:3], "big")
+            if len(self._unread) < end:
+                break
+            frame, self._unread = self._unread[:end], self._unread[end:]
+            for event in self._h2.receive_data(frame):
+                if isinstance(event, h2.events.ConnectionTerminated):
+                    self._goaway = True  # what came before it still counts
+                elif isinstance(event, h2.events.DataReceived):
+                    self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                events.append(event)
         return events
 
     def _peer_left(self, deadline: float) -> bool:
@@ -252,16 +276,16 @@ class GrpcClient:
         what is waiting on the socket, without blocking)."""
         assert self._socket is not None and self._h2 is not None
         try:
-            self._socket.settimeout(_remaining(deadline))
             while _readable(self._socket):
+                self._socket.settimeout(_remaining(deadline))
                 data = self._socket.recv(_READ_SIZE)
                 if not data:
                     return True
-                for event in self._h2.receive_data(data):
-                    if isinstance(event, h2.events.ConnectionTerminated):
-                        return True
+                self._take(data)
+                if self._goaway:
+                    return True
                 self._socket.sendall(self._h2.data_to_send())
-        except (OSError, h2.exceptions.ProtocolError):
+        except (OSError, h2.exceptions.ProtocolError, CallFailed):
             return True
         return False
 
@@ -278,14 +302,19 @@ class GrpcClient:
         host, port = self._host, self._port
         if self._proxy is not None:
             host, port = self._proxy.hostname or "", self._proxy.port or 80
-        sock = socket.create_connection((host, port), timeout=_remaining(deadline))
+        sock = _dial(host, port, deadline)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._proxy is not None:
-                _tunnel(sock, self._proxy, f"{self._host}:{self._port}", deadline)
+                target = f"[{self._host}]:{self._port}" if ":" in self._host else f"{self._host}:{self._port}"
+                self._unread = _tunnel(sock, self._proxy, target, deadline)  # the server may speak first
             if self._tls is not None:
                 sock.settimeout(_remaining(deadline))
                 sock = self._tls.wrap_socket(sock, server_hostname=self._host)
+            if self._tls is not None and sock.selected_alpn_protocol() not in (None, "h2"):  # type: ignore[attr-defined]
+                raise CallFailed(
+                    Status("UNAVAILABLE", "TLS error: the server chose another protocol than h2")
+                )
             connection = h2.connection.H2Connection(_CONFIGURATION)
             connection.initiate_connection()
             self._socket, self._h2 = sock, connection
@@ -298,6 +327,7 @@ class GrpcClient:
             self._socket.close()
         self._socket = self._h2 = None
         self._goaway = self._spoken = False
+        self._unread = b""
 
     def _forget_parent(self) -> None:
         """In a forked child: close the inherited socket, never writing to it (the parent's connection
@@ -333,8 +363,7 @@ class _Answer:
 
     def status(self) -> Status:
         if self.reset is not None and "grpc-status" not in self.fields:
-            # REFUSED_STREAM (7): not processed, safe to send again; any other reset: the call was cut.
-            code = "UNAVAILABLE" if self.reset == 7 else "CANCELLED" if self.reset == 8 else "INTERNAL"
+            code = _RESET_STATUS.get(self.reset, "INTERNAL")
             return Status(code, f"stream reset by the server (HTTP/2 error {self.reset})")
         raw = self.fields.get("grpc-status")
         if raw is None:
@@ -372,6 +401,24 @@ def _check_preface(data: bytes) -> None:
 
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _dial(host: str, port: int, deadline: float) -> socket.socket:
+    """A TCP connection to `host`, trying its addresses in turn within one deadline (create_connection
+    would give each address the whole timeout)."""
+    error: OSError = OSError(f"{host} has no address")
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(_remaining(deadline))
+            sock.connect(address)
+            return sock
+        except OSError as failure:
+            sock.close()
+            error = failure
+            if isinstance(failure, TimeoutError):
+                break
+    raise error
 
 
 def _readable(sock: socket.socket) -> bool:
@@ -427,8 +474,9 @@ def _proxy_for(host: str) -> SplitResult | None:
     return urlsplit(proxy if "://" in proxy else f"http://{proxy}") if proxy else None
 
 
-def _tunnel(sock: socket.socket, proxy: SplitResult, target: str, deadline: float) -> None:
-    """HTTP CONNECT through `proxy` to `target`, with the proxy URL's credentials as Basic auth."""
+def _tunnel(sock: socket.socket, proxy: SplitResult, target: str, deadline: float) -> bytes:
+    """HTTP CONNECT through `proxy` to `target`, with the proxy URL's credentials as Basic auth; what
+    came after the proxy's answer (the server's first bytes)."""
     request = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
     if proxy.username:
         credentials = unquote(f"{proxy.username}:{proxy.password or ''}").encode()
@@ -445,3 +493,4 @@ def _tunnel(sock: socket.socket, proxy: SplitResult, target: str, deadline: floa
     status_line = answer.split(b"\r\n", 1)[0].decode("latin-1")
     if status_line.split()[1:2] != ["200"]:
         raise CallFailed(Status("UNAVAILABLE", f"the proxy {proxy.hostname} answered {status_line!r}"))
+    return answer.partition(b"\r\n\r\n")[2]

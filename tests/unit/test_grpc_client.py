@@ -19,6 +19,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
+import hyperframe.frame
 import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, ResourceMetrics, ScopeMetrics
@@ -196,6 +197,20 @@ def answer_ok(connection: h2.connection.H2Connection, stream: int) -> bool:
     return True
 
 
+def answer_ok_then_goaway_and_ping(connection: h2.connection.H2Connection, stream: int) -> bytes:
+    """grpc-go's graceful close: the answer, a GOAWAY, then a PING, in one write (h2 itself would
+    send nothing after its GOAWAY, so the two frames are made by hand)."""
+    answer_ok(connection, stream)
+    goaway = hyperframe.frame.GoAwayFrame(0, last_stream_id=2**31 - 1, error_code=0)
+    return goaway.serialize() + hyperframe.frame.PingFrame(0, opaque_data=b"12345678").serialize()
+
+
+def refuse_while_receiving(connection: h2.connection.H2Connection, stream: int) -> bool:
+    connection.send_headers(stream, [(":status", "200"), ("content-type", "application/grpc"),
+                                     ("grpc-status", "8"), ("grpc-message", "too big")], end_stream=True)  # fmt: skip
+    return True
+
+
 def answer_goaway(connection: h2.connection.H2Connection, stream: int) -> bool:
     connection.close_connection()
     return False  # and hang up
@@ -203,12 +218,13 @@ def answer_goaway(connection: h2.connection.H2Connection, stream: int) -> bool:
 
 class ScriptedServer:
     """HTTP/2 on a raw socket (h2's server side): keeps each request's headers and body, and answers
-    each as `answer` says (True: keep the connection). With `window`, the client may send that much
-    and the server never makes more room; `on_data` then answers the first DATA frame instead."""
+    each as `answer` says (True: keep the connection; bytes: send them too, then hang up). With `window`, the client may send that much
+    and the server never makes more room; `on_data` then answers a DATA frame that does not end its
+    message, instead of the message."""
 
     def __init__(
         self,
-        answer: Callable[[h2.connection.H2Connection, int], bool] = answer_ok,
+        answer: Callable[[h2.connection.H2Connection, int], bool | bytes] = answer_ok,
         window: int | None = None,
         on_data: Callable[[h2.connection.H2Connection, int], bool] | None = None,
     ) -> None:
@@ -252,7 +268,12 @@ class ScriptedServer:
                     bodies[event.stream_id] = b""
                 elif isinstance(event, h2.events.DataReceived):
                     bodies[event.stream_id] += event.data
-                    if self._on_data is not None and not self._on_data(connection, event.stream_id):
+                    partial = event.stream_ended is None  # more of the message is to come
+                    if (
+                        partial
+                        and self._on_data is not None
+                        and not self._on_data(connection, event.stream_id)
+                    ):
                         sock.sendall(connection.data_to_send())
                         return
                     if self._window is None:
@@ -260,8 +281,8 @@ class ScriptedServer:
                 elif isinstance(event, h2.events.StreamEnded):
                     self.requests.append((headers[event.stream_id], bodies[event.stream_id]))
                     keep = self._answer(connection, event.stream_id)
-                    sock.sendall(connection.data_to_send())
-                    if not keep:
+                    sock.sendall(connection.data_to_send() + (keep if isinstance(keep, bytes) else b""))
+                    if keep is not True:
                         return
             sock.sendall(connection.data_to_send())
 
@@ -321,10 +342,52 @@ def test_a_goaway_instead_of_an_answer_is_unavailable_and_the_next_call_dials_ag
 def test_a_goaway_while_the_client_waits_for_room_to_send() -> None:
     server = ScriptedServer(window=1_000, on_data=answer_goaway)  # room for 1,000 bytes, then GOAWAY
     try:
-        status = call(GrpcClient(server.url, METHOD), b"x" * 5_000, timeout=5)
+        target = GrpcClient(server.url, METHOD)
+        assert call(target, b"small") == Status("OK")  # now the client knows the window
+        status = call(target, b"x" * 5_000, timeout=5)
     finally:
         server.close()
     assert status == Status("UNAVAILABLE", "the server ended the connection (GOAWAY)")
+
+
+def test_an_answer_followed_by_goaway_and_ping_in_one_segment_is_the_answer() -> None:
+    server = ScriptedServer(answer=answer_ok_then_goaway_and_ping)
+    try:
+        target = GrpcClient(server.url, METHOD)
+        assert call(target, request()) == Status("OK")  # not UNAVAILABLE (and so not sent twice)
+        assert target._socket is None  # the server said it takes no more: the next call dials again
+        assert call(target, request()) == Status("OK")
+    finally:
+        server.close()
+    assert server.connections == 2 and len(server.requests) == 2
+
+
+def test_a_refusal_before_the_whole_message_is_taken_ends_the_call_at_once() -> None:
+    server = ScriptedServer(window=1_000, on_data=refuse_while_receiving)  # room for 1,000 bytes, then no
+    try:
+        target = GrpcClient(server.url, METHOD)
+        assert call(target, b"small") == Status("OK")  # now the client knows the window
+        started = time.monotonic()
+        assert call(target, b"x" * 5_000, timeout=10) == Status("RESOURCE_EXHAUSTED", "too big")
+        assert time.monotonic() - started < 5  # the answer, not the deadline
+        assert call(target, b"small", timeout=5) == Status("OK")  # the connection carries on
+    finally:
+        server.close()
+    assert server.connections == 1
+
+
+def test_the_servers_first_bytes_behind_a_proxy_are_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = ScriptedServer(window=1_000)  # a SETTINGS frame the client must apply
+    proxy = ConnectProxy(forward_first_bytes=True)  # its answer and the server's SETTINGS in one segment
+    monkeypatch.setenv("grpc_proxy", proxy.url)
+    try:
+        target = GrpcClient(server.url, METHOD)
+        assert call(target, b"small") == Status("OK")
+        assert target._h2 is not None and target._h2.remote_settings.initial_window_size == 1_000
+    finally:
+        proxy.close()
+        server.close()
+    assert len(proxy.heads) == 1
 
 
 def test_a_server_that_hangs_up_without_an_answer() -> None:
@@ -478,9 +541,14 @@ def test_tls_files_that_cannot_be_read_fail_at_construction(tmp_path: Path) -> N
 class ConnectProxy:
     """A forward proxy for CONNECT: it keeps each request's head and relays the bytes both ways."""
 
-    def __init__(self, answer: bytes = b"HTTP/1.1 200 Connection established\r\n\r\n") -> None:
+    def __init__(
+        self,
+        answer: bytes = b"HTTP/1.1 200 Connection established\r\n\r\n",
+        forward_first_bytes: bool = False,
+    ) -> None:
         self.heads: list[str] = []
         self._answer = answer
+        self._forward_first_bytes = forward_first_bytes  # the server's first bytes sent with the answer
         self._server = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
         threading.Thread(target=self._serve, daemon=True).start()
@@ -496,12 +564,14 @@ class ConnectProxy:
         while b"\r\n\r\n" not in head:
             head += downstream.recv(4096)
         self.heads.append(head.decode())
-        downstream.sendall(self._answer)
         if not self._answer.startswith(b"HTTP/1.1 200"):
+            downstream.sendall(self._answer)
             downstream.close()
             return
         host, port = head.split()[1].decode().rsplit(":", 1)
         upstream = socket.create_connection((host, int(port)))
+        first = upstream.recv(65_536) if self._forward_first_bytes else b""
+        downstream.sendall(self._answer + first)
         for source, sink in ((downstream, upstream), (upstream, downstream)):
             threading.Thread(target=self._relay, args=(source, sink), daemon=True).start()
 
